@@ -1,0 +1,333 @@
+//! The named scenarios and how one run of a scenario goes.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    fleet::{FleetSpec, PROVIDERS, ProcessFleet},
+    measure::{self, ProcSample},
+    procs::{self, API_KEY, Proc},
+    traffic,
+};
+
+/// Which worker binary runs the jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerKind {
+    /// `sender-worker`, every feature on.
+    Sendfleet,
+    /// `bare-worker`, the baseline loop.
+    Bare,
+}
+
+/// How jobs arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum Load {
+    /// `jobs` published before the workers start (throughput: the backlog never runs dry).
+    Backlog {
+        /// Jobs.
+        jobs: usize,
+    },
+    /// Published at `per_second` for `seconds` while the workers run (latency).
+    Open {
+        /// Rate.
+        per_second: u32,
+        /// Duration.
+        seconds: u64,
+    },
+}
+
+/// A change to the fleet during a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Change {
+    /// Start one more worker.
+    AddWorker,
+    /// SIGTERM the worker with this index.
+    StopWorker(usize),
+}
+
+/// One named scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scenario {
+    /// Name on the command line and in the report.
+    pub name: &'static str,
+    /// What it shows.
+    pub description: &'static str,
+    /// Fleet-wide cap (None: the rate limiter is off).
+    pub cap: Option<u32>,
+    /// Burst above the cap.
+    pub burst: u32,
+    /// Mock latency, ms (minimum).
+    pub latency_ms: u64,
+    /// Extra random latency, ms.
+    pub jitter_ms: u64,
+    /// Workers at start.
+    pub workers: usize,
+    /// Concurrency per worker.
+    pub concurrency: u32,
+    /// Which worker.
+    pub kind: WorkerKind,
+    /// How jobs arrive.
+    pub load: Load,
+    /// Stop after this long even with jobs left (capped scenarios measure windows).
+    pub max_seconds: u64,
+    /// Fleet changes, at seconds after the workers start.
+    pub changes: &'static [(u64, Change)],
+}
+
+/// The default scenarios, in the order they run.
+pub fn defaults() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "capped",
+            description: "cap 4,600/s, provider latency 50 ms, 1 worker",
+            cap: Some(4_600),
+            burst: 46,
+            latency_ms: 50,
+            jitter_ms: 0,
+            workers: 1,
+            concurrency: 512,
+            kind: WorkerKind::Sendfleet,
+            load: Load::Backlog { jobs: 70_000 },
+            max_seconds: 14,
+            changes: &[],
+        },
+        Scenario {
+            name: "capped-fleet",
+            description: "the same cap shared by 3 workers; a 4th joins at 5 s, worker 0 leaves at 10 s",
+            cap: Some(4_600),
+            burst: 46,
+            latency_ms: 50,
+            jitter_ms: 0,
+            workers: 3,
+            concurrency: 256,
+            kind: WorkerKind::Sendfleet,
+            load: Load::Backlog { jobs: 80_000 },
+            max_seconds: 15,
+            changes: &[(5, Change::AddWorker), (10, Change::StopWorker(0))],
+        },
+        Scenario {
+            name: "uncapped",
+            description: "provider latency 0, rate limiter off, 1 worker, as fast as possible",
+            cap: None,
+            burst: 1,
+            latency_ms: 0,
+            jitter_ms: 0,
+            workers: 1,
+            concurrency: 512,
+            kind: WorkerKind::Sendfleet,
+            load: Load::Backlog { jobs: 40_000 },
+            max_seconds: 60,
+            changes: &[],
+        },
+        Scenario {
+            name: "bare",
+            description: "baseline: consume → POST → publish-confirmed → ack, no features, latency 0",
+            cap: None,
+            burst: 1,
+            latency_ms: 0,
+            jitter_ms: 0,
+            workers: 1,
+            concurrency: 512,
+            kind: WorkerKind::Bare,
+            load: Load::Backlog { jobs: 40_000 },
+            max_seconds: 60,
+            changes: &[],
+        },
+        Scenario {
+            name: "slow-provider",
+            description: "provider latency 200–800 ms, open load 1,500/s for 10 s, cap 4,600/s",
+            cap: Some(4_600),
+            burst: 46,
+            latency_ms: 200,
+            jitter_ms: 600,
+            workers: 1,
+            concurrency: 2_000,
+            kind: WorkerKind::Sendfleet,
+            load: Load::Open { per_second: 1_500, seconds: 10 },
+            max_seconds: 20,
+            changes: &[],
+        },
+    ]
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Scenario name.
+    pub scenario: String,
+    /// Jobs the provider accepted.
+    pub jobs: u64,
+    /// Jobs per second, first to last provider arrival.
+    pub jobs_per_second: f64,
+    /// Mean provider-side rate over the steady part (2 s after the first arrival to
+    /// 1 s before the last).
+    pub steady_rate: f64,
+    /// Most provider arrivals in any 1-second window.
+    pub max_window: usize,
+    /// Provider arrivals per 100 ms bucket, from the first arrival.
+    pub rate_series: Vec<u32>,
+    /// Publish → provider arrival, ms (open-load scenarios only).
+    pub latency_p50_ms: Option<f64>,
+    /// Publish → provider arrival p99, ms.
+    pub latency_p99_ms: Option<f64>,
+    /// Worker CPU seconds per 1,000 jobs (all workers together).
+    pub cpu_seconds_per_1000: f64,
+    /// Largest peak RSS of any worker, MiB.
+    pub peak_rss_mib: f64,
+    /// Duplicate message ids seen by the provider.
+    pub duplicates: u64,
+    /// Worker exit codes (SIGTERM must give 0).
+    pub exit_codes: Vec<Option<i32>>,
+}
+
+/// Runs one scenario once.
+pub async fn run_once(
+    scenario: &Scenario,
+    amqp_url: &str,
+    redis_url: &str,
+    run_dir: &std::path::Path,
+) -> anyhow::Result<RunResult> {
+    let prefix = format!("sendfleet-bench-{}-{}", scenario.name, &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let spec = FleetSpec {
+        amqp_url: amqp_url.to_owned(),
+        redis_url: redis_url.to_owned(),
+        prefix: prefix.clone(),
+        mock_latency_ms: scenario.latency_ms,
+        mock_jitter_ms: scenario.jitter_ms,
+        delivery_reports: false,
+        front: false,
+        rate_limiter: if scenario.cap.is_some() { "fleet" } else { "off" },
+        queue_type: "classic",
+        rate_per_second: scenario.cap.unwrap_or(4_600),
+        burst: Some(scenario.burst),
+        concurrency: scenario.concurrency,
+        workers: 0,
+        run_dir: run_dir.join(&prefix),
+    };
+    let mut fleet = ProcessFleet::start(spec).await?;
+    traffic::declare(amqp_url, &prefix).await?;
+    let provider = PROVIDERS[0];
+    if let Load::Backlog { jobs } = scenario.load {
+        traffic::preload_jobs(amqp_url, &prefix, provider, jobs).await.context("preloading jobs")?;
+    }
+    let client = reqwest::Client::new();
+    client.post(format!("{}/mock/reset", fleet.mock_url())).send().await?;
+
+    let mut bare: Vec<Proc> = Vec::new();
+    let started = Instant::now();
+    for _ in 0..scenario.workers {
+        start_worker(scenario, &mut fleet, &mut bare, amqp_url, &prefix).await?;
+    }
+    let open_load = match scenario.load {
+        Load::Open { per_second, seconds } => {
+            let (url, prefix) = (amqp_url.to_owned(), prefix.clone());
+            Some(tokio::spawn(async move { traffic::paced_jobs(&url, &prefix, provider, per_second, seconds).await }))
+        }
+        Load::Backlog { .. } => None,
+    };
+    let target = match scenario.load {
+        Load::Backlog { jobs } => jobs as u64,
+        Load::Open { per_second, seconds } => u64::from(per_second) * seconds,
+    };
+
+    let mut samples: Vec<ProcSample> = Vec::new();
+    let mut changes = scenario.changes.iter().peekable();
+    let deadline = started + Duration::from_secs(scenario.max_seconds);
+    loop {
+        let elapsed = started.elapsed().as_secs();
+        while let Some((at, change)) = changes.peek() {
+            if *at > elapsed {
+                break;
+            }
+            match change {
+                Change::AddWorker => start_worker(scenario, &mut fleet, &mut bare, amqp_url, &prefix).await?,
+                Change::StopWorker(index) => {
+                    if let Some(Some(worker)) = fleet.workers.get(*index) {
+                        samples.extend(measure::sample(worker));
+                    }
+                    fleet.stop_worker(*index).await;
+                }
+            }
+            changes.next();
+        }
+        let accepted = traffic::mock_accepted(&client, &fleet.mock_url()).await.unwrap_or(0);
+        if accepted >= target || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for worker in fleet.live_workers() {
+        samples.extend(measure::sample(worker));
+    }
+    for worker in &bare {
+        samples.extend(measure::sample(worker));
+    }
+    if let Some(load) = open_load {
+        load.abort();
+    }
+    let stats: sendfleet_mock_provider::Stats =
+        client.get(format!("{}/mock/stats", fleet.mock_url())).send().await?.json().await?;
+    let latencies = match scenario.load {
+        Load::Open { .. } => {
+            let received: Vec<sendfleet_mock_provider::Received> =
+                client.get(format!("{}/mock/received", fleet.mock_url())).send().await?.json().await?;
+            Some(measure::latencies_ms(&received))
+        }
+        Load::Backlog { .. } => None,
+    };
+    let mut exit_codes = Vec::new();
+    for mut worker in bare {
+        exit_codes.push(worker.terminate(Duration::from_secs(30)).await);
+    }
+    for (name, code) in fleet.stop().await {
+        if name.starts_with("sender-worker") {
+            exit_codes.push(code);
+        }
+    }
+    procs::delete_prefix(amqp_url, &prefix, &PROVIDERS.map(str::to_owned)).await;
+    Ok(measure::summarise(scenario, &stats, latencies, &samples, exit_codes))
+}
+
+async fn start_worker(
+    scenario: &Scenario,
+    fleet: &mut ProcessFleet,
+    bare: &mut Vec<Proc>,
+    amqp_url: &str,
+    prefix: &str,
+) -> anyhow::Result<()> {
+    match scenario.kind {
+        WorkerKind::Sendfleet => {
+            fleet.add_worker().await?;
+        }
+        WorkerKind::Bare => {
+            let topology = sendfleet_broker::Topology::new(&sendfleet_config::BrokerConfig {
+                prefix: prefix.to_owned(),
+                ..Default::default()
+            });
+            let args = [
+                "--amqp-url".to_owned(),
+                amqp_url.to_owned(),
+                "--queue".to_owned(),
+                topology.jobs_queue(PROVIDERS[0]),
+                "--events-exchange".to_owned(),
+                topology.events_exchange(),
+                "--base-url".to_owned(),
+                fleet.mock_url(),
+                "--api-key".to_owned(),
+                API_KEY.to_owned(),
+                "--prefetch".to_owned(),
+                (scenario.concurrency * 2).to_string(),
+                "--callback-base-url".to_owned(),
+                fleet.ingest_url(),
+            ];
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let bin = procs::bin_dir()?.join("bare-worker");
+            let name = format!("bare-worker-{}", bare.len());
+            bare.push(Proc::spawn(&bin, &name, &args, &[], &fleet.spec.run_dir, 0)?);
+        }
+    }
+    Ok(())
+}

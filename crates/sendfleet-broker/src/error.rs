@@ -1,0 +1,32 @@
+//! Broker errors.
+
+/// What went wrong talking to RabbitMQ. Every variant means "the outcome is not safely
+/// in the broker": callers must not ack the message that caused the publish.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// Connection, channel or protocol failure.
+    #[error("broker: {0}")]
+    Amqp(#[from] lapin::Error),
+    /// The broker refused to take responsibility for a published message.
+    #[error("broker nacked the publish to {exchange}/{routing_key}")]
+    Nacked {
+        /// Exchange published to.
+        exchange: String,
+        /// Routing key used.
+        routing_key: String,
+    },
+    /// A mandatory message matched no queue; it would have been lost.
+    #[error("no queue bound for {exchange}/{routing_key} (message returned)")]
+    Unroutable {
+        /// Exchange published to.
+        exchange: String,
+        /// Routing key used.
+        routing_key: String,
+    },
+    /// A consumer stopped: the channel or connection is gone.
+    #[error("broker connection lost")]
+    ConnectionLost,
+    /// Shutdown was requested while waiting for the broker.
+    #[error("shutting down")]
+    ShuttingDown,
+}

@@ -1,0 +1,261 @@
+//! Exchange and queue names and their declaration.
+//!
+//! ```text
+//! <p>.requests  (fanout) ──► queue <p>.requests                       dispatcher consumes
+//! <p>.jobs      (topic)  ──► queue <p>.jobs.<provider>  keys <provider>, *.<provider>
+//! <p>.retry     (topic)  ──► queue <p>.retry.<tier>     key  <tier>.*   (TTL, dead-letters to <p>.jobs)
+//! <p>.events    (topic)  ──► queue <p>.events           key  #          kind.channel.provider
+//! <p>.dead      (direct) ──► queue <p>.requests.rejected key rejected
+//!                        ──► queue <p>.dead-letter       key dead-letter
+//! ```
+//! Every process declares the whole topology at start (declarations are idempotent),
+//! so start order does not matter.
+
+use lapin::{
+    Channel, ExchangeKind,
+    options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
+    types::{AMQPValue, FieldTable, LongString, ShortString},
+};
+use sendfleet_config::{BrokerConfig, QueueType};
+
+use crate::BrokerError;
+
+/// A retry tier: a queue whose messages wait `delay_ms`, then go back to the jobs exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryTier {
+    /// Tier name, used in the queue name and routing key.
+    pub name: &'static str,
+    /// How long a message waits in the tier.
+    pub delay_ms: u64,
+}
+
+/// The retry tiers, shortest first. A retry goes to the shortest tier whose delay is at
+/// least the backoff delay (the last tier for anything longer).
+pub const RETRY_TIERS: &[RetryTier] = &[
+    RetryTier { name: "1s", delay_ms: 1_000 },
+    RetryTier { name: "5s", delay_ms: 5_000 },
+    RetryTier { name: "30s", delay_ms: 30_000 },
+    RetryTier { name: "2m", delay_ms: 120_000 },
+    RetryTier { name: "10m", delay_ms: 600_000 },
+    RetryTier { name: "1h", delay_ms: 3_600_000 },
+];
+
+impl RetryTier {
+    /// The tier for a wanted delay.
+    pub fn for_delay_ms(delay_ms: u64) -> RetryTier {
+        RETRY_TIERS.iter().copied().find(|tier| tier.delay_ms >= delay_ms).unwrap_or(RETRY_TIERS[RETRY_TIERS.len() - 1])
+    }
+}
+
+/// Names of everything sendfleet declares, under one prefix.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    prefix: String,
+    queue_type: QueueType,
+}
+
+const DEAD_LETTER_KEY: &str = "dead-letter";
+const REJECTED_KEY: &str = "rejected";
+
+impl Topology {
+    /// The topology of a broker config.
+    pub fn new(config: &BrokerConfig) -> Topology {
+        Topology { prefix: config.prefix.clone(), queue_type: config.queue_type }
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Fanout exchange upstream publishes send requests to (any routing key).
+    pub fn requests_exchange(&self) -> String {
+        format!("{}.requests", self.prefix)
+    }
+    /// Queue the dispatcher consumes.
+    pub fn requests_queue(&self) -> String {
+        format!("{}.requests", self.prefix)
+    }
+    /// Queue of rejected requests (reason in header and body).
+    pub fn rejected_queue(&self) -> String {
+        format!("{}.requests.rejected", self.prefix)
+    }
+    /// Topic exchange of send jobs.
+    pub fn jobs_exchange(&self) -> String {
+        format!("{}.jobs", self.prefix)
+    }
+    /// A provider's job queue.
+    pub fn jobs_queue(&self, provider: &str) -> String {
+        format!("{}.jobs.{provider}", self.prefix)
+    }
+    /// Routing key of a fresh job for a provider.
+    pub fn job_routing_key(provider: &str) -> String {
+        provider.to_owned()
+    }
+    /// Topic exchange of retry tiers.
+    pub fn retry_exchange(&self) -> String {
+        format!("{}.retry", self.prefix)
+    }
+    /// A retry tier's queue.
+    pub fn retry_queue(&self, tier: RetryTier) -> String {
+        format!("{}.retry.{}", self.prefix, tier.name)
+    }
+    /// Routing key of a retry: the tier, then the provider. After the TTL the message is
+    /// dead-lettered with this key to the jobs exchange, where `*.<provider>` routes it
+    /// back to the provider's queue.
+    pub fn retry_routing_key(tier: RetryTier, provider: &str) -> String {
+        format!("{}.{provider}", tier.name)
+    }
+    /// Topic exchange of events (`<kind>.<channel>.<provider>`).
+    pub fn events_exchange(&self) -> String {
+        format!("{}.events", self.prefix)
+    }
+    /// The default events queue (bound to every event).
+    pub fn events_queue(&self) -> String {
+        format!("{}.events", self.prefix)
+    }
+    /// Direct exchange of dead letters and rejections.
+    pub fn dead_exchange(&self) -> String {
+        format!("{}.dead", self.prefix)
+    }
+    /// Queue of dead-lettered jobs.
+    pub fn dead_letter_queue(&self) -> String {
+        format!("{}.dead-letter", self.prefix)
+    }
+    /// Routing key of dead-lettered jobs on the dead exchange.
+    pub fn dead_letter_key() -> &'static str {
+        DEAD_LETTER_KEY
+    }
+    /// Routing key of rejected requests on the dead exchange.
+    pub fn rejected_key() -> &'static str {
+        REJECTED_KEY
+    }
+
+    /// Every queue name (for tooling and test clean-up).
+    pub fn all_queues<'a>(&self, providers: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let mut queues =
+            vec![self.requests_queue(), self.rejected_queue(), self.events_queue(), self.dead_letter_queue()];
+        queues.extend(providers.into_iter().map(|p| self.jobs_queue(p)));
+        queues.extend(RETRY_TIERS.iter().map(|t| self.retry_queue(*t)));
+        queues
+    }
+
+    /// Every exchange name.
+    pub fn all_exchanges(&self) -> Vec<String> {
+        vec![
+            self.requests_exchange(),
+            self.jobs_exchange(),
+            self.retry_exchange(),
+            self.events_exchange(),
+            self.dead_exchange(),
+        ]
+    }
+
+    /// Declares every exchange, queue and binding for these providers.
+    pub async fn declare(&self, channel: &Channel, providers: &[String]) -> Result<(), BrokerError> {
+        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        for (name, kind) in [
+            (self.requests_exchange(), ExchangeKind::Fanout),
+            (self.jobs_exchange(), ExchangeKind::Topic),
+            (self.retry_exchange(), ExchangeKind::Topic),
+            (self.events_exchange(), ExchangeKind::Topic),
+            (self.dead_exchange(), ExchangeKind::Direct),
+        ] {
+            channel.exchange_declare(name.into(), kind, durable, FieldTable::default()).await?;
+        }
+
+        let dead = self.dead_exchange();
+        self.queue(channel, &self.requests_queue(), Some((&dead, REJECTED_KEY)), None).await?;
+        self.bind(channel, &self.requests_queue(), &self.requests_exchange(), "").await?;
+        self.queue(channel, &self.rejected_queue(), None, None).await?;
+        self.bind(channel, &self.rejected_queue(), &dead, REJECTED_KEY).await?;
+        self.queue(channel, &self.dead_letter_queue(), None, None).await?;
+        self.bind(channel, &self.dead_letter_queue(), &dead, DEAD_LETTER_KEY).await?;
+        self.queue(channel, &self.events_queue(), None, None).await?;
+        self.bind(channel, &self.events_queue(), &self.events_exchange(), "#").await?;
+
+        for provider in providers {
+            let provider = provider.as_str();
+            let queue = self.jobs_queue(provider);
+            self.queue(channel, &queue, Some((&dead, DEAD_LETTER_KEY)), None).await?;
+            self.bind(channel, &queue, &self.jobs_exchange(), provider).await?;
+            self.bind(channel, &queue, &self.jobs_exchange(), &format!("*.{provider}")).await?;
+        }
+        let jobs = self.jobs_exchange();
+        for tier in RETRY_TIERS {
+            let queue = self.retry_queue(*tier);
+            // Dead-lettering keeps the routing key (`<tier>.<provider>`), which the jobs
+            // exchange routes back to the provider's queue.
+            self.queue(channel, &queue, Some((&jobs, "")), Some(tier.delay_ms)).await?;
+            self.bind(channel, &queue, &self.retry_exchange(), &format!("{}.*", tier.name)).await?;
+        }
+        Ok(())
+    }
+
+    async fn queue(
+        &self,
+        channel: &Channel,
+        name: &str,
+        dead_letter: Option<(&str, &str)>,
+        ttl_ms: Option<u64>,
+    ) -> Result<(), BrokerError> {
+        let mut args = FieldTable::default();
+        let queue_type = match self.queue_type {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+        };
+        args.insert("x-queue-type".into(), long_string(queue_type));
+        if let Some((exchange, key)) = dead_letter {
+            args.insert("x-dead-letter-exchange".into(), long_string(exchange));
+            if !key.is_empty() {
+                args.insert("x-dead-letter-routing-key".into(), long_string(key));
+            }
+            if self.queue_type == QueueType::Quorum {
+                // At-least-once dead-lettering: a quorum queue keeps the message until the
+                // dead-letter target confirms it.
+                args.insert("x-dead-letter-strategy".into(), long_string("at-least-once"));
+                args.insert("x-overflow".into(), long_string("reject-publish"));
+            }
+        }
+        if let Some(ttl) = ttl_ms {
+            args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl as i64));
+        }
+        let options = QueueDeclareOptions { durable: true, ..Default::default() };
+        channel.queue_declare(ShortString::from(name), options, args).await?;
+        Ok(())
+    }
+
+    async fn bind(&self, channel: &Channel, queue: &str, exchange: &str, key: &str) -> Result<(), BrokerError> {
+        channel
+            .queue_bind(queue.into(), exchange.into(), key.into(), QueueBindOptions::default(), FieldTable::default())
+            .await?;
+        Ok(())
+    }
+}
+
+pub(crate) fn long_string(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_tier_is_the_shortest_that_covers_the_delay() {
+        assert_eq!(RetryTier::for_delay_ms(0).name, "1s");
+        assert_eq!(RetryTier::for_delay_ms(1_000).name, "1s");
+        assert_eq!(RetryTier::for_delay_ms(1_001).name, "5s");
+        assert_eq!(RetryTier::for_delay_ms(45_000).name, "2m");
+        assert_eq!(RetryTier::for_delay_ms(10 * 3_600_000).name, "1h");
+    }
+
+    #[test]
+    fn names_live_under_the_prefix() {
+        let topology = Topology::new(&BrokerConfig { prefix: "px".into(), ..Default::default() });
+        assert_eq!(topology.jobs_queue("ib"), "px.jobs.ib");
+        assert_eq!(Topology::retry_routing_key(RETRY_TIERS[1], "ib"), "5s.ib");
+        assert!(topology.all_queues(["ib"]).iter().all(|q| q.starts_with("px.")));
+        assert!(topology.all_exchanges().iter().all(|q| q.starts_with("px.")));
+    }
+}

@@ -1,0 +1,59 @@
+//! callback-ingest: receives provider callbacks and publishes events.
+
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use sendfleet_config::cli::ConfigArgs;
+use tokio_util::sync::CancellationToken;
+
+/// Receives delivery reports, inbound messages and events from providers on
+/// per-provider URLs and publishes them as normalised events.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print each provider's callback URL (delivery reports and inbound messages) for
+    /// pasting into the vendor's portal. The URLs embed secrets: handle them as such.
+    CallbackUrls,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = args.config.load_or_exit();
+    if let Some(Command::CallbackUrls) = args.command {
+        for (provider, url) in sendfleet_callback_ingest::callback_urls(&config) {
+            match url {
+                Some(url) => println!("{provider}\tdelivery reports + inbound messages: {url}"),
+                None => println!(
+                    "{provider}\t(no URL: set callback_ingest.public_base_url and the provider's callback_token_env)"
+                ),
+            }
+        }
+        return Ok(());
+    }
+    sendfleet_telemetry::init_tracing(&config.telemetry);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(sendfleet_telemetry::shutdown_signal(shutdown.clone()));
+    let listener = tokio::net::TcpListener::bind(&config.callback_ingest.listen).await?;
+    tracing::info!(listen = %config.callback_ingest.listen, broker = %config.broker.url, "callback-ingest starting");
+    sendfleet_callback_ingest::run(Arc::new(config), listener, shutdown).await?;
+    tracing::info!("callback-ingest stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        super::Args::command().debug_assert();
+    }
+}

@@ -1,0 +1,99 @@
+//! Keeping a confirmed publisher available to the handlers.
+
+use std::{sync::Arc, time::Duration};
+
+use parking_lot::RwLock;
+use sendfleet_broker::{BrokerError, Outgoing, Publisher, TRACE_HEADER, Topology};
+use sendfleet_config::{BrokerConfig, Config};
+use sendfleet_protocol::{Event, encode};
+use sendfleet_telemetry::Readiness;
+use tokio_util::sync::CancellationToken;
+
+use crate::IngestState;
+
+/// The current publisher, if connected.
+pub(crate) struct BrokerSlot {
+    publisher: RwLock<Option<Publisher>>,
+    topology: Topology,
+}
+
+impl BrokerSlot {
+    pub fn new(config: &BrokerConfig) -> BrokerSlot {
+        BrokerSlot { publisher: RwLock::new(None), topology: Topology::new(config) }
+    }
+
+    /// Publishes events with confirms, all concurrently. `Err` when not connected or
+    /// any publish failed: the caller answers 503 and the provider retries.
+    pub async fn publish_events(&self, events: &[Event]) -> Result<(), BrokerError> {
+        let publisher = self.publisher.read().clone().ok_or(BrokerError::ConnectionLost)?;
+        let exchange = self.topology.events_exchange();
+        let encoded: Vec<(Vec<u8>, String, Option<String>)> =
+            events.iter().map(|e| (encode(e), e.routing_key(), e.trace_id.clone())).collect();
+        let publishes = encoded.iter().map(|(bytes, key, trace)| {
+            let mut outgoing = Outgoing::new(&exchange, key, bytes).optional();
+            if let Some(trace) = trace {
+                outgoing = outgoing.header(TRACE_HEADER, trace.clone());
+            }
+            let publisher = publisher.clone();
+            async move { publisher.publish(outgoing).await }
+        });
+        futures_util::future::try_join_all(publishes).await.map(|_| ())
+    }
+
+    fn set(&self, publisher: Option<Publisher>) {
+        *self.publisher.write() = publisher;
+    }
+}
+
+/// Connects, declares the topology and publishes the publisher; watches the connection
+/// and reconnects when it drops. Ends on shutdown.
+pub(crate) async fn keep_connected(
+    state: Arc<IngestState>,
+    config: Arc<Config>,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let connection = match sendfleet_broker::connect(&config.broker, "callback-ingest", &shutdown).await {
+            Ok(connection) => connection,
+            Err(_) => break,
+        };
+        match set_up(&connection, &config).await {
+            Ok(publisher) => {
+                state.broker.set(Some(publisher));
+                readiness.set(true);
+                delay = Duration::from_millis(200);
+                tracing::info!("callback-ingest connected to the broker");
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    }
+                    if !connection.status().connected() {
+                        break;
+                    }
+                }
+                readiness.set(false);
+                state.broker.set(None);
+            }
+            Err(err) => tracing::warn!(error = %err, "broker set-up failed"),
+        }
+        if shutdown.is_cancelled() {
+            drop(connection.close(200, "shutdown".into()).await);
+            break;
+        }
+        tracing::warn!(retry_in_ms = delay.as_millis() as u64, "broker connection lost; reconnecting");
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn set_up(connection: &sendfleet_broker::lapin::Connection, config: &Config) -> Result<Publisher, BrokerError> {
+    let channel = connection.create_channel().await?;
+    Topology::new(&config.broker).declare(&channel, &config.provider_ids()).await?;
+    Publisher::open(connection).await
+}

@@ -1,0 +1,468 @@
+//! The configuration model. Field docs are the reference; the example file repeats them.
+
+use std::collections::BTreeMap;
+
+use sendfleet_protocol::Channel;
+use serde::{Deserialize, Serialize};
+
+use crate::{RedactedUrl, Secret};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// RabbitMQ.
+    pub broker: BrokerConfig,
+    /// Redis.
+    pub redis: RedisConfig,
+    /// The dispatcher process.
+    pub dispatcher: DispatcherConfig,
+    /// The sender-worker process.
+    pub worker: WorkerConfig,
+    /// The callback-ingest process.
+    pub callback_ingest: CallbackIngestConfig,
+    /// Logging.
+    pub telemetry: TelemetryConfig,
+    /// Dispatcher-side templates.
+    pub templates: Vec<TemplateConfig>,
+    /// Providers; ids must be unique.
+    pub providers: Vec<ProviderConfig>,
+}
+
+/// RabbitMQ connection and topology.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// AMQP URL, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`. Its password is redacted
+    /// in every log line.
+    pub url: RedactedUrl,
+    /// Prefix of every exchange and queue name, so several fleets (or tests) share a broker.
+    pub prefix: String,
+    /// `classic` or `quorum` (replicated; use on a RabbitMQ cluster).
+    pub queue_type: QueueType,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            url: RedactedUrl::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            prefix: "sendfleet".into(),
+            queue_type: QueueType::Classic,
+        }
+    }
+}
+
+/// RabbitMQ queue type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    /// Single-node classic queues.
+    Classic,
+    /// Raft-replicated quorum queues.
+    Quorum,
+}
+
+/// Redis.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Redis URL, e.g. `redis://127.0.0.1:6379`; its password is redacted in logs.
+    pub url: RedactedUrl,
+    /// Prefix of every key sendfleet writes.
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig { url: RedactedUrl::new("redis://127.0.0.1:6379"), key_prefix: "sendfleet".into() }
+    }
+}
+
+/// The dispatcher.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatcherConfig {
+    /// HTTP listen address (API, `/metrics`, `/health`).
+    pub listen: String,
+    /// Requests handled concurrently (also the requests queue prefetch).
+    pub concurrency: u16,
+    /// Seconds to finish in-flight requests after SIGTERM.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        DispatcherConfig { listen: "127.0.0.1:9101".into(), concurrency: 256, shutdown_grace_seconds: 10 }
+    }
+}
+
+/// The sender-worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// HTTP listen address (`/metrics`, `/health`).
+    pub listen: String,
+    /// Provider ids this worker serves; empty means all.
+    pub providers: Vec<String>,
+    /// Seconds to finish in-flight sends after SIGTERM before exiting anyway (the
+    /// unfinished jobs are then redelivered). Match the pod's termination grace period.
+    pub shutdown_grace_seconds: u64,
+    /// `fleet`: each provider's rate is shared by every worker through slot leases in
+    /// Redis (hard bound in every 1-second window; sending stops if Redis is
+    /// unreachable). `local`: a token bucket in this process only, for a single worker
+    /// without Redis (N workers would send N times the rate). `off`: no limit, for
+    /// benchmarks against the mock provider only.
+    pub rate_limiter: RateLimiterKind,
+    /// While a provider is paused after an auth/config failure (401/403/404), one
+    /// request probes it this often; the provider resumes when a probe succeeds.
+    pub pause_probe_seconds: u64,
+    /// A job held by a paused provider longer than this goes back to its queue (the
+    /// broker would otherwise close the channel at its consumer timeout).
+    pub pause_max_hold_seconds: u64,
+    /// How long a sent message id is remembered in Redis, so a redelivered job is not
+    /// sent twice.
+    pub sent_record_ttl_seconds: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            listen: "127.0.0.1:9102".into(),
+            providers: Vec::new(),
+            shutdown_grace_seconds: 25,
+            rate_limiter: RateLimiterKind::Fleet,
+            pause_probe_seconds: 30,
+            pause_max_hold_seconds: 300,
+            sent_record_ttl_seconds: 172_800,
+        }
+    }
+}
+
+/// How the worker holds providers to their rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimiterKind {
+    /// Fleet-wide slot leases in Redis.
+    Fleet,
+    /// Per-process token bucket.
+    Local,
+    /// No rate limit at all: only for benchmarks against the mock provider.
+    Off,
+}
+
+/// callback-ingest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallbackIngestConfig {
+    /// HTTP listen address (callbacks, `/metrics`, `/health`).
+    pub listen: String,
+    /// The public base URL providers reach callback-ingest at, e.g.
+    /// `https://hooks.example.com`. Workers put per-message delivery-report URLs built
+    /// from it into send requests; the `callback-urls` command prints them. Empty: the
+    /// workers leave the URL out and the provider's portal setting applies.
+    pub public_base_url: String,
+    /// Largest callback body accepted, in bytes (larger → 413).
+    pub max_body_bytes: usize,
+    /// Seconds to finish in-flight callbacks after SIGTERM.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for CallbackIngestConfig {
+    fn default() -> Self {
+        CallbackIngestConfig {
+            listen: "127.0.0.1:9103".into(),
+            public_base_url: String::new(),
+            max_body_bytes: 1 << 20,
+            shutdown_grace_seconds: 10,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// `RUST_LOG`-style filter, e.g. `info,sendfleet=debug`. `RUST_LOG` wins if set.
+    pub log_filter: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig { log_format: LogFormat::Text, log_filter: "info".into() }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A dispatcher-side template, rendered with `{{variable}}` placeholders.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateConfig {
+    /// Id used in requests.
+    pub id: String,
+    /// Content in the request's content format (see `docs/protocol.md`).
+    pub content: toml::Value,
+}
+
+/// Provider kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// Infobip RCS (`/rcs/2/messages`).
+    InfobipRcs,
+    /// Infobip SMS (`/sms/3/messages`).
+    InfobipSms,
+    /// JioCX RCS (Infobip's API on Jio's host).
+    JiocxRcs,
+    /// Any vendor implementing the Generic RCS API (`docs/generic-api.md`).
+    GenericRcs,
+    /// Any vendor implementing the Generic SMS API.
+    GenericSms,
+}
+
+impl ProviderKind {
+    /// The channel this kind sends on.
+    pub fn channel(self) -> Channel {
+        match self {
+            ProviderKind::InfobipRcs | ProviderKind::JiocxRcs | ProviderKind::GenericRcs => Channel::Rcs,
+            ProviderKind::InfobipSms | ProviderKind::GenericSms => Channel::Sms,
+        }
+    }
+
+    /// True for the kinds that speak Infobip's API (Infobip and JioCX).
+    pub fn is_infobip_api(self) -> bool {
+        matches!(self, ProviderKind::InfobipRcs | ProviderKind::InfobipSms | ProviderKind::JiocxRcs)
+    }
+
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::InfobipRcs => "infobip_rcs",
+            ProviderKind::InfobipSms => "infobip_sms",
+            ProviderKind::JiocxRcs => "jiocx_rcs",
+            ProviderKind::GenericRcs => "generic_rcs",
+            ProviderKind::GenericSms => "generic_sms",
+        }
+    }
+}
+
+/// One provider account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Unique id: lowercase letters, digits, `-` and `_` (it names the queue `jobs.<id>`
+    /// and the callback URL).
+    pub id: String,
+    /// Human label.
+    #[serde(default)]
+    pub nickname: String,
+    /// Which adapter speaks to it.
+    pub kind: ProviderKind,
+    /// Base API URL (Infobip: your account's `https://xxxxx.api.infobip.com`).
+    #[serde(default)]
+    pub base_url: String,
+    /// Environment variable holding the API key (Infobip/JioCX: `Authorization: App <key>`).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// The API key, read from `api_key_env` at load time. Never logged.
+    #[serde(skip)]
+    pub api_key: Secret,
+    /// Sender ids / RCS agents; the first is the default.
+    #[serde(default)]
+    pub sender_ids: Vec<String>,
+    /// The default provider of its channel (at most one per channel).
+    #[serde(default)]
+    pub default_for_channel: bool,
+    /// Fleet-wide requests per second (≤ 4,600).
+    #[serde(default = "default_rate")]
+    pub rate_per_second: u32,
+    /// Token-bucket burst above the steady rate; absent means rate/100 (at least 1).
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Concurrent HTTP requests per worker ("custom concurrency", ≤ 4,600).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// Per-request timeout in milliseconds.
+    #[serde(default = "default_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Environment variable holding the secret token embedded in this provider's
+    /// callback URL. Absent: callbacks for this provider are refused.
+    #[serde(default)]
+    pub callback_token_env: Option<String>,
+    /// The callback token, read from `callback_token_env`. Never logged.
+    #[serde(skip)]
+    pub callback_token: Secret,
+    /// Optional Basic auth required on callbacks.
+    #[serde(default)]
+    pub callback_basic_auth: Option<BasicAuthConfig>,
+    /// Retry policy.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Provider-side click tracking (URL shortening + click reports).
+    #[serde(default)]
+    pub click_tracking: Option<ClickTrackingConfig>,
+    /// Our own click tracking (links rewritten before sending); never together with
+    /// `click_tracking`, which would wrap links twice.
+    #[serde(default)]
+    pub own_click_tracking: bool,
+    /// Destinations whose country needs DLT ids (India: `+91`) are rejected without them.
+    #[serde(default)]
+    pub require_india_dlt: bool,
+    /// Check RCS capability before sending (RCS providers).
+    #[serde(default)]
+    pub capability_check: bool,
+    /// Generic RCS/SMS vendor settings.
+    #[serde(default)]
+    pub generic: Option<GenericConfig>,
+}
+
+fn default_rate() -> u32 {
+    100
+}
+fn default_concurrency() -> u32 {
+    50
+}
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+
+impl ProviderConfig {
+    /// The channel this provider sends on.
+    pub fn channel(&self) -> Channel {
+        self.kind.channel()
+    }
+
+    /// The token-bucket burst in effect.
+    pub fn effective_burst(&self) -> u32 {
+        self.burst.unwrap_or((self.rate_per_second / 100).max(1))
+    }
+
+    /// The default sender id.
+    pub fn default_sender(&self) -> Option<&str> {
+        self.sender_ids.first().map(String::as_str)
+    }
+}
+
+/// Basic auth credentials; the password comes from an environment variable.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuthConfig {
+    /// User name.
+    pub username: String,
+    /// Environment variable holding the password.
+    pub password_env: String,
+    /// The password, read at load time. Never logged.
+    #[serde(skip)]
+    pub password: Secret,
+}
+
+/// Retry policy of a provider.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts in total, the first included.
+    pub max_attempts: u32,
+    /// Give up when the first attempt is older than this many seconds.
+    pub max_age_seconds: u64,
+    /// Smallest backoff delay, milliseconds.
+    pub initial_delay_ms: u64,
+    /// Largest backoff delay, milliseconds.
+    pub max_delay_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig { max_attempts: 8, max_age_seconds: 3_600, initial_delay_ms: 1_000, max_delay_ms: 300_000 }
+    }
+}
+
+/// Provider click tracking.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickTrackingConfig {
+    /// Shorten and track URLs in the text.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Custom short domain; absent means the provider's default domain.
+    #[serde(default)]
+    pub custom_domain: Option<String>,
+    /// Where the provider posts click reports.
+    #[serde(default)]
+    pub tracking_url: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Generic RCS/SMS vendor settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenericConfig {
+    /// Full endpoint URL the send request goes to.
+    pub endpoint: String,
+    /// `POST` (default) or `PUT`.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Authentication.
+    #[serde(default)]
+    pub auth: GenericAuthConfig,
+    /// Extra headers on every request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Key–value pairs merged into the JSON body; values may reference message fields
+    /// as `{{to}}`, `{{message_id}}`, `{{sender}}`, `{{text}}` or `{{metadata.<key>}}`.
+    #[serde(default)]
+    pub body_parameters: BTreeMap<String, String>,
+    /// Extra body parameters for the SMS fallback (Generic RCS with fallback).
+    #[serde(default)]
+    pub fallback_body_parameters: BTreeMap<String, String>,
+}
+
+fn default_method() -> String {
+    "POST".into()
+}
+
+/// Generic vendor authentication.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum GenericAuthConfig {
+    /// No authentication.
+    #[default]
+    None,
+    /// HTTP Basic.
+    Basic {
+        /// User id.
+        username: String,
+        /// Environment variable holding the password.
+        password_env: String,
+        /// Resolved password.
+        #[serde(skip)]
+        password: Secret,
+    },
+    /// OAuth 2.0 client credentials.
+    Oauth2 {
+        /// Token endpoint.
+        token_url: String,
+        /// Client id.
+        client_id: String,
+        /// Environment variable holding the client secret.
+        client_secret_env: String,
+        /// Resolved client secret.
+        #[serde(skip)]
+        client_secret: Secret,
+        /// Optional scope.
+        #[serde(default)]
+        scope: Option<String>,
+    },
+}

@@ -1,0 +1,205 @@
+//! Validation after extraction: collect every problem, resolve secrets.
+
+use std::collections::HashSet;
+
+use crate::{Config, FieldError, GenericAuthConfig, MAX_RATE_PER_SECOND, ProviderConfig, ProviderKind, Secret};
+
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError { field: field.into(), message: message.into() });
+    }
+}
+
+/// Checks every field and fills the secrets; returns all problems found.
+pub(crate) fn validate_and_resolve(config: &mut Config, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<FieldError> {
+    let mut errors = Errors(Vec::new());
+
+    if !valid_name(&config.broker.prefix) {
+        errors.push("broker.prefix", "must be non-empty: letters, digits, '-', '_' or '.'");
+    }
+    let url = config.broker.url.expose();
+    if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+        errors.push("broker.url", "must start with amqp:// or amqps://");
+    }
+    let url = config.redis.url.expose();
+    if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://")) {
+        errors.push("redis.url", "must start with redis://, rediss:// or unix://");
+    }
+    for (field, listen) in [
+        ("dispatcher.listen", &config.dispatcher.listen),
+        ("worker.listen", &config.worker.listen),
+        ("callback_ingest.listen", &config.callback_ingest.listen),
+    ] {
+        if listen.parse::<std::net::SocketAddr>().is_err() {
+            errors.push(field, format!("'{listen}' is not a socket address like 0.0.0.0:9102"));
+        }
+    }
+    let base = &config.callback_ingest.public_base_url;
+    if !base.is_empty() && !is_http_url(base) {
+        errors.push("callback_ingest.public_base_url", "must be an http(s) URL");
+    }
+    if config.dispatcher.concurrency == 0 {
+        errors.push("dispatcher.concurrency", "must be at least 1");
+    }
+
+    let mut ids = HashSet::new();
+    let mut defaults = HashSet::new();
+    for (index, provider) in config.providers.iter_mut().enumerate() {
+        let at = format!("providers[{index}]");
+        if !ids.insert(provider.id.clone()) {
+            errors.push(format!("{at}.id"), format!("duplicate provider id '{}'", provider.id));
+        }
+        if provider.default_for_channel && !defaults.insert(provider.channel()) {
+            errors.push(
+                format!("{at}.default_for_channel"),
+                format!("a default {} provider is already set", provider.channel()),
+            );
+        }
+        validate_provider(provider, &at, lookup, &mut errors);
+    }
+    for (index, id) in config.worker.providers.iter().enumerate() {
+        if !ids.contains(id) {
+            errors.push(format!("worker.providers[{index}]"), format!("no provider with id '{id}'"));
+        }
+    }
+    let mut template_ids = HashSet::new();
+    for (index, template) in config.templates.iter().enumerate() {
+        if !template_ids.insert(template.id.clone()) {
+            errors.push(format!("templates[{index}].id"), format!("duplicate template id '{}'", template.id));
+        }
+    }
+    errors.0
+}
+
+fn validate_provider(
+    provider: &mut ProviderConfig,
+    at: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Errors,
+) {
+    if provider.id.is_empty()
+        || provider.id.len() > 64
+        || !provider.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        errors.push(format!("{at}.id"), "must be 1-64 of a-z, 0-9, '-' or '_'");
+    }
+    if provider.rate_per_second == 0 || provider.rate_per_second > MAX_RATE_PER_SECOND {
+        errors.push(
+            format!("{at}.rate_per_second"),
+            format!("must be between 1 and {MAX_RATE_PER_SECOND} requests/s (the fleet-wide cap)"),
+        );
+    }
+    if provider.concurrency == 0 || provider.concurrency > MAX_RATE_PER_SECOND {
+        errors.push(format!("{at}.concurrency"), format!("must be between 1 and {MAX_RATE_PER_SECOND}"));
+    }
+    if let Some(burst) = provider.burst
+        && (burst == 0 || burst > provider.rate_per_second)
+    {
+        errors.push(format!("{at}.burst"), "must be between 1 and rate_per_second");
+    }
+    if provider.request_timeout_ms == 0 {
+        errors.push(format!("{at}.request_timeout_ms"), "must be at least 1");
+    }
+    if provider.retry.max_attempts == 0 {
+        errors.push(format!("{at}.retry.max_attempts"), "must be at least 1");
+    }
+    if provider.retry.initial_delay_ms == 0 || provider.retry.initial_delay_ms > provider.retry.max_delay_ms {
+        errors.push(format!("{at}.retry.initial_delay_ms"), "must be at least 1 and at most retry.max_delay_ms");
+    }
+    if provider.sender_ids.is_empty() || provider.sender_ids.iter().any(String::is_empty) {
+        errors.push(format!("{at}.sender_ids"), "needs at least one non-empty sender id");
+    }
+    if provider.own_click_tracking && provider.click_tracking.as_ref().is_some_and(|c| c.enabled) {
+        errors.push(
+            format!("{at}.click_tracking"),
+            "provider click tracking and own_click_tracking are both enabled; links would be wrapped twice",
+        );
+    }
+
+    if provider.kind.is_infobip_api() {
+        if !is_http_url(&provider.base_url) {
+            errors.push(format!("{at}.base_url"), "must be an http(s) URL like https://xxxxx.api.infobip.com");
+        }
+        match &provider.api_key_env {
+            None => errors.push(format!("{at}.api_key_env"), "required: the environment variable holding the API key"),
+            Some(name) => match resolve(lookup, name) {
+                Some(key) => provider.api_key = key,
+                None => errors.push(format!("{at}.api_key_env"), format!("environment variable {name} is not set")),
+            },
+        }
+        if provider.generic.is_some() {
+            errors.push(format!("{at}.generic"), "only for generic_rcs / generic_sms providers");
+        }
+    } else {
+        match &mut provider.generic {
+            None => errors.push(format!("{at}.generic"), "required for generic providers (endpoint, auth, …)"),
+            Some(generic) => {
+                if !is_http_url(&generic.endpoint) {
+                    errors.push(format!("{at}.generic.endpoint"), "must be an http(s) URL");
+                }
+                if !matches!(generic.method.as_str(), "POST" | "PUT") {
+                    errors.push(format!("{at}.generic.method"), "must be POST or PUT");
+                }
+                match &mut generic.auth {
+                    GenericAuthConfig::None => {}
+                    GenericAuthConfig::Basic { password_env, password, .. } => match resolve(lookup, password_env) {
+                        Some(value) => *password = value,
+                        None => errors.push(
+                            format!("{at}.generic.auth.password_env"),
+                            format!("environment variable {password_env} is not set"),
+                        ),
+                    },
+                    GenericAuthConfig::Oauth2 { token_url, client_secret_env, client_secret, .. } => {
+                        if !is_http_url(token_url) {
+                            errors.push(format!("{at}.generic.auth.token_url"), "must be an http(s) URL");
+                        }
+                        match resolve(lookup, client_secret_env) {
+                            Some(value) => *client_secret = value,
+                            None => errors.push(
+                                format!("{at}.generic.auth.client_secret_env"),
+                                format!("environment variable {client_secret_env} is not set"),
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if provider.kind == ProviderKind::InfobipSms && provider.capability_check {
+        errors.push(format!("{at}.capability_check"), "only RCS providers check capability");
+    }
+
+    if let Some(name) = &provider.callback_token_env {
+        match resolve(lookup, name) {
+            Some(token) if token.expose().len() >= 16 => provider.callback_token = token,
+            Some(_) => {
+                errors.push(format!("{at}.callback_token_env"), format!("{name} must hold at least 16 characters"))
+            }
+            None => errors.push(format!("{at}.callback_token_env"), format!("environment variable {name} is not set")),
+        }
+    }
+    if let Some(basic) = &mut provider.callback_basic_auth {
+        match resolve(lookup, &basic.password_env) {
+            Some(value) => basic.password = value,
+            None => errors.push(
+                format!("{at}.callback_basic_auth.password_env"),
+                format!("environment variable {} is not set", basic.password_env),
+            ),
+        }
+    }
+}
+
+fn resolve(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<Secret> {
+    lookup(name).filter(|v| !v.is_empty()).map(Secret::new)
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn is_http_url(url: &str) -> bool {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
+}

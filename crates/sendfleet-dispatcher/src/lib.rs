@@ -1,0 +1,67 @@
+//! The dispatcher: consumes send requests, validates them, resolves the provider and
+//! publishes one send job per recipient to `jobs.<provider>`. Invalid requests are
+//! never dropped: they go to the rejected queue with the reason in a header and in
+//! the body. A request is acked only after its jobs (or its rejection) are confirmed.
+
+mod pipeline;
+mod validate;
+
+use std::{sync::Arc, time::Duration};
+
+use sendfleet_broker::{ConsumerSpec, Publisher, ServiceOptions, Topology};
+use sendfleet_config::Config;
+use sendfleet_telemetry::Readiness;
+use tokio_util::sync::CancellationToken;
+
+pub use pipeline::RejectedRequest;
+pub use validate::{Rejection, check_destination, plan};
+
+/// Why the dispatcher stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatcherError {
+    /// The HTTP listener failed.
+    #[error("http server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the dispatcher until `shutdown`: serves `/metrics` and `/health` on `listener`
+/// and consumes the requests queue.
+pub async fn run(
+    config: Arc<Config>,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), DispatcherError> {
+    let metrics = sendfleet_telemetry::metrics::install();
+    let readiness = Readiness::default();
+    let router = sendfleet_telemetry::ops_router(metrics, readiness.clone());
+    let server = tokio::spawn(sendfleet_telemetry::serve(listener, router, shutdown.clone()));
+    let options = ServiceOptions {
+        broker: &config.broker,
+        service: "dispatcher",
+        readiness,
+        shutdown,
+        grace: Duration::from_secs(config.dispatcher.shutdown_grace_seconds),
+    };
+    sendfleet_broker::run_sessions(options, |connection| {
+        let config = config.clone();
+        async move {
+            let topology = Topology::new(&config.broker);
+            let channel = connection.create_channel().await?;
+            topology.declare(&channel, &config.provider_ids()).await?;
+            let ctx = Arc::new(pipeline::Context {
+                config: config.clone(),
+                publisher: Publisher::open(&connection).await?,
+                topology: topology.clone(),
+            });
+            let spec = ConsumerSpec {
+                queue: topology.requests_queue(),
+                prefetch: config.dispatcher.concurrency,
+                handler: Arc::new(move |inbound| Box::pin(pipeline::handle(ctx.clone(), inbound))),
+            };
+            Ok((connection, vec![spec]))
+        }
+    })
+    .await;
+    server.await.ok().transpose()?;
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! One request, from delivery to ack.
+
+use std::sync::Arc;
+
+use futures_util::future::try_join_all;
+use metrics::counter;
+use sendfleet_broker::{
+    BrokerError, Inbound, Outgoing, Publisher, REASON_CODE_HEADER, REASON_HEADER, TRACE_HEADER, Topology,
+};
+use sendfleet_config::Config;
+use sendfleet_protocol::{SCHEMA_VERSION, SendJob, SendRequest, Versioned, decode, encode};
+use sendfleet_telemetry::metrics as names;
+use serde::{Deserialize, Serialize};
+
+use crate::{Rejection, plan};
+
+pub(crate) struct Context {
+    pub config: Arc<Config>,
+    pub publisher: Publisher,
+    pub topology: Topology,
+}
+
+/// The body of a message in the rejected queue: why, and the original bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RejectedRequest {
+    /// Schema version of this document.
+    pub schema_version: u16,
+    /// Bounded reason code (`invalid_destination`, `malformed`, …).
+    pub reason_code: String,
+    /// What is wrong.
+    pub reason: String,
+    /// The request exactly as received.
+    #[serde(with = "serde_bytes")]
+    pub original: Vec<u8>,
+}
+
+impl Versioned for RejectedRequest {
+    fn schema_version(&self) -> u16 {
+        self.schema_version
+    }
+}
+
+pub(crate) async fn handle(ctx: Arc<Context>, inbound: Inbound) {
+    let planned = decode::<SendRequest>(inbound.data())
+        .map_err(|err| Rejection { code: err.label(), reason: err.to_string() })
+        .and_then(|mut request| {
+            // A producer may carry the trace id as a header only.
+            if request.trace_id.is_none() {
+                request.trace_id = inbound.trace_id();
+            }
+            plan(request, &ctx.config)
+        });
+    let result = match planned {
+        Ok(jobs) => publish_jobs(&ctx, inbound, &jobs).await,
+        Err(rejection) => reject(&ctx, inbound, rejection).await,
+    };
+    if let Err(err) = result {
+        tracing::warn!(error = %err, "request not settled; the broker will redeliver it");
+    }
+}
+
+async fn publish_jobs(ctx: &Context, inbound: Inbound, jobs: &[SendJob]) -> Result<(), BrokerError> {
+    let exchange = ctx.topology.jobs_exchange();
+    let encoded: Vec<(Vec<u8>, &SendJob)> = jobs.iter().map(|job| (encode(job), job)).collect();
+    let publishes = encoded.iter().map(|(bytes, job)| {
+        let key = Topology::job_routing_key(&job.provider);
+        let exchange = exchange.as_str();
+        async move {
+            let outgoing = Outgoing::new(exchange, &key, bytes)
+                .message_id(&job.message_id)
+                .header(TRACE_HEADER, job.trace_id.clone());
+            ctx.publisher.publish(outgoing).await
+        }
+    });
+    match try_join_all(publishes).await {
+        Ok(_) => {
+            for job in jobs {
+                counter!(names::JOBS_PUBLISHED_TOTAL, "provider" => job.provider.clone()).increment(1);
+            }
+            counter!(names::REQUESTS_TOTAL, "outcome" => "accepted").increment(1);
+            tracing::debug!(jobs = jobs.len(), "request dispatched");
+            inbound.ack().await
+        }
+        Err(err) => {
+            drop(inbound.requeue().await);
+            Err(err)
+        }
+    }
+}
+
+async fn reject(ctx: &Context, inbound: Inbound, rejection: Rejection) -> Result<(), BrokerError> {
+    tracing::info!(code = rejection.code, reason = %rejection.reason, "request rejected");
+    counter!(names::REQUESTS_TOTAL, "outcome" => "rejected").increment(1);
+    counter!(names::REQUESTS_REJECTED_TOTAL, "reason" => rejection.code).increment(1);
+    let body = encode(&RejectedRequest {
+        schema_version: SCHEMA_VERSION,
+        reason_code: rejection.code.to_owned(),
+        reason: rejection.reason.clone(),
+        original: inbound.data().to_vec(),
+    });
+    let exchange = ctx.topology.dead_exchange();
+    let mut outgoing = Outgoing::new(&exchange, Topology::rejected_key(), &body)
+        .header(REASON_CODE_HEADER, rejection.code)
+        .header(REASON_HEADER, rejection.reason.clone());
+    if let Some(trace) = inbound.trace_id() {
+        outgoing = outgoing.header(TRACE_HEADER, trace);
+    }
+    match ctx.publisher.publish(outgoing).await {
+        Ok(()) => inbound.ack().await,
+        Err(err) => {
+            drop(inbound.requeue().await);
+            Err(err)
+        }
+    }
+}

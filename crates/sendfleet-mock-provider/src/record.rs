@@ -1,0 +1,108 @@
+//! What the mock received.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+/// One request as received.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Received {
+    /// Arrival time, microseconds since the epoch (before any simulated latency).
+    pub at_us: i64,
+    /// Request path.
+    pub path: String,
+    /// The `Authorization` header.
+    pub authorization: Option<String>,
+    /// The status the mock answered.
+    pub status: u16,
+    /// Message ids of the request's destinations.
+    pub message_ids: Vec<String>,
+    /// The JSON body (when `record_bodies`).
+    pub body: Option<serde_json::Value>,
+}
+
+/// Counters and timings.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Stats {
+    /// Requests received, all paths.
+    pub requests: u64,
+    /// Answers by HTTP status.
+    pub by_status: BTreeMap<u16, u64>,
+    /// Send requests answered 2xx.
+    pub accepted: u64,
+    /// Message ids accepted more than once (duplicate sends).
+    pub duplicate_message_ids: u64,
+    /// Arrival time of every send request, microseconds since the epoch, in order.
+    pub arrivals_us: Vec<i64>,
+}
+
+#[derive(Default)]
+struct Inner {
+    received: Vec<Received>,
+    by_status: BTreeMap<u16, u64>,
+    arrivals_us: Vec<i64>,
+    accepted_ids: HashMap<String, u32>,
+    duplicates: u64,
+}
+
+/// The mock's memory.
+#[derive(Default)]
+pub(crate) struct Recorder {
+    inner: Mutex<Inner>,
+    accepted: AtomicU64,
+}
+
+impl Recorder {
+    pub fn record(&self, received: Received, keep: bool) {
+        let mut inner = self.inner.lock();
+        *inner.by_status.entry(received.status).or_default() += 1;
+        inner.arrivals_us.push(received.at_us);
+        if (200..300).contains(&received.status) {
+            self.accepted.fetch_add(1, Ordering::Relaxed);
+            for id in &received.message_ids {
+                let seen = inner.accepted_ids.entry(id.clone()).or_default();
+                *seen += 1;
+                if *seen > 1 {
+                    inner.duplicates += 1;
+                }
+            }
+        }
+        if keep {
+            inner.received.push(received);
+        } else {
+            inner.received.push(Received { body: None, ..received });
+        }
+    }
+
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    pub fn counts(&self) -> (u64, u64) {
+        (self.inner.lock().received.len() as u64, self.accepted())
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.inner.lock().received.clone()
+    }
+
+    pub fn stats(&self) -> Stats {
+        let inner = self.inner.lock();
+        Stats {
+            requests: inner.received.len() as u64,
+            by_status: inner.by_status.clone(),
+            accepted: self.accepted(),
+            duplicate_message_ids: inner.duplicates,
+            arrivals_us: inner.arrivals_us.clone(),
+        }
+    }
+
+    pub fn reset(&self) {
+        *self.inner.lock() = Inner::default();
+        self.accepted.store(0, Ordering::Relaxed);
+    }
+}

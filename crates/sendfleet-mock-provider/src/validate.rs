@@ -1,0 +1,133 @@
+//! Validation of request bodies against JSON Schemas extracted from Infobip's OpenAPI
+//! spec (`tools/extract_infobip_schemas.py` writes them into `schemas/`).
+
+use serde_json::Value;
+
+use crate::MockError;
+
+/// The endpoints the mock validates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    SmsSend,
+    RcsSend,
+}
+
+impl Endpoint {
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::SmsSend => "/sms/3/messages",
+            Endpoint::RcsSend => "/rcs/2/messages",
+        }
+    }
+}
+
+pub(crate) struct Validators {
+    sms_send: jsonschema::Validator,
+    rcs_send: jsonschema::Validator,
+}
+
+fn compile(name: &'static str, text: &str) -> Result<jsonschema::Validator, MockError> {
+    let schema: Value = serde_json::from_str(text).map_err(|e| MockError::Schema(name, e.to_string()))?;
+    jsonschema::validator_for(&schema).map_err(|e| MockError::Schema(name, e.to_string()))
+}
+
+impl Validators {
+    pub fn load() -> Result<Validators, MockError> {
+        Ok(Validators {
+            // The strict variants also refuse undeclared properties, so a misspelled
+            // field name fails here as it would be silently ignored by the provider.
+            sms_send: compile("sms-send-strict.json", include_str!("../schemas/sms-send-strict.json"))?,
+            rcs_send: compile("rcs-send-strict.json", include_str!("../schemas/rcs-send-strict.json"))?,
+        })
+    }
+
+    /// Every violation as (`messages[0].content.text`, what is wrong); empty when valid.
+    pub fn violations(&self, endpoint: Endpoint, body: &Value) -> Vec<(String, String)> {
+        let validator = match endpoint {
+            Endpoint::SmsSend => &self.sms_send,
+            Endpoint::RcsSend => &self.rcs_send,
+        };
+        let errors: Vec<(String, String, bool)> = validator
+            .iter_errors(body)
+            .take(40)
+            .map(|error| {
+                let unexpected =
+                    matches!(error.kind(), jsonschema::error::ValidationErrorKind::UnevaluatedProperties { .. });
+                (property_path(&error.instance_path().to_string()), error.to_string(), unexpected)
+            })
+            .collect();
+        // When a subtype fails, strict mode also reports that subtype's valid fields as
+        // unexpected; show the real problems alone when there are any.
+        let real = errors.iter().any(|(_, _, unexpected)| !unexpected);
+        errors.into_iter().filter(|(_, _, unexpected)| !real || !unexpected).take(20).map(|(p, m, _)| (p, m)).collect()
+    }
+}
+
+/// `/messages/0/content/text` → `messages[0].content.text` (Infobip's `property` style).
+fn property_path(pointer: &str) -> String {
+    let mut out = String::new();
+    for part in pointer.split('/').filter(|p| !p.is_empty()) {
+        if part.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Value {
+        let path = format!("{}/../../fixtures/infobip/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn reference_fixtures_are_valid() {
+        let validators = Validators::load().unwrap();
+        assert_eq!(validators.violations(Endpoint::SmsSend, &fixture("sms-send-request.json")), vec![]);
+        for name in ["rcs-send-text-request.json", "rcs-send-card-request.json", "rcs-send-carousel-request.json"] {
+            assert_eq!(validators.violations(Endpoint::RcsSend, &fixture(name)), vec![], "{name}");
+        }
+    }
+
+    #[test]
+    fn what_infobip_refuses_is_refused_with_the_field_named() {
+        let validators = Validators::load().unwrap();
+        let mut text = fixture("rcs-send-text-request.json");
+        text["messages"][0]["content"]["text"] = Value::String("x".repeat(3_073));
+        let violations = validators.violations(Endpoint::RcsSend, &text);
+        assert!(violations.iter().any(|(p, _)| p == "messages[0].content.text"), "{violations:?}");
+
+        let mut carousel = fixture("rcs-send-carousel-request.json");
+        carousel["messages"][0]["content"]["contents"].as_array_mut().unwrap().truncate(1);
+        assert!(!validators.violations(Endpoint::RcsSend, &carousel).is_empty());
+
+        let mut bad_type = fixture("rcs-send-text-request.json");
+        bad_type["messages"][0]["content"]["type"] = Value::String("BOGUS".into());
+        assert!(!validators.violations(Endpoint::RcsSend, &bad_type).is_empty());
+
+        let mut sms = fixture("sms-send-request.json");
+        sms["messages"][0].as_object_mut().unwrap().remove("destinations");
+        assert!(!validators.violations(Endpoint::SmsSend, &sms).is_empty());
+
+        let mut misspelled = fixture("rcs-send-text-request.json");
+        let content = misspelled["messages"][0]["content"].as_object_mut().unwrap();
+        let suggestions = content.remove("suggestions").unwrap();
+        content.insert("sugestions".into(), suggestions);
+        let violations = validators.violations(Endpoint::RcsSend, &misspelled);
+        assert!(violations.iter().any(|(_, m)| m.contains("sugestions")), "{violations:?}");
+    }
+
+    #[test]
+    fn pointers_become_infobip_property_paths() {
+        assert_eq!(property_path("/messages/0/content/text"), "messages[0].content.text");
+        assert_eq!(property_path(""), "");
+    }
+}

@@ -1,0 +1,184 @@
+//! Events: the outcome stream every upstream consumer reads.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Channel, Versioned};
+
+/// What happened. Published to the events exchange with routing key
+/// `<kind>.<channel>.<provider>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The provider accepted the message for delivery (not yet delivered).
+    Accepted,
+    /// The message will not be sent: permanent provider rejection, retries exhausted,
+    /// or not RCS capable without a fallback.
+    Failed,
+    /// A transient failure; the job was scheduled for another attempt.
+    Retrying,
+    /// A delivery report says the message reached the handset (or operator).
+    Delivered,
+    /// A final delivery report says it did not (undeliverable, expired, rejected).
+    Undelivered,
+    /// The recipient opened the RCS message.
+    Seen,
+    /// The recipient sent a message or tapped a suggestion.
+    Inbound,
+    /// The recipient is typing (RCS).
+    Typing,
+    /// A billable RCS conversation started.
+    ConversationStarted,
+    /// An SMS fallback job was published for an RCS message.
+    FallbackTriggered,
+}
+
+impl EventKind {
+    /// The snake_case name used in routing keys and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Accepted => "accepted",
+            EventKind::Failed => "failed",
+            EventKind::Retrying => "retrying",
+            EventKind::Delivered => "delivered",
+            EventKind::Undelivered => "undelivered",
+            EventKind::Seen => "seen",
+            EventKind::Inbound => "inbound",
+            EventKind::Typing => "typing",
+            EventKind::ConversationStarted => "conversation_started",
+            EventKind::FallbackTriggered => "fallback_triggered",
+        }
+    }
+}
+
+/// Namespace of [`Event::outcome_id`] (a fixed random UUID).
+const OUTCOME_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5e6d_f1ee_7a3c_4b7e_9d2a_1c0f_8e4b_6a21);
+
+/// One normalised event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Must be a version this build reads (currently 1).
+    pub schema_version: u16,
+    /// Unique id of this event (UUIDv7), for consumers that de-duplicate.
+    pub event_id: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// Our message id (absent for inbound messages not paired to one of ours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// Provider id from the config.
+    pub provider: String,
+    /// The channel the event is about (for a provider-side failover report: the
+    /// channel that finally delivered or failed).
+    pub channel: Channel,
+    /// The recipient (E.164 without formatting guarantees; as the provider sent it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The sender / agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    /// When it happened (provider time when known, else ours), ms since the epoch.
+    pub at_ms: i64,
+    /// Attempt number this event concerns (send outcomes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// Provider status, as the provider reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ProviderStatus>,
+    /// Provider error, as the provider reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ProviderErrorInfo>,
+    /// Human-readable reason (failures, retries, fallbacks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Kind-specific details (inbound text, postback data, price, conversation id, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
+    /// The request's metadata.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// Trace id of the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+}
+
+impl Event {
+    /// A new event with a fresh id and the current time; fill the rest with the
+    /// struct-update syntax.
+    pub fn new(kind: EventKind, provider: &str, channel: Channel) -> Event {
+        Event {
+            schema_version: crate::SCHEMA_VERSION,
+            event_id: crate::new_id(),
+            kind,
+            message_id: None,
+            provider: provider.to_owned(),
+            channel,
+            to: None,
+            sender: None,
+            at_ms: crate::now_ms(),
+            attempt: None,
+            status: None,
+            error: None,
+            reason: None,
+            details: BTreeMap::new(),
+            metadata: BTreeMap::new(),
+            trace_id: None,
+        }
+    }
+
+    /// The id of a *terminal* outcome (`accepted`, `failed`) of a message: derived from
+    /// the message id and the kind, so an outcome published again after a crash or
+    /// redelivery carries the same `event_id` and consumers can drop the repeat.
+    pub fn outcome_id(message_id: &str, kind: EventKind) -> String {
+        let name = format!("{message_id}/{}", kind.as_str());
+        uuid::Uuid::new_v5(&OUTCOME_NAMESPACE, name.as_bytes()).to_string()
+    }
+
+    /// The routing key on the events exchange: `<kind>.<channel>.<provider>`.
+    pub fn routing_key(&self) -> String {
+        format!("{}.{}.{}", self.kind.as_str(), self.channel, self.provider)
+    }
+}
+
+impl Versioned for Event {
+    fn schema_version(&self) -> u16 {
+        self.schema_version
+    }
+}
+
+/// A provider's status object (Infobip: `status.groupId/groupName/id/name`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderStatus {
+    /// Status group id (Infobip: 1 pending, 2 undeliverable, 3 delivered, 4 expired, 5 rejected).
+    pub group_id: i32,
+    /// Status group name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_name: Option<String>,
+    /// Status id.
+    pub id: i32,
+    /// Status name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// A provider's error object (Infobip: `error.groupId/id/name/permanent`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderErrorInfo {
+    /// Error group id.
+    pub group_id: i32,
+    /// Error id (e.g. 7002 EC_UNKNOWN_USER).
+    pub id: i32,
+    /// Error name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Whether resending unchanged would fail the same way.
+    #[serde(default)]
+    pub permanent: bool,
+}

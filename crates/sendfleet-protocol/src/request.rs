@@ -1,0 +1,188 @@
+//! The send request: what upstream publishes to the requests queue.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Channel, Content, Versioned};
+
+/// A request to send one message to one recipient (`to`) or to many (`recipients`).
+///
+/// Either `content` or `template` must be present. The dispatcher validates it, picks
+/// the provider (explicit `provider`, else the channel's default) and publishes one
+/// [`crate::SendJob`] per recipient.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendRequest {
+    /// Must be a version this build reads (currently 1).
+    pub schema_version: u16,
+    /// Our message id for a single-recipient request; generated (UUIDv7) if absent.
+    /// Also the id sent to the provider, so keep it ≤ 200 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// `rcs` or `sms`.
+    pub channel: Channel,
+    /// Provider id from the config; absent means the channel's default provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Destination in E.164 (`+` and 8–15 digits). Required unless `recipients` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Several destinations, each with its own personalisation variables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<Recipient>,
+    /// Sender id / RCS agent; absent means the provider's first configured sender id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    /// Literal content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Content>,
+    /// A template from the dispatcher's config, rendered per recipient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateRef>,
+    /// Delivery options (validity, schedule, regional ids, …).
+    #[serde(default, skip_serializing_if = "SendOptions::is_empty")]
+    pub options: SendOptions,
+    /// SMS to send instead if the RCS message cannot be delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<SmsFallback>,
+    /// Free key/value pairs copied into every event about this message.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// Trace id carried through jobs, retries, fallbacks and events; generated if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+}
+
+impl Versioned for SendRequest {
+    fn schema_version(&self) -> u16 {
+        self.schema_version
+    }
+}
+
+/// One recipient of a bulk request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recipient {
+    /// Destination in E.164.
+    pub to: String,
+    /// Message id for this recipient; generated if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// Template personalisation variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, String>,
+    /// Extra metadata merged over the request's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A reference to a dispatcher-side template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TemplateRef {
+    /// Template id from the config.
+    pub id: String,
+    /// Variables shared by all recipients (a recipient's own win).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, String>,
+}
+
+/// Delivery options. All optional.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SendOptions {
+    /// How long the provider keeps trying, in seconds (Infobip caps it at 48 h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validity_period_seconds: Option<u32>,
+    /// Scheduled send time, RFC 3339 (≤ 180 days ahead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<String>,
+    /// Only deliver inside this weekly window (UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_time_window: Option<DeliveryTimeWindow>,
+    /// Campaign reference echoed in reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign_reference_id: Option<String>,
+    /// Regional compliance ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regional: Option<Regional>,
+}
+
+impl SendOptions {
+    /// True when no option is set (then the field is omitted on the wire).
+    pub fn is_empty(&self) -> bool {
+        self == &SendOptions::default()
+    }
+}
+
+/// A weekly delivery window in UTC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryTimeWindow {
+    /// Days, upper case English names (`MONDAY` … `SUNDAY`).
+    pub days: Vec<String>,
+    /// Window start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<TimeOfDay>,
+    /// Window end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<TimeOfDay>,
+}
+
+/// A time of day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeOfDay {
+    /// 0–23.
+    pub hour: u8,
+    /// 0–59.
+    pub minute: u8,
+}
+
+/// Regional compliance ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Regional {
+    /// India DLT registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub india_dlt: Option<IndiaDlt>,
+    /// Turkey IYS registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turkey_iys: Option<TurkeyIys>,
+}
+
+/// India DLT ids (required by Indian operators for A2P SMS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndiaDlt {
+    /// Principal entity id.
+    pub principal_entity_id: String,
+    /// Registered content template id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_template_id: Option<String>,
+    /// Telemarketer id (aggregators).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemarketer_id: Option<String>,
+}
+
+/// Turkey IYS ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TurkeyIys {
+    /// `BIREYSEL` (individual) or `TACIR` (merchant).
+    pub recipient_type: String,
+    /// IYS brand code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand_code: Option<u32>,
+}
+
+/// The SMS sent when the RCS message cannot be delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmsFallback {
+    /// SMS text.
+    pub text: String,
+    /// SMS sender id; absent means the SMS provider's first sender id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    /// SMS provider id; absent means the SMS default provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Regional ids for the SMS (India DLT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regional: Option<Regional>,
+    /// SMS validity in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validity_period_seconds: Option<u32>,
+}

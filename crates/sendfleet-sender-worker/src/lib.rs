@@ -1,0 +1,119 @@
+//! The sender-worker.
+//!
+//! For each provider it serves, the worker consumes `jobs.<provider>` with a prefetch
+//! sized from the provider's concurrency, sends each job through the provider's adapter
+//! while holding one of the provider's concurrency permits, and publishes what follows
+//! (accepted/failed event, retry, dead letter) **with publisher confirms before it acks**
+//! the job. A lost broker connection ends the session: unacked jobs are redelivered,
+//! and the worker reconnects with backoff.
+//!
+//! `run` is what the binary calls and what tests call in-process.
+
+mod metrics;
+mod outcome;
+mod pause;
+mod pipeline;
+mod rate;
+mod sent;
+mod session;
+
+use std::{sync::Arc, time::Duration};
+
+use sendfleet_config::Config;
+use sendfleet_providers::{AdapterError, AdapterSettings, Provider};
+use sendfleet_telemetry::Readiness;
+use tokio_util::sync::CancellationToken;
+
+/// Why the worker stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// A provider adapter could not be built.
+    #[error(transparent)]
+    Adapter(#[from] AdapterError),
+    /// The ops listener failed.
+    #[error("ops server: {0}")]
+    Io(#[from] std::io::Error),
+    /// A provider's retry policy is impossible (caught by config validation first).
+    #[error("provider {0}: invalid retry policy")]
+    RetryPolicy(String),
+    /// The Redis URL cannot be used.
+    #[error("redis: {0}")]
+    Redis(String),
+}
+
+/// One provider as the worker drives it.
+pub(crate) struct ProviderRuntime {
+    pub adapter: Arc<dyn Provider>,
+    pub concurrency: sendfleet_limits::ConcurrencyLimit,
+    pub rate: rate::RateGate,
+    pub backoff: sendfleet_limits::Backoff,
+    pub prefetch: u16,
+    pub metrics: metrics::ProviderMetrics,
+    pub pause: pause::PauseGate,
+}
+
+impl ProviderRuntime {
+    fn id(&self) -> &str {
+        &self.adapter.config().id
+    }
+}
+
+/// The Redis pool (rate leases and the sent-message record).
+fn redis_pool(config: &Config) -> Result<deadpool_redis::Pool, WorkerError> {
+    let mut pool_config = deadpool_redis::Config::from_url(config.redis.url.expose());
+    pool_config.pool = Some(deadpool_redis::PoolConfig::new(16));
+    pool_config
+        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .map_err(|e| WorkerError::Redis(format!("{e} ({})", config.redis.url)))
+}
+
+/// Runs the worker until `shutdown` is cancelled: serves `/metrics` and `/health` on
+/// `ops_listener`, consumes and sends. On shutdown it stops consuming, lets in-flight
+/// jobs finish for at most `worker.shutdown_grace_seconds`, and returns.
+pub async fn run(
+    config: Arc<Config>,
+    ops_listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let metrics = sendfleet_telemetry::metrics::install();
+    let readiness = Readiness::default();
+    let settings = AdapterSettings { callback_base_url: config.callback_ingest.public_base_url.clone() };
+    let redis = redis_pool(&config)?;
+    let sent = sent::SentLog::start(
+        redis.clone(),
+        &config.redis.key_prefix,
+        Duration::from_secs(config.worker.sent_record_ttl_seconds),
+    );
+    let mut providers = Vec::new();
+    for provider in &config.providers {
+        if !config.worker.providers.is_empty() && !config.worker.providers.contains(&provider.id) {
+            continue;
+        }
+        let backoff = sendfleet_limits::Backoff::new(
+            Duration::from_millis(provider.retry.initial_delay_ms),
+            Duration::from_millis(provider.retry.max_delay_ms),
+        )
+        .map_err(|_| WorkerError::RetryPolicy(provider.id.clone()))?;
+        providers.push(Arc::new(ProviderRuntime {
+            adapter: sendfleet_providers::build(provider, &settings)?,
+            concurrency: sendfleet_limits::ConcurrencyLimit::new(provider.concurrency as usize),
+            rate: rate::RateGate::new(&config, provider, &redis),
+            metrics: metrics::ProviderMetrics::new(&provider.id),
+            pause: pause::PauseGate::new(
+                &provider.id,
+                Duration::from_secs(config.worker.pause_probe_seconds),
+                Duration::from_secs(config.worker.pause_max_hold_seconds),
+            ),
+            backoff,
+            // Twice the concurrency keeps every permit busy while finished jobs publish
+            // and ack; the prefetch is the hard bound on jobs held by this process.
+            prefetch: u16::try_from(provider.concurrency.saturating_mul(2)).unwrap_or(u16::MAX),
+        }));
+    }
+    rate::spawn_share_gauges(&providers, shutdown.clone());
+    let router = sendfleet_telemetry::ops_router(metrics, readiness.clone());
+    let server = tokio::spawn(sendfleet_telemetry::serve(ops_listener, router, shutdown.clone()));
+    session::run_sessions(config, providers, sent, readiness, shutdown).await;
+    server.await.ok().transpose()?;
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! The worker's metrics. Hot-path handles are registered once per provider, so a job
+//! records its figures without building label sets or allocating.
+
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+use sendfleet_protocol::EventKind;
+use sendfleet_telemetry::metrics as names;
+
+/// One provider's metric handles.
+pub(crate) struct ProviderMetrics {
+    provider: String,
+    accepted: Counter,
+    rejected: Counter,
+    transient: Counter,
+    auth_failure: Counter,
+    duration: Histogram,
+    inflight: Gauge,
+    queue_lag: Histogram,
+    rate_wait: Histogram,
+    share: Gauge,
+}
+
+impl ProviderMetrics {
+    pub fn new(provider: &str) -> ProviderMetrics {
+        let outcome = |o: &'static str| counter!(names::PROVIDER_REQUESTS_TOTAL, "provider" => provider.to_owned(), "outcome" => o);
+        let label = || provider.to_owned();
+        ProviderMetrics {
+            provider: provider.to_owned(),
+            accepted: outcome("accepted"),
+            rejected: outcome("rejected"),
+            transient: outcome("transient"),
+            auth_failure: outcome("auth_failure"),
+            duration: histogram!(names::PROVIDER_REQUEST_DURATION_SECONDS, "provider" => label()),
+            inflight: gauge!(names::INFLIGHT_REQUESTS, "provider" => label()),
+            queue_lag: histogram!(names::QUEUE_LAG_SECONDS, "provider" => label()),
+            rate_wait: histogram!(names::RATE_LIMIT_WAIT_SECONDS, "provider" => label()),
+            share: gauge!(names::RATE_SHARE_PER_SECOND, "provider" => label()),
+        }
+    }
+
+    pub fn request(&self, outcome: &'static str, took: Duration) {
+        match outcome {
+            "accepted" => &self.accepted,
+            "rejected" => &self.rejected,
+            "auth_failure" => &self.auth_failure,
+            _ => &self.transient,
+        }
+        .increment(1);
+        self.duration.record(took.as_secs_f64());
+    }
+
+    pub fn inflight(&self, delta: f64) {
+        self.inflight.increment(delta);
+    }
+
+    pub fn queue_lag(&self, created_at_ms: i64) {
+        let lag_ms = (sendfleet_protocol::now_ms() - created_at_ms).max(0);
+        self.queue_lag.record(lag_ms as f64 / 1000.0);
+    }
+
+    pub fn rate_wait(&self, waited: Duration) {
+        self.rate_wait.record(waited.as_secs_f64());
+    }
+
+    pub fn rate_share(&self, per_second: f64) {
+        self.share.set(per_second);
+    }
+
+    pub fn retry(&self, tier: &'static str) {
+        counter!(names::RETRIES_TOTAL, "provider" => self.provider.clone(), "tier" => tier).increment(1);
+    }
+
+    pub fn dead_lettered(&self, reason: &'static str) {
+        dead_lettered(&self.provider, reason);
+    }
+}
+
+pub(crate) fn dead_lettered(provider: &str, reason: &'static str) {
+    counter!(names::DEAD_LETTERED_TOTAL, "provider" => provider.to_owned(), "reason" => reason).increment(1);
+}
+
+/// Events published, by kind; handles for the kinds the worker publishes per job.
+pub(crate) struct EventMetrics {
+    accepted: Counter,
+    failed: Counter,
+    retrying: Counter,
+}
+
+impl EventMetrics {
+    pub fn new() -> EventMetrics {
+        let kind = |k: EventKind| counter!(names::EVENTS_PUBLISHED_TOTAL, "kind" => k.as_str());
+        EventMetrics {
+            accepted: kind(EventKind::Accepted),
+            failed: kind(EventKind::Failed),
+            retrying: kind(EventKind::Retrying),
+        }
+    }
+
+    pub fn published(&self, kind: EventKind) {
+        match kind {
+            EventKind::Accepted => self.accepted.increment(1),
+            EventKind::Failed => self.failed.increment(1),
+            EventKind::Retrying => self.retrying.increment(1),
+            other => counter!(names::EVENTS_PUBLISHED_TOTAL, "kind" => other.as_str()).increment(1),
+        }
+    }
+}
+
+pub(crate) fn duplicate_suppressed(provider: &str) {
+    counter!(names::DUPLICATES_SUPPRESSED_TOTAL, "provider" => provider.to_owned()).increment(1);
+}

@@ -1,0 +1,250 @@
+//! One job, from delivery to ack.
+
+use std::{sync::Arc, time::Instant};
+
+use sendfleet_broker::{Inbound, Outgoing, Publisher, REASON_CODE_HEADER, REASON_HEADER, TRACE_HEADER, Topology};
+use sendfleet_protocol::{Event, EventKind, SendJob, decode, encode, now_ms};
+use sendfleet_providers::SendOutcome;
+use tracing::Instrument;
+
+use crate::{
+    ProviderRuntime, metrics,
+    outcome::{Next, decide},
+    pause::Pass,
+};
+
+/// What every job of a broker session shares.
+pub(crate) struct SessionContext {
+    pub event_metrics: metrics::EventMetrics,
+    pub sent: crate::sent::SentLog,
+    pub topology: Topology,
+    pub publisher: Publisher,
+}
+
+/// Handles one delivery. Never panics; on any broker failure the job is left for the
+/// broker to redeliver (requeued if the channel still lives).
+pub(crate) async fn handle(ctx: Arc<SessionContext>, provider: Arc<ProviderRuntime>, inbound: Inbound) {
+    let job: SendJob = match decode(inbound.data()) {
+        Ok(job) => job,
+        Err(err) => {
+            tracing::warn!(provider = provider.id(), reason = %err, "undecodable job; dead-lettering");
+            metrics::dead_lettered(provider.id(), err.label());
+            let dead = ctx.topology.dead_exchange();
+            if let Err(broker) = inbound
+                .dead_letter(&ctx.publisher, &dead, Topology::dead_letter_key(), err.label(), &err.to_string())
+                .await
+            {
+                tracing::warn!(error = %broker, "could not dead-letter; the broker will redeliver");
+            }
+            return;
+        }
+    };
+    // A debug span: per-job spans at info would cost on every job; the warn lines that
+    // matter name the message themselves.
+    let span = tracing::debug_span!("job", message_id = %job.message_id, provider = provider.id(), trace_id = %job.trace_id, attempt = job.attempts + 1);
+    process(ctx, provider, inbound, job).instrument(span).await;
+}
+
+async fn process(ctx: Arc<SessionContext>, provider: Arc<ProviderRuntime>, inbound: Inbound, job: SendJob) {
+    provider.metrics.queue_lag(job.created_at_ms);
+    let next = match already_sent(&ctx, &inbound, &job).await {
+        Some(next) => next,
+        None => match send(&ctx, &provider, &job).await {
+            Some(next) => next,
+            None => {
+                // Held past the pause limit: back to the queue, untouched.
+                drop(inbound.requeue().await);
+                return;
+            }
+        },
+    };
+    tracing::debug!(next = ?next, "send finished");
+    if let Err(err) = settle(&ctx, &provider, inbound, &job, next).await {
+        tracing::warn!(message_id = %job.message_id, trace_id = %job.trace_id, error = %err, "could not settle job; it will be redelivered");
+    }
+}
+
+/// A job that may have been sent before (redelivered, or retried after an unknown
+/// outcome) is looked up in the sent record first. `Some` when it must not be sent.
+async fn already_sent(ctx: &SessionContext, inbound: &Inbound, job: &SendJob) -> Option<Next> {
+    if !inbound.redelivered() && job.attempts == 0 {
+        return None;
+    }
+    match ctx.sent.was_sent(&job.message_id).await {
+        Ok(true) => {
+            tracing::info!(message_id = %job.message_id, trace_id = %job.trace_id, "already accepted by the provider; not sending again");
+            metrics::duplicate_suppressed(&job.provider);
+            Some(Next::Accepted { status: None, duplicate: true })
+        }
+        Ok(false) => None,
+        // Unknown: sending could duplicate. Park it in a retry tier instead.
+        Err(err) => Some(Next::Retry {
+            tier: sendfleet_broker::RETRY_TIERS[1],
+            delay: std::time::Duration::from_secs(5),
+            code: "sent_store_unavailable",
+            reason: err.to_string(),
+        }),
+    }
+}
+
+/// Sends through the pause gate, the concurrency limit and the rate, and decides what
+/// follows. `None` when the job was held by a paused provider for too long.
+async fn send(ctx: &SessionContext, provider: &ProviderRuntime, job: &SendJob) -> Option<Next> {
+    let id = provider.id();
+    let outcome = loop {
+        let pass = provider.pause.pass().await;
+        if matches!(pass, Pass::HoldExpired) {
+            return None;
+        }
+        // The concurrency permit first, then the rate slot: a slot is only taken by a
+        // task that can use it at once, so leased slots are not wasted.
+        let permit = provider.concurrency.acquire().await;
+        let waiting = Instant::now();
+        let outcome = match provider.rate.acquire().await {
+            Ok(()) => {
+                provider.metrics.rate_wait(waiting.elapsed());
+                provider.metrics.inflight(1.0);
+                let started = Instant::now();
+                let outcome = provider.adapter.send(job).await;
+                provider.metrics.inflight(-1.0);
+                provider.metrics.request(outcome.label(), started.elapsed());
+                outcome
+            }
+            Err(err) => {
+                SendOutcome::Transient { code: "rate_store_unavailable", reason: err.to_string(), retry_after: None }
+            }
+        };
+        drop(permit);
+        match &outcome {
+            SendOutcome::AuthFailure { reason, .. } => {
+                // Not the job's fault: hold it, pause the provider, probe, resume.
+                provider.pause.pause(id, reason);
+                continue;
+            }
+            SendOutcome::Transient { code: "throttled" | "server_error" | "timeout", .. } => {
+                provider.concurrency.on_overload();
+            }
+            SendOutcome::Accepted { .. } | SendOutcome::Rejected { .. } => provider.concurrency.on_success(),
+            SendOutcome::Transient { .. } => {}
+        }
+        if matches!(pass, Pass::Probe) {
+            provider.pause.resume(id);
+        }
+        break outcome;
+    };
+    if matches!(outcome, SendOutcome::Accepted { .. })
+        && let Err(err) = ctx.sent.record(&job.message_id).await
+    {
+        // Sent and accepted: the outcome stands. Only a later redelivery could repeat it.
+        tracing::warn!(message_id = %job.message_id, error = %err, "could not record the sent message");
+    }
+    let config = provider.adapter.config();
+    Some(decide(outcome, job, &config.retry, &provider.backoff, now_ms(), rand::random::<f64>()))
+}
+
+/// Publishes the consequences of `next` with confirms, then acks. If a publish fails
+/// the job is requeued (when its channel still lives) and nothing is acked.
+async fn settle(
+    ctx: &SessionContext,
+    provider: &ProviderRuntime,
+    inbound: Inbound,
+    job: &SendJob,
+    next: Next,
+) -> Result<(), sendfleet_broker::BrokerError> {
+    match publish_consequences(ctx, provider, job, next).await {
+        Ok(()) => inbound.ack().await,
+        Err(err) => {
+            // Best effort: on a dead channel the broker requeues by itself.
+            drop(inbound.requeue().await);
+            Err(err)
+        }
+    }
+}
+
+async fn publish_consequences(
+    ctx: &SessionContext,
+    provider: &ProviderRuntime,
+    job: &SendJob,
+    next: Next,
+) -> Result<(), sendfleet_broker::BrokerError> {
+    let attempt = job.attempts + 1;
+    match next {
+        Next::Accepted { status, duplicate } => {
+            let mut event = job_event(job, EventKind::Accepted, attempt);
+            event.status = status;
+            if duplicate {
+                event.details.insert("duplicate_suppressed".into(), "true".into());
+            }
+            publish_event(ctx, &event).await
+        }
+        Next::Failed { code, reason, status, error, dead_letter } => {
+            let mut event = job_event(job, EventKind::Failed, attempt);
+            event.status = status;
+            event.error = error;
+            event.reason = Some(reason.clone());
+            event.details.insert("reason_code".into(), code.to_owned());
+            if !dead_letter {
+                return publish_event(ctx, &event).await;
+            }
+            provider.metrics.dead_lettered(code);
+            let copy = encode(&after_attempt(job));
+            let dead = ctx.topology.dead_exchange();
+            let outgoing = Outgoing::new(&dead, Topology::dead_letter_key(), &copy)
+                .message_id(&job.message_id)
+                .header(REASON_CODE_HEADER, code)
+                .header(REASON_HEADER, reason)
+                .header(TRACE_HEADER, job.trace_id.clone());
+            let (dead_result, event_result) = tokio::join!(ctx.publisher.publish(outgoing), publish_event(ctx, &event));
+            dead_result.and(event_result)
+        }
+        Next::Retry { tier, delay, code, reason } => {
+            provider.metrics.retry(tier.name);
+            let copy = encode(&after_attempt(job));
+            let exchange = ctx.topology.retry_exchange();
+            let key = Topology::retry_routing_key(tier, &job.provider);
+            let outgoing = Outgoing::new(&exchange, &key, &copy)
+                .message_id(&job.message_id)
+                .header(TRACE_HEADER, job.trace_id.clone());
+            let mut event = job_event(job, EventKind::Retrying, attempt);
+            event.reason = Some(reason);
+            event.details.insert("reason_code".into(), code.to_owned());
+            event.details.insert("retry_in_ms".into(), delay.as_millis().to_string());
+            event.details.insert("retry_tier".into(), tier.name.to_owned());
+            let (retry_result, event_result) =
+                tokio::join!(ctx.publisher.publish(outgoing), publish_event(ctx, &event));
+            retry_result.and(event_result)
+        }
+    }
+}
+
+/// The job as it travels to its next stop: one more attempt made.
+fn after_attempt(job: &SendJob) -> SendJob {
+    let mut next = job.clone();
+    next.attempts += 1;
+    next.first_attempt_at_ms.get_or_insert_with(now_ms);
+    next
+}
+
+pub(crate) fn job_event(job: &SendJob, kind: EventKind, attempt: u32) -> Event {
+    let mut event = Event::new(kind, &job.provider, job.channel);
+    if matches!(kind, EventKind::Accepted | EventKind::Failed) {
+        event.event_id = Event::outcome_id(&job.message_id, kind);
+    }
+    event.message_id = Some(job.message_id.clone());
+    event.to = Some(job.to.clone());
+    event.sender = Some(job.sender.clone());
+    event.attempt = Some(attempt);
+    event.metadata = job.metadata.clone();
+    event.trace_id = Some(job.trace_id.clone());
+    event
+}
+
+pub(crate) async fn publish_event(ctx: &SessionContext, event: &Event) -> Result<(), sendfleet_broker::BrokerError> {
+    let bytes = encode(event);
+    let exchange = ctx.topology.events_exchange();
+    let key = event.routing_key();
+    // The trace id travels in the event body; no header needed on the hot path.
+    ctx.publisher.publish(Outgoing::new(&exchange, &key, &bytes).optional()).await?;
+    ctx.event_metrics.published(event.kind);
+    Ok(())
+}

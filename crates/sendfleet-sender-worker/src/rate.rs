@@ -1,0 +1,98 @@
+//! Holding each provider to its rate: fleet-wide slot leases (default) or a local
+//! token bucket.
+
+use std::{sync::Arc, time::Duration};
+
+use sendfleet_config::{Config, ProviderConfig, RateLimiterKind};
+use sendfleet_limits::{FleetLimiter, LimitError, LocalLimiter, RedisLeases, SlotParams};
+use tokio_util::sync::CancellationToken;
+
+use crate::ProviderRuntime;
+
+/// How long a job waits for a slot while Redis is unreachable before it is parked in a
+/// retry tier instead (it is never sent without a slot).
+const SLOT_WAIT_LIMIT: Duration = Duration::from_secs(10);
+
+/// A provider's rate, enforced before every request.
+pub(crate) enum RateGate {
+    /// Shared by the fleet through Redis.
+    Fleet(FleetLimiter),
+    /// This process only.
+    Local(LocalLimiter, u32),
+    /// No limit (benchmarks against the mock).
+    Off,
+}
+
+impl RateGate {
+    pub fn new(config: &Config, provider: &ProviderConfig, redis: &deadpool_redis::Pool) -> RateGate {
+        let burst = provider.effective_burst();
+        if config.worker.rate_limiter == RateLimiterKind::Off {
+            tracing::warn!(provider = %provider.id, "rate limiter is off: never run like this against a real provider");
+            return RateGate::Off;
+        }
+        match config.worker.rate_limiter {
+            RateLimiterKind::Fleet => {
+                let pool = redis;
+                let params = SlotParams::new(provider.rate_per_second, burst);
+                let key = format!("{}:rate:{}", config.redis.key_prefix, provider.id);
+                RateGate::Fleet(FleetLimiter::new(
+                    Arc::new(RedisLeases::new(pool.clone(), key, params)),
+                    params,
+                    FleetLimiter::batch_for(provider.rate_per_second),
+                ))
+            }
+            _ => RateGate::Local(LocalLimiter::new(provider.rate_per_second, burst), provider.rate_per_second),
+        }
+    }
+
+    /// Waits for the right to send one request.
+    pub async fn acquire(&self) -> Result<(), LimitError> {
+        match self {
+            RateGate::Fleet(limiter) => limiter.acquire(SLOT_WAIT_LIMIT).await.map(drop),
+            RateGate::Local(limiter, _) => {
+                limiter.acquire().await;
+                Ok(())
+            }
+            RateGate::Off => Ok(()),
+        }
+    }
+
+    /// Slots leased and slots that expired unused (fleet limiter only).
+    pub fn slot_counts(&self) -> Option<(u64, u64)> {
+        match self {
+            RateGate::Fleet(limiter) => Some((limiter.granted(), limiter.expired())),
+            _ => None,
+        }
+    }
+
+    fn share_per_second(&self) -> f64 {
+        match self {
+            RateGate::Fleet(limiter) => f64::from(limiter.share_per_second()),
+            RateGate::Local(_, rate) => f64::from(*rate),
+            RateGate::Off => 0.0,
+        }
+    }
+}
+
+/// Publishes each provider's current share of its rate every second.
+pub(crate) fn spawn_share_gauges(providers: &[Arc<ProviderRuntime>], shutdown: CancellationToken) {
+    let providers = providers.to_vec();
+    tokio::spawn(async move {
+        loop {
+            for provider in &providers {
+                provider.metrics.rate_share(provider.rate.share_per_second());
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    for provider in &providers {
+                        if let Some((granted, expired)) = provider.rate.slot_counts() {
+                            tracing::info!(provider = %provider.adapter.config().id, granted, expired, "rate slots leased");
+                        }
+                    }
+                    return;
+                }
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    });
+}

@@ -1,0 +1,61 @@
+//! The worker's broker session: declare the topology, open the confirmed publisher and
+//! consume every served provider's queue.
+
+use std::{sync::Arc, time::Duration};
+
+use sendfleet_broker::{ConsumerSpec, Publisher, ServiceOptions, Topology, lapin::Connection};
+use sendfleet_config::Config;
+use sendfleet_telemetry::Readiness;
+use tokio_util::sync::CancellationToken;
+
+use crate::{ProviderRuntime, pipeline};
+
+/// Runs the worker's sessions until shutdown.
+pub(crate) async fn run_sessions(
+    config: Arc<Config>,
+    providers: Vec<Arc<ProviderRuntime>>,
+    sent: crate::sent::SentLog,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) {
+    let options = ServiceOptions {
+        broker: &config.broker,
+        service: "sender-worker",
+        readiness,
+        shutdown,
+        grace: Duration::from_secs(config.worker.shutdown_grace_seconds),
+    };
+    sendfleet_broker::run_sessions(options, |connection| {
+        setup(config.clone(), providers.clone(), sent.clone(), connection)
+    })
+    .await;
+}
+
+async fn setup(
+    config: Arc<Config>,
+    providers: Vec<Arc<ProviderRuntime>>,
+    sent: crate::sent::SentLog,
+    connection: Connection,
+) -> Result<(Connection, Vec<ConsumerSpec>), sendfleet_broker::BrokerError> {
+    let topology = Topology::new(&config.broker);
+    let channel = connection.create_channel().await?;
+    topology.declare(&channel, &config.provider_ids()).await?;
+    let ctx = Arc::new(pipeline::SessionContext {
+        event_metrics: crate::metrics::EventMetrics::new(),
+        sent,
+        topology: topology.clone(),
+        publisher: Publisher::open(&connection).await?,
+    });
+    let specs = providers
+        .into_iter()
+        .map(|provider| {
+            let ctx = ctx.clone();
+            ConsumerSpec {
+                queue: topology.jobs_queue(&provider.adapter.config().id),
+                prefetch: provider.prefetch,
+                handler: Arc::new(move |inbound| Box::pin(pipeline::handle(ctx.clone(), provider.clone(), inbound))),
+            }
+        })
+        .collect();
+    Ok((connection, specs))
+}

@@ -1,0 +1,131 @@
+//! The metrics catalogue: every metric sendfleet exports, with its unit and help text.
+//! `docs/METRICS.md` lists the same names with their labels; a test keeps them in step.
+//!
+//! Labels only ever take values from bounded sets (provider ids from the config,
+//! outcome/reason codes from enums), never message ids or phone numbers.
+
+use std::sync::OnceLock;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Provider HTTP requests by `provider` and `outcome` (accepted, rejected, transient, auth_failure).
+pub const PROVIDER_REQUESTS_TOTAL: &str = "sendfleet_provider_requests_total";
+/// Provider HTTP request latency by `provider`.
+pub const PROVIDER_REQUEST_DURATION_SECONDS: &str = "sendfleet_provider_request_duration_seconds";
+/// Time a job waited for a rate-limit token, by `provider`.
+pub const RATE_LIMIT_WAIT_SECONDS: &str = "sendfleet_rate_limit_wait_seconds";
+/// This worker's current share of the provider's fleet-wide rate, requests/s, by `provider`.
+pub const RATE_SHARE_PER_SECOND: &str = "sendfleet_rate_share_per_second";
+/// Provider HTTP requests in flight in this worker, by `provider`.
+pub const INFLIGHT_REQUESTS: &str = "sendfleet_inflight_requests";
+/// Time from job creation to consumption by a worker, by `provider`.
+pub const QUEUE_LAG_SECONDS: &str = "sendfleet_queue_lag_seconds";
+/// Jobs scheduled for another attempt, by `provider` and `tier`.
+pub const RETRIES_TOTAL: &str = "sendfleet_retries_total";
+/// Jobs sent to the dead-letter queue, by `provider` and `reason`.
+pub const DEAD_LETTERED_TOTAL: &str = "sendfleet_dead_lettered_total";
+/// 1 while a provider is paused after an auth/config failure, by `provider`.
+pub const PROVIDER_PAUSED: &str = "sendfleet_provider_paused";
+/// SMS fallback jobs published, by `provider` (the RCS provider) and `reason`.
+pub const FALLBACKS_TOTAL: &str = "sendfleet_fallbacks_total";
+/// Redelivered jobs not sent again because the provider already accepted them, by `provider`.
+pub const DUPLICATES_SUPPRESSED_TOTAL: &str = "sendfleet_duplicates_suppressed_total";
+/// Callbacks received, by `provider`, `kind` and `outcome` (ok or the rejection reason).
+pub const CALLBACKS_TOTAL: &str = "sendfleet_callbacks_total";
+/// Send requests by `outcome` (accepted, rejected) at the dispatcher.
+pub const REQUESTS_TOTAL: &str = "sendfleet_requests_total";
+/// Send requests rejected by the dispatcher, by `reason`.
+pub const REQUESTS_REJECTED_TOTAL: &str = "sendfleet_requests_rejected_total";
+/// Send jobs published by the dispatcher, by `provider`.
+pub const JOBS_PUBLISHED_TOTAL: &str = "sendfleet_jobs_published_total";
+/// Events published, by `kind`.
+pub const EVENTS_PUBLISHED_TOTAL: &str = "sendfleet_events_published_total";
+/// Broker (re)connections, by `service`.
+pub const BROKER_CONNECTIONS_TOTAL: &str = "sendfleet_broker_connections_total";
+/// RCS capability lookups, by `provider` and `result` (enabled, not_capable, unknown, cached, error).
+pub const CAPABILITY_CHECKS_TOTAL: &str = "sendfleet_capability_checks_total";
+
+/// Every metric name, for catalogue checks.
+pub const ALL: &[&str] = &[
+    PROVIDER_REQUESTS_TOTAL,
+    PROVIDER_REQUEST_DURATION_SECONDS,
+    RATE_LIMIT_WAIT_SECONDS,
+    RATE_SHARE_PER_SECOND,
+    INFLIGHT_REQUESTS,
+    QUEUE_LAG_SECONDS,
+    RETRIES_TOTAL,
+    DEAD_LETTERED_TOTAL,
+    PROVIDER_PAUSED,
+    FALLBACKS_TOTAL,
+    DUPLICATES_SUPPRESSED_TOTAL,
+    CALLBACKS_TOTAL,
+    REQUESTS_TOTAL,
+    REQUESTS_REJECTED_TOTAL,
+    JOBS_PUBLISHED_TOTAL,
+    EVENTS_PUBLISHED_TOTAL,
+    BROKER_CONNECTIONS_TOTAL,
+    CAPABILITY_CHECKS_TOTAL,
+];
+
+/// Installs the Prometheus recorder once per process (later calls return the same
+/// handle) and describes every metric.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_seconds".into()),
+                    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+                )
+                .map(PrometheusBuilder::build_recorder)
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+            let handle = recorder.handle();
+            // Fails only if another recorder was installed first; then ours stays unused
+            // and /metrics renders empty, which the catalogue test would catch.
+            drop(metrics::set_global_recorder(recorder));
+            describe();
+            spawn_upkeep(handle.clone());
+            handle
+        })
+        .clone()
+}
+
+fn spawn_upkeep(handle: PrometheusHandle) {
+    // Histograms need periodic upkeep; a plain thread keeps this independent of which
+    // runtime (if any) is current when `install` is first called.
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(5));
+                handle.run_upkeep();
+            }
+        })
+        .ok();
+}
+
+fn describe() {
+    describe_counter!(PROVIDER_REQUESTS_TOTAL, "Provider HTTP requests by outcome.");
+    describe_histogram!(PROVIDER_REQUEST_DURATION_SECONDS, Unit::Seconds, "Provider HTTP request latency.");
+    describe_histogram!(RATE_LIMIT_WAIT_SECONDS, Unit::Seconds, "Time a job waited for a rate-limit token.");
+    describe_gauge!(
+        RATE_SHARE_PER_SECOND,
+        "This worker's current share of the provider's fleet-wide rate (requests/s)."
+    );
+    describe_gauge!(INFLIGHT_REQUESTS, "Provider HTTP requests in flight in this worker.");
+    describe_histogram!(QUEUE_LAG_SECONDS, Unit::Seconds, "Time from job creation to consumption.");
+    describe_counter!(RETRIES_TOTAL, "Jobs scheduled for another attempt, by retry tier.");
+    describe_counter!(DEAD_LETTERED_TOTAL, "Jobs sent to the dead-letter queue, by reason.");
+    describe_gauge!(PROVIDER_PAUSED, "1 while a provider is paused after an auth/config failure.");
+    describe_counter!(FALLBACKS_TOTAL, "SMS fallback jobs published, by reason.");
+    describe_counter!(DUPLICATES_SUPPRESSED_TOTAL, "Redelivered jobs not sent again (already accepted).");
+    describe_counter!(CALLBACKS_TOTAL, "Provider callbacks by kind and outcome.");
+    describe_counter!(REQUESTS_TOTAL, "Send requests handled by the dispatcher, by outcome.");
+    describe_counter!(REQUESTS_REJECTED_TOTAL, "Send requests rejected by the dispatcher, by reason.");
+    describe_counter!(JOBS_PUBLISHED_TOTAL, "Send jobs published by the dispatcher.");
+    describe_counter!(EVENTS_PUBLISHED_TOTAL, "Events published, by kind.");
+    describe_counter!(BROKER_CONNECTIONS_TOTAL, "Broker connections opened (first connect and reconnects).");
+    describe_counter!(CAPABILITY_CHECKS_TOTAL, "RCS capability lookups by result.");
+}

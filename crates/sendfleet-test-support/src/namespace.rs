@@ -1,0 +1,117 @@
+//! A unique broker prefix per test, cleaned up at the end.
+
+use sendfleet_broker::{
+    Topology,
+    lapin::{
+        Connection, ConnectionProperties,
+        options::{ExchangeDeleteOptions, QueueDeleteOptions},
+    },
+};
+use sendfleet_config::BrokerConfig;
+
+/// A test's private slice of the broker: every name starts with `prefix`.
+pub struct Namespace {
+    /// The prefix (`sft-<test>-<random>`).
+    pub prefix: String,
+    /// Provider ids whose job queues exist.
+    pub providers: Vec<String>,
+    cleaned: bool,
+}
+
+impl Namespace {
+    /// A fresh prefix for a test called `name`.
+    pub fn new(name: &str, providers: &[&str]) -> Namespace {
+        let short = uuid::Uuid::new_v4().simple().to_string();
+        Namespace {
+            prefix: format!("sft-{name}-{}", &short[..8]),
+            providers: providers.iter().map(|p| (*p).to_owned()).collect(),
+            cleaned: false,
+        }
+    }
+
+    /// The broker config of this namespace.
+    pub fn broker_config(&self) -> BrokerConfig {
+        BrokerConfig {
+            url: sendfleet_config::RedactedUrl::new(crate::amqp_url()),
+            prefix: self.prefix.clone(),
+            ..BrokerConfig::default()
+        }
+    }
+
+    /// The topology of this namespace.
+    pub fn topology(&self) -> Topology {
+        Topology::new(&self.broker_config())
+    }
+
+    /// A plain connection to the test broker.
+    pub async fn connect(&self) -> Connection {
+        Connection::connect(&crate::amqp_url(), ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ must run on 127.0.0.1:5672 for the tests (rabbitmq-server -detached)")
+    }
+
+    /// Messages waiting in a queue of this namespace.
+    pub async fn queue_depth(&self, queue: &str) -> u32 {
+        let connection = self.connect().await;
+        let channel = connection.create_channel().await.expect("channel");
+        let options = sendfleet_broker::lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+        let depth = channel
+            .queue_declare(queue.into(), options, Default::default())
+            .await
+            .map(|q| q.message_count())
+            .unwrap_or(0);
+        drop(connection.close(200, "".into()).await);
+        depth
+    }
+
+    /// Deletes every queue and exchange of this namespace.
+    pub async fn cleanup(mut self) {
+        delete_all(&self.prefix, &self.providers).await;
+        self.cleaned = true;
+    }
+}
+
+async fn delete_redis_keys(prefix: &str) {
+    let Ok(client) = redis::Client::open(crate::redis_url()) else { return };
+    let Ok(mut connection) = client.get_multiplexed_async_connection().await else { return };
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut connection).await.unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut connection).await;
+    }
+}
+
+async fn delete_all(prefix: &str, providers: &[String]) {
+    delete_redis_keys(prefix).await;
+    let Ok(connection) = Connection::connect(&crate::amqp_url(), ConnectionProperties::default()).await else {
+        return;
+    };
+    let topology = Topology::new(&BrokerConfig { prefix: prefix.to_owned(), ..BrokerConfig::default() });
+    if let Ok(channel) = connection.create_channel().await {
+        for queue in topology.all_queues(providers.iter().map(String::as_str)) {
+            drop(channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await);
+        }
+        for exchange in topology.all_exchanges() {
+            drop(channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await);
+        }
+    }
+    drop(connection.close(200, "".into()).await);
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        // A test that panicked before `cleanup`: clean up on a thread of its own, since
+        // Drop cannot await and may run inside the test's runtime.
+        let prefix = self.prefix.clone();
+        let providers = self.providers.clone();
+        let cleaner = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                runtime.block_on(delete_all(&prefix, &providers));
+            }
+        });
+        drop(cleaner.join());
+    }
+}

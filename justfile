@@ -1,0 +1,35 @@
+# Everyday recipes. `just --list` shows them. (just is optional: each recipe is one
+# plain command you can run yourself.)
+
+# The fleet end to end on the mock provider, with a summary.
+demo *ARGS:
+    bash scripts/demo.sh {{ARGS}}
+
+# The whole test suite (fmt, clippy, tests against the real RabbitMQ/Redis, Python example, deploy checks).
+test:
+    bash scripts/test.sh
+
+# Start RabbitMQ and Redis locally if they are not running.
+services:
+    bash scripts/services.sh
+
+# Lints only.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# The load harness (default scenarios); see docs/PERFORMANCE.md.
+bench *ARGS:
+    cargo build --release --locked --bins --quiet
+    target/release/sendfleet-bench run {{ARGS}}
+
+# docker compose: the fleet with RabbitMQ UI, Prometheus and Grafana.
+up:
+    docker compose up -d --build
+
+down:
+    docker compose down
+
+# Regenerate the mock provider's request schemas from Infobip's OpenAPI spec.
+schemas:
+    python3 tools/extract_infobip_schemas.py
