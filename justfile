@@ -33,3 +33,8 @@ down:
 # Regenerate the mock provider's request schemas from Infobip's OpenAPI spec.
 schemas:
     python3 tools/extract_infobip_schemas.py
+
+# Static checks of docker-compose.yml, deploy/k8s, dashboard and alerts.
+deploy-check:
+    python3 -m pip install --quiet -r scripts/requirements-deploy.txt
+    python3 scripts/check_deploy.py

@@ -11,6 +11,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== build the binaries (process tests and the deploy checks run them)"
+cargo build --workspace --bins --locked
+
 echo "== tests (cargo nextest)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
@@ -23,6 +26,7 @@ echo "== Python example producer against the real broker"
 bash examples/python/run.sh
 
 echo "== static checks of docker-compose.yml and deploy/"
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r scripts/requirements-deploy.txt
 python3 scripts/check_deploy.py
 
 echo "all checks passed"

@@ -41,7 +41,7 @@ pub(crate) async fn handle(ctx: Arc<SessionContext>, provider: Arc<ProviderRunti
     };
     // A debug span: per-job spans at info would cost on every job; the warn lines that
     // matter name the message themselves.
-    let span = tracing::debug_span!("job", message_id = %job.message_id, provider = provider.id(), trace_id = %job.trace_id, attempt = job.attempts + 1);
+    let span = tracing::info_span!("job", message_id = %job.message_id, provider = provider.id(), trace_id = %job.trace_id, attempt = job.attempts + 1);
     process(ctx, provider, inbound, job).instrument(span).await;
 }
 
