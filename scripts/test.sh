@@ -12,7 +12,7 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== build the binaries (process tests and the deploy checks run them)"
-cargo build --workspace --bins --locked
+cargo build --workspace --all-targets --locked
 
 echo "== tests (cargo nextest)"
 if cargo nextest --version >/dev/null 2>&1; then

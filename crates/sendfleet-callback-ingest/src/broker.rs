@@ -7,6 +7,7 @@ use sendfleet_broker::{BrokerError, Outgoing, Publisher, TRACE_HEADER, Topology}
 use sendfleet_config::{BrokerConfig, Config};
 use sendfleet_protocol::{Event, encode};
 use sendfleet_telemetry::Readiness;
+use sendfleet_telemetry::metrics::EVENTS_PUBLISHED_TOTAL;
 use tokio_util::sync::CancellationToken;
 
 use crate::IngestState;
@@ -37,7 +38,11 @@ impl BrokerSlot {
             let publisher = publisher.clone();
             async move { publisher.publish(outgoing).await }
         });
-        futures_util::future::try_join_all(publishes).await.map(|_| ())
+        futures_util::future::try_join_all(publishes).await?;
+        for event in events {
+            metrics::counter!(EVENTS_PUBLISHED_TOTAL, "kind" => event.kind.as_str()).increment(1);
+        }
+        Ok(())
     }
 
     fn set(&self, publisher: Option<Publisher>) {

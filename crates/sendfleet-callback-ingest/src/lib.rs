@@ -86,6 +86,7 @@ pub async fn run(
     let metrics = sendfleet_telemetry::metrics::install();
     let readiness = Readiness::default();
     let state = Arc::new(IngestState::new(&config)?);
+    register_metrics(&config);
     // The broker outlives the HTTP server: in-flight callbacks still publish after
     // shutdown stops new ones from being accepted.
     let broker_stop = CancellationToken::new();
@@ -97,4 +98,19 @@ pub async fn run(
     keeper.await.ok();
     served?;
     Ok(())
+}
+
+/// Registers every provider's refusal series at zero, so rates and alerts on them work
+/// from the first scrape.
+fn register_metrics(config: &Config) {
+    use sendfleet_telemetry::metrics::{CALLBACKS_TOTAL, FALLBACK_REASONS, FALLBACKS_TOTAL};
+    for provider in &config.providers {
+        for reason in FALLBACK_REASONS {
+            metrics::counter!(FALLBACKS_TOTAL, "provider" => provider.id.clone(), "reason" => *reason).absolute(0);
+        }
+        for outcome in ["unauthorized", "malformed", "too_large", "broker_unavailable"] {
+            metrics::counter!(CALLBACKS_TOTAL, "provider" => provider.id.clone(), "kind" => "unknown", "outcome" => outcome)
+                .absolute(0);
+        }
+    }
 }

@@ -32,6 +32,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), DispatcherError> {
     let metrics = sendfleet_telemetry::metrics::install();
+    register_metrics(&config);
     let readiness = Readiness::default();
     let router = sendfleet_telemetry::ops_router(metrics, readiness.clone());
     let server = tokio::spawn(sendfleet_telemetry::serve(listener, router, shutdown.clone()));
@@ -64,4 +65,16 @@ pub async fn run(
     .await;
     server.await.ok().transpose()?;
     Ok(())
+}
+
+/// Registers the request and per-provider job series at zero, so dashboards see every
+/// provider from the first scrape.
+fn register_metrics(config: &Config) {
+    use sendfleet_telemetry::metrics as names;
+    for outcome in ["accepted", "rejected"] {
+        metrics::counter!(names::REQUESTS_TOTAL, "outcome" => outcome).absolute(0);
+    }
+    for provider in &config.providers {
+        metrics::counter!(names::JOBS_PUBLISHED_TOTAL, "provider" => provider.id.clone()).absolute(0);
+    }
 }

@@ -7,6 +7,10 @@ use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use sendfleet_protocol::EventKind;
 use sendfleet_telemetry::metrics as names;
 
+/// Dead-letter reason codes registered at zero (`retries_exhausted`, `max_age`; the
+/// others appear when they first happen).
+const DEAD_LETTER_REASONS: &[&str] = &["retries_exhausted", "max_age"];
+
 /// One provider's metric handles.
 pub(crate) struct ProviderMetrics {
     provider: String,
@@ -25,6 +29,21 @@ impl ProviderMetrics {
     pub fn new(provider: &str) -> ProviderMetrics {
         let outcome = |o: &'static str| counter!(names::PROVIDER_REQUESTS_TOTAL, "provider" => provider.to_owned(), "outcome" => o);
         let label = || provider.to_owned();
+        // Registered at zero so dashboards and alerts see every provider's series (and
+        // `increase()` counts the first event) before anything has happened.
+        for tier in sendfleet_broker::RETRY_TIERS {
+            counter!(names::RETRIES_TOTAL, "provider" => label(), "tier" => tier.name).absolute(0);
+        }
+        for reason in DEAD_LETTER_REASONS {
+            counter!(names::DEAD_LETTERED_TOTAL, "provider" => label(), "reason" => *reason).absolute(0);
+        }
+        counter!(names::DUPLICATES_SUPPRESSED_TOTAL, "provider" => label()).absolute(0);
+        for reason in sendfleet_telemetry::metrics::FALLBACK_REASONS {
+            counter!(names::FALLBACKS_TOTAL, "provider" => label(), "reason" => *reason).absolute(0);
+        }
+        for result in sendfleet_telemetry::metrics::CAPABILITY_RESULTS {
+            counter!(names::CAPABILITY_CHECKS_TOTAL, "provider" => label(), "result" => *result).absolute(0);
+        }
         ProviderMetrics {
             provider: provider.to_owned(),
             accepted: outcome("accepted"),

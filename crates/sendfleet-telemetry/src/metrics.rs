@@ -46,6 +46,11 @@ pub const BROKER_CONNECTIONS_TOTAL: &str = "sendfleet_broker_connections_total";
 /// RCS capability lookups, by `provider` and `result` (enabled, not_capable, unknown, cached, error).
 pub const CAPABILITY_CHECKS_TOTAL: &str = "sendfleet_capability_checks_total";
 
+/// The `reason` values of [`FALLBACKS_TOTAL`].
+pub const FALLBACK_REASONS: &[&str] = &["not_capable", "send_failed", "undeliverable", "expired"];
+/// The `result` values of [`CAPABILITY_CHECKS_TOTAL`].
+pub const CAPABILITY_RESULTS: &[&str] = &["enabled", "not_capable", "cached", "error"];
+
 /// Every metric name, for catalogue checks.
 pub const ALL: &[&str] = &[
     PROVIDER_REQUESTS_TOTAL,

@@ -3,5 +3,7 @@
 
 mod dispatch;
 mod faults;
+mod metrics;
 mod python;
+mod quorum;
 mod send;

@@ -1,0 +1,282 @@
+//! The metrics catalogue against the real binaries: dispatcher, sender-worker and
+//! callback-ingest run as processes (from `target/debug`, built by `cargo build --bins`)
+//! for a short run; each one's `/metrics` must export every metric `docs/METRICS.md`
+//! says it exports, and every metric the Grafana dashboard or an alert rule queries
+//! must be exported by some binary.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use sendfleet_broker::{Outgoing, Publisher};
+use sendfleet_mock_provider::{Behaviour, MockConfig};
+use sendfleet_protocol::{Channel, Content, EventKind, SendRequest, encode};
+use sendfleet_test_support::{
+    EventCollector, Namespace, TEST_API_KEY, TEST_CALLBACK_TOKEN, amqp_url, redis_url, wait_until,
+};
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+const BINARIES: [&str; 3] = ["dispatcher", "sender-worker", "callback-ingest"];
+const HISTOGRAM_SUFFIXES: [&str; 3] = ["_bucket", "_sum", "_count"];
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `target/<profile>/<name>`, next to this test's own executable (`…/deps/it-…`).
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let path = exe.parent().and_then(Path::parent).expect("target dir").join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first", path.display());
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Metric names in a Prometheus text exposition, histogram series folded into their base name.
+fn exported_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut histograms = BTreeSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split_whitespace();
+            if let (Some(name), Some("histogram")) = (parts.next(), parts.next()) {
+                histograms.insert(name.to_owned());
+            }
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let name = line.split(['{', ' ']).next().unwrap_or_default();
+        names.insert(name.to_owned());
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            HISTOGRAM_SUFFIXES
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|base| histograms.contains(*base)).map(str::to_owned))
+                .unwrap_or(name)
+        })
+        .collect()
+}
+
+/// `docs/METRICS.md`'s table: metric → the binaries that export it.
+fn catalogue() -> BTreeMap<String, Vec<String>> {
+    let text = std::fs::read_to_string(repo_root().join("docs/METRICS.md")).expect("docs/METRICS.md");
+    let mut rows = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("| `sendfleet_")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let name = cells[1].trim_matches('`').to_owned();
+        let exporters = match cells[4] {
+            "all three" => BINARIES.iter().map(|b| (*b).to_owned()).collect(),
+            list => list.split(',').map(|b| b.trim().to_owned()).collect(),
+        };
+        rows.insert(name, exporters);
+    }
+    assert!(rows.len() >= 15, "docs/METRICS.md lists {} metrics", rows.len());
+    rows
+}
+
+/// Every `sendfleet_*` name in a dashboard or rules file, histogram suffixes folded.
+fn queried_names(path: &str, catalogue: &BTreeMap<String, Vec<String>>) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(repo_root().join(path)).expect(path);
+    let mut names = BTreeSet::new();
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("sendfleet_") {
+        let tail = &rest[at..];
+        let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+        let name = &tail[..end];
+        let base = HISTOGRAM_SUFFIXES
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|b| catalogue.contains_key(*b)))
+            .unwrap_or(name);
+        names.insert(base.to_owned());
+        rest = &tail[end..];
+    }
+    assert!(!names.is_empty(), "{path} queries no sendfleet metric");
+    names
+}
+
+fn spawn(name: &str, config: &Path) -> Child {
+    Command::new(binary(name))
+        .env("SENDFLEET_CONFIG", config)
+        .env("TEST_API_KEY", TEST_API_KEY)
+        .env("TEST_CALLBACK_TOKEN", TEST_CALLBACK_TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"))
+}
+
+fn request(message_id: &str, to: &str) -> SendRequest {
+    SendRequest {
+        schema_version: 1,
+        message_id: Some(message_id.into()),
+        channel: Channel::Sms,
+        provider: None,
+        to: Some(to.into()),
+        recipients: vec![],
+        sender: None,
+        content: Some(Content::Text { text: "metrics run".into(), suggestions: vec![] }),
+        template: None,
+        options: Default::default(),
+        fallback: None,
+        metadata: Default::default(),
+        trace_id: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_catalogued_metric_is_exported_and_every_queried_metric_exists() {
+    sendfleet_test_support::init_tracing();
+    let catalogue = catalogue();
+    let ns = Namespace::new("metrics", &["m-sms", "m-rcs"]);
+    let mock_shutdown = CancellationToken::new();
+    let mock = sendfleet_mock_provider::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        MockConfig { api_keys: vec![TEST_API_KEY.into()], default_dlr_url: None, behaviour: Behaviour::default() },
+        mock_shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let ports: BTreeMap<&str, u16> = BINARIES.iter().map(|b| (*b, free_port())).collect();
+    let toml = format!(
+        r#"
+[broker]
+url = "{amqp}"
+prefix = "{prefix}"
+[redis]
+url = "{redis}"
+key_prefix = "{prefix}"
+[dispatcher]
+listen = "127.0.0.1:{dispatcher}"
+[worker]
+listen = "127.0.0.1:{worker}"
+[callback_ingest]
+listen = "127.0.0.1:{ingest}"
+public_base_url = "http://127.0.0.1:{ingest}"
+[telemetry]
+log_format = "json"
+[[providers]]
+id = "m-sms"
+kind = "infobip_sms"
+base_url = "{mock}"
+api_key_env = "TEST_API_KEY"
+sender_ids = ["ACMEIN"]
+default_for_channel = true
+rate_per_second = 1000
+concurrency = 16
+callback_token_env = "TEST_CALLBACK_TOKEN"
+[[providers]]
+id = "m-rcs"
+kind = "infobip_rcs"
+base_url = "{mock}"
+api_key_env = "TEST_API_KEY"
+sender_ids = ["AcmeAgent"]
+default_for_channel = true
+rate_per_second = 1000
+concurrency = 16
+callback_token_env = "TEST_CALLBACK_TOKEN"
+"#,
+        amqp = amqp_url(),
+        prefix = ns.prefix,
+        redis = redis_url(),
+        mock = mock.base_url(),
+        dispatcher = ports["dispatcher"],
+        worker = ports["sender-worker"],
+        ingest = ports["callback-ingest"],
+    );
+    let config = std::env::temp_dir().join(format!("{}.toml", ns.prefix));
+    std::fs::write(&config, toml).unwrap();
+    let connection = ns.connect().await;
+    let channel = connection.create_channel().await.unwrap();
+    ns.topology().declare(&channel, &ns.providers).await.unwrap();
+    let events = EventCollector::start(&ns.topology().events_queue()).await;
+    let mut children: Vec<(&str, Child)> = BINARIES.iter().map(|b| (*b, spawn(b, &config))).collect();
+
+    let client = reqwest::Client::new();
+    for (name, port) in &ports {
+        let url = format!("http://127.0.0.1:{port}/health");
+        let mut ready = false;
+        for _ in 0..300 {
+            if client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ready, "{name} never became ready on port {port}");
+    }
+
+    // A short run: one message delivered end to end, one request rejected.
+    let publisher = Publisher::open(&connection).await.unwrap();
+    let requests = ns.topology().requests_exchange();
+    for request in [request("metrics-ok", "+15551230000"), request("metrics-bad", "not-a-number")] {
+        publisher.publish(Outgoing::new(&requests, "", &encode(&request))).await.unwrap();
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || events.count(EventKind::Delivered) >= 1).await,
+        "the message was not delivered"
+    );
+
+    let mut exported_by: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for (name, port) in &ports {
+        let text = client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .unwrap_or_else(|e| panic!("scrape {name}: {e}"))
+            .text()
+            .await
+            .unwrap();
+        exported_by.insert(name, exported_names(&text));
+    }
+    let mut missing = Vec::new();
+    for (metric, exporters) in &catalogue {
+        for exporter in exporters {
+            let Some(names) = exported_by.get(exporter.as_str()) else {
+                panic!("docs/METRICS.md names an unknown binary {exporter:?} for {metric}");
+            };
+            if !names.contains(metric) {
+                missing.push(format!("{exporter} does not export {metric}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "docs/METRICS.md promises metrics the binaries do not export:\n{}", missing.join("\n"));
+
+    let all_exported: BTreeSet<&String> = exported_by.values().flatten().collect();
+    let undocumented: Vec<&&String> =
+        all_exported.iter().filter(|n| n.starts_with("sendfleet_") && !catalogue.contains_key(n.as_str())).collect();
+    assert!(undocumented.is_empty(), "exported but not in docs/METRICS.md: {undocumented:?}");
+    for file in ["deploy/grafana/dashboards/sendfleet.json", "deploy/prometheus/alerts.yml"] {
+        let unknown: Vec<String> =
+            queried_names(file, &catalogue).into_iter().filter(|n| !all_exported.contains(n)).collect();
+        assert!(unknown.is_empty(), "{file} queries metrics no binary exports: {unknown:?}");
+    }
+
+    for (name, child) in &mut children {
+        let pid = child.id().expect("running").to_string();
+        std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{name} did not exit after SIGTERM"))
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "{name} exits 0 on SIGTERM");
+    }
+    drop(connection.close(200, "".into()).await);
+    mock_shutdown.cancel();
+    drop(std::fs::remove_file(&config));
+    ns.cleanup().await;
+}

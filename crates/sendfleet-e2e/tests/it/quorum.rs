@@ -1,0 +1,58 @@
+//! `[broker].queue_type = "quorum"` on the real broker: the whole topology declares as
+//! quorum queues, and the retry path (a TTL tier dead-lettering back to the jobs queue)
+//! still works, since quorum queues handle dead-lettering differently from classic ones.
+
+use std::time::Duration;
+
+use sendfleet_broker::{
+    Outgoing, Publisher, RETRY_TIERS, Topology,
+    lapin::{
+        options::{BasicGetOptions, QueueDeclareOptions},
+        types::{AMQPValue, FieldTable, LongString},
+    },
+};
+use sendfleet_config::{BrokerConfig, QueueType};
+use sendfleet_test_support::Namespace;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_topology_declares_and_retries_flow_back_to_the_jobs_queue() {
+    let ns = Namespace::new("quorum", &["q-sms"]);
+    let broker = BrokerConfig { queue_type: QueueType::Quorum, ..ns.broker_config() };
+    let topology = Topology::new(&broker);
+    let connection = ns.connect().await;
+    let channel = connection.create_channel().await.unwrap();
+    topology.declare(&channel, &ns.providers).await.expect("quorum topology declares");
+    // Declaring it again is idempotent with the same arguments.
+    topology.declare(&channel, &ns.providers).await.expect("re-declare");
+
+    // The jobs queue really is a quorum queue: declaring it as classic is refused.
+    let probe = connection.create_channel().await.unwrap();
+    let mut classic = FieldTable::default();
+    classic.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("classic")));
+    let jobs_queue = topology.jobs_queue("q-sms");
+    let refused = probe
+        .queue_declare(jobs_queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, classic)
+        .await;
+    let error = refused.expect_err("a quorum queue cannot be re-declared as classic").to_string();
+    assert!(error.contains("PRECONDITION_FAILED") || error.contains("x-queue-type"), "{error}");
+
+    // A retry in the shortest tier comes back to the provider's jobs queue after its TTL.
+    let publisher = Publisher::open(&connection).await.unwrap();
+    let tier = RETRY_TIERS[0];
+    let key = Topology::retry_routing_key(tier, "q-sms");
+    publisher.publish(Outgoing::new(&topology.retry_exchange(), &key, b"retry me")).await.expect("confirmed");
+    let mut back = None;
+    for _ in 0..100 {
+        let got =
+            channel.basic_get(jobs_queue.as_str().into(), BasicGetOptions { no_ack: true }).await.expect("basic.get");
+        if let Some(message) = got {
+            back = Some(message.delivery.data.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(back.as_deref(), Some(&b"retry me"[..]), "the retry came back within 10 s");
+
+    drop(connection.close(200, "".into()).await);
+    ns.cleanup().await;
+}
