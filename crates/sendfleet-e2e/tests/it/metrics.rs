@@ -106,14 +106,17 @@ fn queried_names(path: &str, catalogue: &BTreeMap<String, Vec<String>>) -> BTree
     names
 }
 
-fn spawn(name: &str, config: &Path) -> Child {
+/// Starts a binary; its (JSON) log lines go to `log`, at debug level for sendfleet crates.
+fn spawn(name: &str, config: &Path, log: &Path) -> Child {
+    let log = std::fs::File::create(log).expect("log file");
     Command::new(binary(name))
         .env("SENDFLEET_CONFIG", config)
         .env("TEST_API_KEY", TEST_API_KEY)
         .env("TEST_CALLBACK_TOKEN", TEST_CALLBACK_TOKEN)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,sendfleet_sender_worker=debug")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
         .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| panic!("start {name}: {e}"))
@@ -203,7 +206,8 @@ callback_token_env = "TEST_CALLBACK_TOKEN"
     let channel = connection.create_channel().await.unwrap();
     ns.topology().declare(&channel, &ns.providers).await.unwrap();
     let events = EventCollector::start(&ns.topology().events_queue()).await;
-    let mut children: Vec<(&str, Child)> = BINARIES.iter().map(|b| (*b, spawn(b, &config))).collect();
+    let log_of = |name: &str| std::env::temp_dir().join(format!("{}-{name}.log", ns.prefix));
+    let mut children: Vec<(&str, Child)> = BINARIES.iter().map(|b| (*b, spawn(b, &config, &log_of(b)))).collect();
 
     let client = reqwest::Client::new();
     for (name, port) in &ports {
@@ -222,7 +226,9 @@ callback_token_env = "TEST_CALLBACK_TOKEN"
     // A short run: one message delivered end to end, one request rejected.
     let publisher = Publisher::open(&connection).await.unwrap();
     let requests = ns.topology().requests_exchange();
-    for request in [request("metrics-ok", "+15551230000"), request("metrics-bad", "not-a-number")] {
+    let mut traced = request("metrics-ok", "+15551230000");
+    traced.trace_id = Some("trace-metrics-0001".into());
+    for request in [traced, request("metrics-bad", "not-a-number")] {
         publisher.publish(Outgoing::new(&requests, "", &encode(&request))).await.unwrap();
     }
     assert!(
@@ -275,8 +281,25 @@ callback_token_env = "TEST_CALLBACK_TOKEN"
             .unwrap();
         assert_eq!(status.code(), Some(0), "{name} exits 0 on SIGTERM");
     }
+    // JSON logs: every worker line about the message carries its trace id (from the job span).
+    let worker_log = std::fs::read_to_string(log_of("sender-worker")).unwrap();
+    let about: Vec<serde_json::Value> = worker_log
+        .lines()
+        .filter(|l| l.contains("metrics-ok"))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .collect();
+    assert!(!about.is_empty(), "the worker logged nothing about the message at debug level");
+    for line in &about {
+        assert_eq!(line["span"]["trace_id"], "trace-metrics-0001", "log line without the trace id: {line}");
+    }
+    let delivered = events.events().into_iter().find(|e| e.kind == EventKind::Delivered).unwrap();
+    assert_eq!(delivered.trace_id.as_deref(), Some("trace-metrics-0001"), "the delivery event carries the trace id");
+
     drop(connection.close(200, "".into()).await);
     mock_shutdown.cancel();
+    for name in BINARIES {
+        drop(std::fs::remove_file(log_of(name)));
+    }
     drop(std::fs::remove_file(&config));
     ns.cleanup().await;
 }
