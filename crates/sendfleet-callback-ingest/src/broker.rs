@@ -40,6 +40,11 @@ impl BrokerSlot {
         futures_util::future::try_join_all(publishes).await.map(|_| ())
     }
 
+    /// The current publisher, if connected.
+    pub fn publisher(&self) -> Option<Publisher> {
+        self.publisher.read().clone()
+    }
+
     fn set(&self, publisher: Option<Publisher>) {
         *self.publisher.write() = publisher;
     }
