@@ -172,7 +172,7 @@ impl Batch {
         for (pair, replies) in self.waiting {
             let capability = answers.get(&pair).copied().unwrap_or(Capability::Unknown);
             for reply in replies {
-                drop(reply.send(capability));
+                let _ = reply.send(capability);
             }
         }
     }
@@ -252,7 +252,7 @@ async fn lookup_pairs(shared: &Shared, pairs: &[(String, String)]) -> Result<Ans
     }
     for (sender, numbers) in by_sender {
         let fresh = ask(shared, sender, &numbers).await?;
-        answers.extend(fresh.into_iter().map(|(number, capability)| ((sender.to_owned(), number), capability)));
+        answers.extend(fresh);
     }
 
     if !pending.is_empty() {
