@@ -112,6 +112,7 @@ mod tests {
 id = "rcs"
 kind = "infobip_rcs"
 base_url = "https://x.api.infobip.com"
+api_key_env = "K"
 sender_ids = ["Agent"]
 default_for_channel = true
 
@@ -119,6 +120,7 @@ default_for_channel = true
 id = "rcs-own"
 kind = "infobip_rcs"
 base_url = "https://x.api.infobip.com"
+api_key_env = "K"
 sender_ids = ["Agent"]
 fallback_mode = "provider"
 
@@ -126,6 +128,7 @@ fallback_mode = "provider"
 id = "sms"
 kind = "infobip_sms"
 base_url = "https://x.api.infobip.com"
+api_key_env = "K"
 sender_ids = ["ACMEIN", "ACMEOTP"]
 default_for_channel = true
 
@@ -133,11 +136,12 @@ default_for_channel = true
 id = "sms-2"
 kind = "infobip_sms"
 base_url = "https://y.api.infobip.com"
+api_key_env = "K"
 sender_ids = ["OTHER"]
 "#;
 
     fn config() -> Config {
-        Config::from_toml(TOML, &|_| None).unwrap()
+        Config::from_toml(TOML, &|_| Some("key".into())).unwrap()
     }
 
     fn rcs_job(fallback: Option<SmsFallback>) -> SendJob {

@@ -45,19 +45,21 @@ key_prefix = "{prefix}"
 id = "rcs"
 kind = "infobip_rcs"
 base_url = "http://127.0.0.1:9"
+api_key_env = "K"
 sender_ids = ["Agent"]
 default_for_channel = true
 [[providers]]
 id = "sms"
 kind = "infobip_sms"
 base_url = "http://127.0.0.1:9"
+api_key_env = "K"
 sender_ids = ["ACME"]
 default_for_channel = true
 "#,
             amqp_url(),
             redis_url()
         );
-        let config = Config::from_toml(&toml, &|_| None).expect("config");
+        let config = Config::from_toml(&toml, &|_| Some("key".into())).expect("config");
         let connection = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.expect("RabbitMQ");
         Env { config, connection, prefix }
     }
