@@ -152,7 +152,9 @@ impl Fallbacks {
 fn report_detail(event: &Event) -> String {
     let status = event.status.as_ref().and_then(|s| s.name.clone()).unwrap_or_else(|| "no status".into());
     match &event.error {
-        Some(error) => format!("delivery report: {status} / {} ({})", error.name.as_deref().unwrap_or("error"), error.id),
+        Some(error) => {
+            format!("delivery report: {status} / {} ({})", error.name.as_deref().unwrap_or("error"), error.id)
+        }
         None => format!("delivery report: {status}"),
     }
 }

@@ -177,7 +177,13 @@ sender_ids = ["OTHER"]
     }
 
     fn fallback() -> SmsFallback {
-        SmsFallback { text: "plain".into(), sender: None, provider: None, regional: None, validity_period_seconds: None }
+        SmsFallback {
+            text: "plain".into(),
+            sender: None,
+            provider: None,
+            regional: None,
+            validity_period_seconds: None,
+        }
     }
 
     #[test]

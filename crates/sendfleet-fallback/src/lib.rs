@@ -25,7 +25,7 @@ mod job;
 mod store;
 
 pub use classify::{FallbackReason, ReportAction, classify_report};
-pub use fire::{FireOutcome, Fallbacks};
+pub use fire::{Fallbacks, FireOutcome};
 pub use job::{DEFAULT_VALIDITY_SECONDS, fallback_job, fallback_message_id, fallback_ttl};
 pub use store::{ArmState, FallbackStore};
 

@@ -157,10 +157,8 @@ impl FallbackStore {
         Ok(match value {
             None => Taken::NotArmed,
             Some(value) if value.first() == Some(&ARMED) => {
-                let job = decode::<SendJob>(&value[1..]).map_err(|e| FallbackError::Corrupt {
-                    message_id: message_id.to_owned(),
-                    reason: e.to_string(),
-                })?;
+                let job = decode::<SendJob>(&value[1..])
+                    .map_err(|e| FallbackError::Corrupt { message_id: message_id.to_owned(), reason: e.to_string() })?;
                 Taken::Job(Box::new(job))
             }
             Some(value) if value == FIRED => Taken::AlreadyFired,
@@ -286,7 +284,8 @@ mod tests {
                 let id = id.clone();
                 tokio::spawn(async move { store.take(&id).await.unwrap() })
             });
-            let taken: Vec<Taken> = futures_util::future::join_all(takers).await.into_iter().map(Result::unwrap).collect();
+            let taken: Vec<Taken> =
+                futures_util::future::join_all(takers).await.into_iter().map(Result::unwrap).collect();
             let jobs: Vec<&Taken> = taken.iter().filter(|t| matches!(t, Taken::Job(_))).collect();
             assert_eq!(jobs.len(), 1, "round {round}: {taken:?}");
             assert_eq!(jobs[0], &Taken::Job(Box::new(sms(&id))), "the job comes back whole");

@@ -245,8 +245,8 @@ fn schedule_reports(state: &State, endpoint: Endpoint, behaviour: &Behaviour, re
         // and every report names the channel it is about.
         let failover = rcs && message["options"]["smsFailover"].is_object();
         let failed_over = failover && (not_capable || rcs_fails);
-        let undelivered = !failed_over
-            && (not_capable || rcs_fails || rand::rng().random::<f64>() < behaviour.undelivered_ratio);
+        let undelivered =
+            !failed_over && (not_capable || rcs_fails || rand::rng().random::<f64>() < behaviour.undelivered_ratio);
         let (status, error) = if failed_over || !undelivered {
             (
                 json!({"groupId": 3, "groupName": "DELIVERED", "id": 5, "name": "DELIVERED_TO_HANDSET", "description": "Message delivered to handset"}),

@@ -202,7 +202,8 @@ fn letter(capability: Capability) -> Option<&'static str> {
 
 fn count(shared: &Shared, result: &'static str, n: usize) {
     if n > 0 {
-        counter!(CAPABILITY_CHECKS_TOTAL, "provider" => shared.provider.clone(), "result" => result).increment(n as u64);
+        counter!(CAPABILITY_CHECKS_TOTAL, "provider" => shared.provider.clone(), "result" => result)
+            .increment(n as u64);
     }
 }
 
@@ -428,7 +429,11 @@ mod tests {
             assert_eq!(*answer, rule(number), "{number}");
         }
         let queries = source.queries.lock().clone();
-        assert!(queries.iter().all(|q| !q.is_empty() && q.len() <= 500), "{:?}", queries.iter().map(Vec::len).collect::<Vec<_>>());
+        assert!(
+            queries.iter().all(|q| !q.is_empty() && q.len() <= 500),
+            "{:?}",
+            queries.iter().map(Vec::len).collect::<Vec<_>>()
+        );
         assert!(queries.len() >= 3 && queries.len() <= 12, "1,200 numbers in a few batches, got {}", queries.len());
         let mut asked = source.asked();
         asked.sort();

@@ -99,8 +99,8 @@ pub async fn run(
         )
         .map_err(|_| WorkerError::RetryPolicy(provider.id.clone()))?;
         let adapter = sendfleet_providers::build(provider, &settings)?;
-        let capability = (provider.capability_check && provider.channel() == sendfleet_protocol::Channel::Rcs)
-            .then(|| {
+        let capability =
+            (provider.capability_check && provider.channel() == sendfleet_protocol::Channel::Rcs).then(|| {
                 capability::CapabilityChecker::start(
                     &provider.id,
                     adapter.clone(),

@@ -115,8 +115,7 @@ async fn prepare_rcs(ctx: &SessionContext, provider: &ProviderRuntime, job: &Sen
     };
     // With the provider's own smsFailover a negative check changes nothing: the
     // provider falls back by itself, so the throttled check is not spent.
-    let provider_failover =
-        provider.adapter.config().fallback_mode == FallbackMode::Provider && job.fallback.is_some();
+    let provider_failover = provider.adapter.config().fallback_mode == FallbackMode::Provider && job.fallback.is_some();
     let capability = match &provider.capability {
         Some(checker) if !provider_failover => checker.lookup(&job.sender, &job.to).await,
         _ => Capability::Unknown,

@@ -109,7 +109,8 @@ async fn second_ingest(fleet: &Fleet, shutdown: &CancellationToken) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_capable_and_failed_rcs_get_exactly_one_sms_each() {
-    const N: usize = 10_000;
+    // 10,000 passes too but took ~100 s on this shared 2-core machine; 2,000 keeps CI fast.
+    const N: usize = 2_000;
     let behaviour = Behaviour {
         not_rcs_capable_ratio: 0.3,
         rcs_dlr_fail_ratio: 0.1,
@@ -200,10 +201,8 @@ async fn not_capable_and_failed_rcs_get_exactly_one_sms_each() {
         .filter_map(|e| e.message_id.clone())
         .collect();
     assert_eq!(rcs_delivered, rcs_only, "everyone else got RCS only");
-    let sms_accepted = events
-        .iter()
-        .find(|e| e.kind == EventKind::Accepted && e.channel == Channel::Sms)
-        .expect("an accepted SMS");
+    let sms_accepted =
+        events.iter().find(|e| e.kind == EventKind::Accepted && e.channel == Channel::Sms).expect("an accepted SMS");
     assert!(sms_accepted.details.get("fallback_message_id").is_some_and(|id| id.ends_with(".sms")));
     assert!(sms_accepted.metadata.contains_key("n"), "metadata travels to the fallback");
 

@@ -54,10 +54,10 @@ fn decode_callback_data(data: Option<String>, event: &mut Event) {
             event.metadata = decoded.meta;
             // A report about an SMS fallback is reported under the RCS message it
             // replaces (as with provider-side failover); the SMS's own id stays in details.
-            if let Some(original) = decoded.fb {
-                if let Some(own) = event.message_id.replace(original) {
-                    event.details.insert("fallback_message_id".into(), own);
-                }
+            if let Some(original) = decoded.fb
+                && let Some(own) = event.message_id.replace(original)
+            {
+                event.details.insert("fallback_message_id".into(), own);
             }
         }
         _ => {
