@@ -146,7 +146,9 @@ mod tests {
     fn every_row_of_the_table() {
         use EventKind::{Accepted, Delivered, Inbound, Seen, Undelivered};
         let rcs = Channel::Rcs;
-        let cases: &[(EventKind, Channel, Option<i32>, Option<i32>, ReportAction)] = &[
+        // (kind, channel, status group, error id, expected action)
+        type Case = (EventKind, Channel, Option<i32>, Option<i32>, ReportAction);
+        let cases: &[Case] = &[
             // The reference fixture: 2/4 UNDELIVERABLE_REJECTED_OPERATOR + 7002.
             (Undelivered, rcs, Some(2), Some(7002), Fire(R::NotCapable)),
             (Undelivered, rcs, Some(5), Some(7005), Fire(R::NotCapable)),

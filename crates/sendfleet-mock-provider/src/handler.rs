@@ -314,18 +314,6 @@ fn chat_error_name(id: i32) -> &'static str {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn duplicates_keep_the_path_on_other_hosts() {
-        let urls = duplicate_urls("http://127.0.0.1:1/callbacks/ib/tok", &["http://127.0.0.1:2/".into()]);
-        assert_eq!(urls, vec!["http://127.0.0.1:2/callbacks/ib/tok".to_owned()]);
-        assert!(duplicate_urls("http://a/x", &[]).is_empty());
-    }
-}
-
 async fn stats(AxumState(state): AxumState<Shared>) -> Json<crate::Stats> {
     Json(state.record.stats())
 }
@@ -357,4 +345,16 @@ async fn put_behaviour(AxumState(state): AxumState<Shared>, body: Bytes) -> Resp
 async fn reset(AxumState(state): AxumState<Shared>) -> StatusCode {
     state.record.reset();
     StatusCode::NO_CONTENT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_keep_the_path_on_other_hosts() {
+        let urls = duplicate_urls("http://127.0.0.1:1/callbacks/ib/tok", &["http://127.0.0.1:2/".into()]);
+        assert_eq!(urls, vec!["http://127.0.0.1:2/callbacks/ib/tok".to_owned()]);
+        assert!(duplicate_urls("http://a/x", &[]).is_empty());
+    }
 }
