@@ -45,6 +45,11 @@ impl BrokerSlot {
         Ok(())
     }
 
+    /// The current publisher, if connected.
+    pub fn publisher(&self) -> Option<Publisher> {
+        self.publisher.read().clone()
+    }
+
     fn set(&self, publisher: Option<Publisher>) {
         *self.publisher.write() = publisher;
     }

@@ -75,6 +75,14 @@ async fn callback(
         tracing::warn!(provider = %provider_id, error = %err, "events not confirmed; asking the provider to retry");
         return reject(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", "try again later".into());
     }
+    // RCS failure reports fire the armed SMS fallback (exactly once fleet-wide), success
+    // reports disarm it; not done means 503, so the provider sends the report again.
+    if let Some(fallbacks) = &state.fallbacks
+        && let Err(err) = fallbacks.on_reports(state.broker.publisher().as_ref(), &events).await
+    {
+        tracing::warn!(provider = %provider_id, error = %err, "SMS fallback not settled; asking the provider to retry");
+        return reject(StatusCode::SERVICE_UNAVAILABLE, "fallback_unavailable", "try again later".into());
+    }
     for event in &events {
         counter!(CALLBACKS_TOTAL, "provider" => provider_id.clone(), "kind" => event.kind.as_str(), "outcome" => "ok")
             .increment(1);

@@ -29,6 +29,9 @@ pub enum IngestError {
     /// The listener failed.
     #[error("http server: {0}")]
     Io(#[from] std::io::Error),
+    /// The SMS fallback store cannot be set up (Redis URL).
+    #[error(transparent)]
+    Fallback(#[from] sendfleet_fallback::FallbackError),
 }
 
 /// A provider as callback-ingest sees it.
@@ -43,6 +46,8 @@ pub struct IngestState {
     pub(crate) providers: HashMap<String, IngestProvider>,
     pub(crate) broker: broker::BrokerSlot,
     pub(crate) max_body_bytes: usize,
+    /// SMS fallbacks fired/disarmed by RCS reports (when an RCS provider has them).
+    pub(crate) fallbacks: Option<sendfleet_fallback::Fallbacks>,
 }
 
 impl IngestState {
@@ -65,6 +70,12 @@ impl IngestState {
             providers,
             broker: broker::BrokerSlot::new(&config.broker),
             max_body_bytes: config.callback_ingest.max_body_bytes,
+            fallbacks: config
+                .providers
+                .iter()
+                .any(|p| p.channel() == sendfleet_protocol::Channel::Rcs)
+                .then(|| sendfleet_fallback::Fallbacks::connect(config))
+                .transpose()?,
         })
     }
 }

@@ -122,6 +122,15 @@ pub struct WorkerConfig {
     /// How long a sent message id is remembered in Redis, so a redelivered job is not
     /// sent twice.
     pub sent_record_ttl_seconds: u64,
+    /// How long a capability-check answer is cached in Redis for the whole fleet, so
+    /// the fleet asks the provider about a number at most once in this time.
+    pub capability_cache_ttl_seconds: u64,
+    /// Numbers wanted by concurrent jobs are gathered this long (milliseconds) into one
+    /// capability query (at most 500 numbers each).
+    pub capability_batch_window_ms: u64,
+    /// An armed SMS fallback lives in Redis for the RCS validity period plus this
+    /// margin (seconds), so a late failure report still finds it.
+    pub fallback_ttl_margin_seconds: u64,
 }
 
 impl Default for WorkerConfig {
@@ -134,6 +143,9 @@ impl Default for WorkerConfig {
             pause_probe_seconds: 30,
             pause_max_hold_seconds: 300,
             sent_record_ttl_seconds: 172_800,
+            capability_cache_ttl_seconds: 86_400,
+            capability_batch_window_ms: 5,
+            fallback_ttl_margin_seconds: 3_600,
         }
     }
 }
@@ -321,6 +333,11 @@ pub struct ProviderConfig {
     /// Check RCS capability before sending (RCS providers).
     #[serde(default)]
     pub capability_check: bool,
+    /// Who sends a request's SMS fallback (RCS providers): `fleet` (default) arms it in
+    /// Redis and publishes an SMS job when the RCS message fails; `provider` puts it in
+    /// the RCS request as the provider's own `smsFailover` (Infobip / JioCX only).
+    #[serde(default)]
+    pub fallback_mode: FallbackMode,
     /// Generic RCS/SMS vendor settings.
     #[serde(default)]
     pub generic: Option<GenericConfig>,
@@ -351,6 +368,17 @@ impl ProviderConfig {
     pub fn default_sender(&self) -> Option<&str> {
         self.sender_ids.first().map(String::as_str)
     }
+}
+
+/// Who sends the SMS fallback of an RCS message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FallbackMode {
+    /// The fleet: armed in Redis, published as an SMS job to the SMS provider's queue.
+    #[default]
+    Fleet,
+    /// The RCS provider itself (`options.smsFailover`); reports say which channel delivered.
+    Provider,
 }
 
 /// Basic auth credentials; the password comes from an environment variable.

@@ -104,3 +104,14 @@ fn the_shipped_example_is_valid() {
     let anything = |_: &str| Some("example-secret-value-0123456789".to_owned());
     Config::from_toml(example, &anything).unwrap();
 }
+
+#[test]
+fn provider_side_fallback_is_only_for_infobip_rcs_kinds() {
+    let toml = format!("{GOOD}fallback_mode = \"provider\"\n");
+    let err = Config::from_toml(&toml, &env).unwrap_err();
+    assert!(err.to_string().contains("providers[0].fallback_mode"), "{err}");
+    let rcs = GOOD.replace("infobip_sms", "infobip_rcs");
+    let config = Config::from_toml(&format!("{rcs}fallback_mode = \"provider\"\n"), &env).unwrap();
+    assert_eq!(config.providers[0].fallback_mode, FallbackMode::Provider);
+    assert_eq!(Config::from_toml(GOOD, &env).unwrap().providers[0].fallback_mode, FallbackMode::Fleet);
+}

@@ -2,7 +2,9 @@
 
 use std::collections::HashSet;
 
-use crate::{Config, FieldError, GenericAuthConfig, MAX_RATE_PER_SECOND, ProviderConfig, ProviderKind, Secret};
+use crate::{
+    Config, FallbackMode, FieldError, GenericAuthConfig, MAX_RATE_PER_SECOND, ProviderConfig, ProviderKind, Secret,
+};
 
 struct Errors(Vec<FieldError>);
 
@@ -63,6 +65,12 @@ pub(crate) fn validate_and_resolve(config: &mut Config, lookup: &dyn Fn(&str) ->
         if !ids.contains(id) {
             errors.push(format!("worker.providers[{index}]"), format!("no provider with id '{id}'"));
         }
+    }
+    if config.worker.capability_batch_window_ms > 1_000 {
+        errors.push("worker.capability_batch_window_ms", "at most 1000 ms (jobs wait this long before sending)");
+    }
+    if config.worker.capability_cache_ttl_seconds == 0 {
+        errors.push("worker.capability_cache_ttl_seconds", "must be at least 1");
     }
     let mut template_ids = HashSet::new();
     for (index, template) in config.templates.iter().enumerate() {
@@ -169,6 +177,11 @@ fn validate_provider(
     }
     if provider.kind == ProviderKind::InfobipSms && provider.capability_check {
         errors.push(format!("{at}.capability_check"), "only RCS providers check capability");
+    }
+    if provider.fallback_mode == FallbackMode::Provider
+        && !matches!(provider.kind, ProviderKind::InfobipRcs | ProviderKind::JiocxRcs)
+    {
+        errors.push(format!("{at}.fallback_mode"), "\"provider\" is only for infobip_rcs / jiocx_rcs providers");
     }
 
     if let Some(name) = &provider.callback_token_env {

@@ -27,6 +27,24 @@ pub struct Behaviour {
     /// Destinations (digits, no `+`) starting with one of these are not RCS capable:
     /// RCS sends to them get an EC_UNKNOWN_USER (7002) report.
     pub not_rcs_capable_prefixes: Vec<String>,
+    /// These destinations (digits, `+` optional) are not RCS capable either.
+    pub not_rcs_capable_numbers: Vec<String>,
+    /// Share of destinations (0.0–1.0) that are not RCS capable, chosen by a hash of the
+    /// number: the same numbers every run, and the capability check and the delivery
+    /// reports agree. See [`Behaviour::is_rcs_capable`].
+    pub not_rcs_capable_ratio: f64,
+    /// Share of the RCS-capable destinations (0.0–1.0) whose RCS delivery report fails
+    /// anyway with `rcs_dlr_error_id`, chosen by another hash of the number.
+    pub rcs_dlr_fail_ratio: f64,
+    /// Error id of those failing RCS reports (7002 EC_UNKNOWN_USER, 7005, 7201, 7003, …).
+    pub rcs_dlr_error_id: i32,
+    /// Share of capability queries answered 429 (0.0–1.0), to exercise failing open.
+    pub capability_error_ratio: f64,
+    /// Every delivery-report POST also goes, concurrently, to the same path on each of
+    /// these base URLs (`http://host:port`): duplicate reports arriving at several
+    /// callback-ingest instances at once, as a provider retrying through a load balancer
+    /// would cause.
+    pub dlr_duplicate_bases: Vec<String>,
     /// Keep request bodies (tests); the bench turns this off to save memory.
     pub record_bodies: bool,
 }
@@ -44,7 +62,77 @@ impl Default for Behaviour {
             delivery_report_delay_ms: 0,
             undelivered_ratio: 0.0,
             not_rcs_capable_prefixes: Vec::new(),
+            not_rcs_capable_numbers: Vec::new(),
+            not_rcs_capable_ratio: 0.0,
+            rcs_dlr_fail_ratio: 0.0,
+            rcs_dlr_error_id: 7002,
+            capability_error_ratio: 0.0,
+            dlr_duplicate_bases: Vec::new(),
             record_bodies: true,
         }
+    }
+}
+
+impl Behaviour {
+    /// Whether `number` (digits, `+` optional) can receive RCS: not when it starts with
+    /// one of `not_rcs_capable_prefixes`, is in `not_rcs_capable_numbers`, or falls in
+    /// the `not_rcs_capable_ratio` share by hash. Tests compute the expected outcome
+    /// with this same function.
+    pub fn is_rcs_capable(&self, number: &str) -> bool {
+        let digits = number.trim_start_matches('+');
+        let listed = self.not_rcs_capable_numbers.iter().any(|n| n.trim_start_matches('+') == digits);
+        let prefixed = self.not_rcs_capable_prefixes.iter().any(|p| digits.starts_with(p.trim_start_matches('+')));
+        !(listed || prefixed || unit_hash(digits, b'c') < self.not_rcs_capable_ratio)
+    }
+
+    /// Whether an RCS message to a capable `number` gets a failing delivery report
+    /// (`rcs_dlr_error_id`), by a hash independent of the capability one.
+    pub fn rcs_dlr_fails(&self, number: &str) -> bool {
+        unit_hash(number.trim_start_matches('+'), b'd') < self.rcs_dlr_fail_ratio
+    }
+}
+
+/// FNV-1a of the salted number, mapped onto [0, 1). Stable across runs and builds.
+fn unit_hash(digits: &str, salt: u8) -> f64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in std::iter::once(salt).chain(digits.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // A final avalanche so numbers differing in their last digit spread evenly.
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    (hash >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_shares_are_deterministic_and_close_to_the_ratio() {
+        let behaviour = Behaviour { not_rcs_capable_ratio: 0.3, rcs_dlr_fail_ratio: 0.1, ..Behaviour::default() };
+        let numbers: Vec<String> = (0..10_000).map(|i| format!("+9198{i:08}")).collect();
+        let not_capable = numbers.iter().filter(|n| !behaviour.is_rcs_capable(n)).count();
+        assert!((2_700..3_300).contains(&not_capable), "{not_capable}");
+        let failing = numbers.iter().filter(|n| behaviour.is_rcs_capable(n) && behaviour.rcs_dlr_fails(n)).count();
+        assert!((500..900).contains(&failing), "about 10 % of the 70 % capable: {failing}");
+        let again = numbers.iter().filter(|n| !behaviour.is_rcs_capable(n)).count();
+        assert_eq!(not_capable, again);
+        assert_eq!(behaviour.is_rcs_capable("+919800000001"), behaviour.is_rcs_capable("919800000001"));
+    }
+
+    #[test]
+    fn lists_and_prefixes_make_numbers_not_capable() {
+        let behaviour = Behaviour {
+            not_rcs_capable_numbers: vec!["+15550000001".into()],
+            not_rcs_capable_prefixes: vec!["4420".into()],
+            ..Behaviour::default()
+        };
+        assert!(!behaviour.is_rcs_capable("15550000001"));
+        assert!(!behaviour.is_rcs_capable("+442071234567"));
+        assert!(behaviour.is_rcs_capable("+15550000002"));
+        assert!(!Behaviour::default().rcs_dlr_fails("+15550000002"));
     }
 }

@@ -21,6 +21,8 @@ const MAX_TRIES: u32 = 30;
 /// One report waiting to be posted.
 pub(crate) struct PendingReport {
     pub url: String,
+    /// The same report also goes to these URLs, at the same time.
+    pub duplicates: Vec<String>,
     pub result: serde_json::Value,
 }
 
@@ -64,7 +66,7 @@ async fn run(
 ) {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
     let permits = Arc::new(Semaphore::new(MAX_POSTS_IN_FLIGHT));
-    let mut batches: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
+    let mut batches: HashMap<String, (Vec<String>, Vec<serde_json::Value>)> = HashMap::new();
     loop {
         let first = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -79,20 +81,28 @@ async fn run(
             }
         }
         for report in pending {
-            batches.entry(report.url).or_default().push(report.result);
+            let batch = batches.entry(report.url).or_insert_with(|| (report.duplicates, Vec::new()));
+            batch.1.push(report.result);
         }
-        for (url, results) in batches.drain() {
+        for (url, (duplicates, results)) in batches.drain() {
             for chunk in results.chunks(BATCH) {
                 let body = serde_json::json!({ "results": chunk });
                 let count = chunk.len() as u64;
                 let client = client.clone();
                 let url = url.clone();
+                let duplicates = duplicates.clone();
                 let delivered = delivered.clone();
                 let permit = permits.clone().acquire_owned().await;
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    if post_with_retries(&client, &url, &body, &shutdown).await {
+                    let copies = duplicates.iter().map(|copy| post_with_retries(&client, copy, &body, &shutdown));
+                    let (delivered_ok, _) = futures_util::future::join(
+                        post_with_retries(&client, &url, &body, &shutdown),
+                        futures_util::future::join_all(copies),
+                    )
+                    .await;
+                    if delivered_ok {
                         delivered.fetch_add(count, Ordering::Relaxed);
                     }
                 });

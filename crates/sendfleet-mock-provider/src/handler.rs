@@ -21,6 +21,8 @@ pub(crate) fn router(state: Shared) -> Router {
     Router::new()
         .route("/sms/3/messages", post(sms_send))
         .route("/rcs/2/messages", post(rcs_send))
+        .route("/rcs/2/capability-check/query", post(capability_query))
+        .route("/mock/capability", get(capability_stats))
         .route("/mock/stats", get(stats))
         .route("/mock/count", get(count))
         .route("/mock/received", get(received))
@@ -36,6 +38,52 @@ async fn sms_send(AxumState(state): AxumState<Shared>, headers: HeaderMap, body:
 
 async fn rcs_send(AxumState(state): AxumState<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     send(state, Endpoint::RcsSend, headers, body).await
+}
+
+/// `POST /rcs/2/capability-check/query`: `ENABLED` or `UNREACHABLE` per number, from the
+/// same knobs the RCS delivery reports use.
+async fn capability_query(AxumState(state): AxumState<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let behaviour = state.behaviour.read().clone();
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let (status, answer) =
+        match decide(&state, Endpoint::CapabilityQuery, &Behaviour::default(), authorization, parsed.as_ref()) {
+            (status, answer) if !status.is_success() => (status, answer),
+            _ if rand::rng().random::<f64>() < behaviour.capability_error_ratio => {
+                (StatusCode::TOO_MANY_REQUESTS, error_for(StatusCode::TOO_MANY_REQUESTS))
+            }
+            _ => {
+                let request = parsed.as_ref().unwrap_or(&Value::Null);
+                let numbers: Vec<String> = request["phoneNumbers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| n.as_str().map(str::to_owned))
+                    .collect();
+                let results: Vec<Value> = numbers
+                    .iter()
+                    .map(|number| {
+                        let code = if behaviour.is_rcs_capable(number) { "ENABLED" } else { "UNREACHABLE" };
+                        json!({"messageId": uuid::Uuid::new_v4().to_string(), "phoneNumber": number, "code": code})
+                    })
+                    .collect();
+                state.record.record_capability(Some(&numbers));
+                let mut answer = json!({ "capabilityCheckResults": results });
+                if let Some(options) = request.get("options") {
+                    answer["options"] = options.clone();
+                }
+                (StatusCode::OK, answer)
+            }
+        };
+    if !status.is_success() {
+        state.record.record_capability(None);
+    }
+    latency(&behaviour).await;
+    (status, Json(answer)).into_response()
+}
+
+async fn capability_stats(AxumState(state): AxumState<Shared>) -> Json<crate::CapabilityStats> {
+    Json(state.record.capability())
 }
 
 async fn send(state: Shared, endpoint: Endpoint, headers: HeaderMap, body: Bytes) -> Response {
@@ -190,23 +238,30 @@ fn schedule_reports(state: &State, endpoint: Endpoint, behaviour: &Behaviour, re
             .or_else(|| state.default_dlr_url.clone());
         let Some(url) = url else { continue };
         let to = destination["to"].as_str().unwrap_or_default();
-        let not_capable = endpoint == Endpoint::RcsSend
-            && behaviour.not_rcs_capable_prefixes.iter().any(|p| to.starts_with(p.as_str()));
-        let undelivered = not_capable || rand::rng().random::<f64>() < behaviour.undelivered_ratio;
-        let (status, error) = if not_capable {
-            (
-                json!({"groupId": 2, "groupName": "UNDELIVERABLE", "id": 4, "name": "UNDELIVERABLE_REJECTED_OPERATOR", "description": "Message rejected by operator"}),
-                json!({"groupId": 1, "groupName": "HANDSET_ERRORS", "id": 7002, "name": "EC_UNKNOWN_USER", "description": "No matching user found (on platform or on provider)", "permanent": true}),
-            )
-        } else if undelivered {
-            (
-                json!({"groupId": 2, "groupName": "UNDELIVERABLE", "id": 9, "name": "UNDELIVERABLE_NOT_DELIVERED", "description": "Message sent not delivered"}),
-                json!({"groupId": 1, "groupName": "HANDSET_ERRORS", "id": 1, "name": "EC_UNKNOWN_SUBSCRIBER", "description": "Unknown Subscriber", "permanent": true}),
-            )
-        } else {
+        let rcs = endpoint == Endpoint::RcsSend;
+        let not_capable = rcs && !behaviour.is_rcs_capable(to);
+        let rcs_fails = rcs && !not_capable && behaviour.rcs_dlr_fails(to);
+        // With `smsFailover` in the request Infobip sends the SMS itself when RCS fails,
+        // and every report names the channel it is about.
+        let failover = rcs && message["options"]["smsFailover"].is_object();
+        let failed_over = failover && (not_capable || rcs_fails);
+        let undelivered =
+            !failed_over && (not_capable || rcs_fails || rand::rng().random::<f64>() < behaviour.undelivered_ratio);
+        let (status, error) = if failed_over || !undelivered {
             (
                 json!({"groupId": 3, "groupName": "DELIVERED", "id": 5, "name": "DELIVERED_TO_HANDSET", "description": "Message delivered to handset"}),
                 json!({"groupId": 0, "groupName": "OK", "id": 0, "name": "NO_ERROR", "description": "No Error", "permanent": false}),
+            )
+        } else if not_capable || rcs_fails {
+            let id = if not_capable { 7002 } else { behaviour.rcs_dlr_error_id };
+            (
+                json!({"groupId": 2, "groupName": "UNDELIVERABLE", "id": 4, "name": "UNDELIVERABLE_REJECTED_OPERATOR", "description": "Message rejected by operator"}),
+                json!({"groupId": 1, "groupName": "HANDSET_ERRORS", "id": id, "name": chat_error_name(id), "description": "RCS delivery failed", "permanent": true}),
+            )
+        } else {
+            (
+                json!({"groupId": 2, "groupName": "UNDELIVERABLE", "id": 9, "name": "UNDELIVERABLE_NOT_DELIVERED", "description": "Message sent not delivered"}),
+                json!({"groupId": 1, "groupName": "HANDSET_ERRORS", "id": 1, "name": "EC_UNKNOWN_SUBSCRIBER", "description": "Unknown Subscriber", "permanent": true}),
             )
         };
         let mut result = json!({
@@ -225,11 +280,37 @@ fn schedule_reports(state: &State, endpoint: Endpoint, behaviour: &Behaviour, re
         if let Some(data) = message["webhooks"]["callbackData"].as_str() {
             result["callbackData"] = json!(data);
         }
+        if failover {
+            result["channel"] = json!(if failed_over { "SMS" } else { "RCS" });
+        }
         if endpoint == Endpoint::RcsSend {
             result["interactionType"] = json!("SINGLE_MESSAGE");
             result["conversation"] = json!({"canInitiate": !undelivered, "id": null});
         }
-        state.dlr.submit(PendingReport { url, result }, delay);
+        let duplicates = duplicate_urls(&url, &behaviour.dlr_duplicate_bases);
+        state.dlr.submit(PendingReport { url, duplicates, result }, delay);
+    }
+}
+
+/// `url`'s path on each duplicate base URL.
+fn duplicate_urls(url: &str, bases: &[String]) -> Vec<String> {
+    if bases.is_empty() {
+        return Vec::new();
+    }
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let path = url[after_scheme..].find('/').map_or("", |i| &url[after_scheme + i..]);
+    bases.iter().map(|base| format!("{}{path}", base.trim_end_matches('/'))).collect()
+}
+
+/// Infobip's names of the chat error ids the mock reports.
+fn chat_error_name(id: i32) -> &'static str {
+    match id {
+        7002 => "EC_UNKNOWN_USER",
+        7003 => "EC_BLOCKED_USER",
+        7005 => "EC_FORBIDDEN_ACCESS",
+        7006 => "EC_BAD_REQUEST",
+        7201 => "EC_UNSUPPORTED_DEVICE",
+        _ => "EC_ERROR",
     }
 }
 
@@ -264,4 +345,16 @@ async fn put_behaviour(AxumState(state): AxumState<Shared>, body: Bytes) -> Resp
 async fn reset(AxumState(state): AxumState<Shared>) -> StatusCode {
     state.record.reset();
     StatusCode::NO_CONTENT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_keep_the_path_on_other_hosts() {
+        let urls = duplicate_urls("http://127.0.0.1:1/callbacks/ib/tok", &["http://127.0.0.1:2/".into()]);
+        assert_eq!(urls, vec!["http://127.0.0.1:2/callbacks/ib/tok".to_owned()]);
+        assert!(duplicate_urls("http://a/x", &[]).is_empty());
+    }
 }

@@ -7,6 +7,10 @@
 //! answers with Infobip-shaped responses after a configurable latency, and posts
 //! delivery reports to the `webhooks.delivery.url` each message names (or a default).
 //!
+//! It also answers Infobip's synchronous RCS capability check
+//! (`/rcs/2/capability-check/query`) from the same "not RCS capable" knobs its RCS
+//! delivery reports use, and counts how many queries and numbers it was asked.
+//!
 //! Behaviour (latency, error ratios, forced statuses, DLR outcomes) can change while it
 //! runs: through [`MockHandle::set_behaviour`] in-process, or `PUT /mock/behaviour`.
 
@@ -22,7 +26,7 @@ use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
 pub use behaviour::Behaviour;
-pub use record::{Received, Stats};
+pub use record::{CapabilityStats, Received, Stats};
 
 /// Start-up settings of the mock.
 #[derive(Debug, Clone, Default)]
@@ -117,6 +121,11 @@ impl MockHandle {
     /// Counters and arrival timestamps.
     pub fn stats(&self) -> Stats {
         self.state.record.stats()
+    }
+
+    /// What the capability endpoint was asked.
+    pub fn capability_stats(&self) -> CapabilityStats {
+        self.state.record.capability()
     }
 
     /// Forgets everything received.

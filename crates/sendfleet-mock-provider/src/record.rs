@@ -40,6 +40,23 @@ pub struct Stats {
     pub arrivals_us: Vec<i64>,
 }
 
+/// What the capability endpoint was asked.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+pub struct CapabilityStats {
+    /// Capability queries answered 200.
+    pub queries: u64,
+    /// Capability queries refused (401, 400, 429).
+    pub refused: u64,
+    /// Numbers asked in answered queries, repeats included.
+    pub numbers: u64,
+    /// The most numbers in one query.
+    pub largest_query: u64,
+    /// Distinct numbers asked.
+    pub distinct_numbers: u64,
+    /// Distinct numbers asked more than once.
+    pub numbers_asked_again: u64,
+}
+
 #[derive(Default)]
 struct Inner {
     received: Vec<Received>,
@@ -47,6 +64,8 @@ struct Inner {
     arrivals_us: Vec<i64>,
     accepted_ids: HashMap<String, u32>,
     duplicates: u64,
+    capability: CapabilityStats,
+    capability_asked: HashMap<String, u32>,
 }
 
 /// The mock's memory.
@@ -99,6 +118,32 @@ impl Recorder {
             duplicate_message_ids: inner.duplicates,
             arrivals_us: inner.arrivals_us.clone(),
         }
+    }
+
+    /// Records a capability query: the numbers of an answered one, or a refusal.
+    pub fn record_capability(&self, numbers: Option<&[String]>) {
+        let mut inner = self.inner.lock();
+        let Some(numbers) = numbers else {
+            inner.capability.refused += 1;
+            return;
+        };
+        inner.capability.queries += 1;
+        inner.capability.numbers += numbers.len() as u64;
+        inner.capability.largest_query = inner.capability.largest_query.max(numbers.len() as u64);
+        for number in numbers {
+            let asked = inner.capability_asked.entry(number.clone()).or_default();
+            *asked += 1;
+            let asked = *asked;
+            if asked == 1 {
+                inner.capability.distinct_numbers += 1;
+            } else if asked == 2 {
+                inner.capability.numbers_asked_again += 1;
+            }
+        }
+    }
+
+    pub fn capability(&self) -> CapabilityStats {
+        self.inner.lock().capability.clone()
     }
 
     pub fn reset(&self) {

@@ -10,6 +10,7 @@ use crate::MockError;
 pub(crate) enum Endpoint {
     SmsSend,
     RcsSend,
+    CapabilityQuery,
 }
 
 impl Endpoint {
@@ -17,6 +18,7 @@ impl Endpoint {
         match self {
             Endpoint::SmsSend => "/sms/3/messages",
             Endpoint::RcsSend => "/rcs/2/messages",
+            Endpoint::CapabilityQuery => "/rcs/2/capability-check/query",
         }
     }
 }
@@ -24,6 +26,7 @@ impl Endpoint {
 pub(crate) struct Validators {
     sms_send: jsonschema::Validator,
     rcs_send: jsonschema::Validator,
+    capability_query: jsonschema::Validator,
 }
 
 fn compile(name: &'static str, text: &str) -> Result<jsonschema::Validator, MockError> {
@@ -38,6 +41,10 @@ impl Validators {
             // field name fails here as it would be silently ignored by the provider.
             sms_send: compile("sms-send-strict.json", include_str!("../schemas/sms-send-strict.json"))?,
             rcs_send: compile("rcs-send-strict.json", include_str!("../schemas/rcs-send-strict.json"))?,
+            capability_query: compile(
+                "rcs-capability-query-strict.json",
+                include_str!("../schemas/rcs-capability-query-strict.json"),
+            )?,
         })
     }
 
@@ -46,6 +53,7 @@ impl Validators {
         let validator = match endpoint {
             Endpoint::SmsSend => &self.sms_send,
             Endpoint::RcsSend => &self.rcs_send,
+            Endpoint::CapabilityQuery => &self.capability_query,
         };
         let errors: Vec<(String, String, bool)> = validator
             .iter_errors(body)
@@ -112,6 +120,12 @@ mod tests {
         let mut bad_type = fixture("rcs-send-text-request.json");
         bad_type["messages"][0]["content"]["type"] = Value::String("BOGUS".into());
         assert!(!validators.violations(Endpoint::RcsSend, &bad_type).is_empty());
+
+        assert_eq!(validators.violations(Endpoint::CapabilityQuery, &fixture("rcs-capability-request.json")), vec![]);
+        let mut too_many = fixture("rcs-capability-request.json");
+        too_many["phoneNumbers"] = Value::Array(vec![Value::String("15550000001".into()); 501]);
+        let violations = validators.violations(Endpoint::CapabilityQuery, &too_many);
+        assert!(violations.iter().any(|(p, _)| p == "phoneNumbers"), "{violations:?}");
 
         let mut sms = fixture("sms-send-request.json");
         sms["messages"][0].as_object_mut().unwrap().remove("destinations");

@@ -19,6 +19,7 @@ use sendfleet_config::{ProviderConfig, ProviderKind};
 use sendfleet_protocol::{Event, SendJob};
 
 pub use outcome::SendOutcome;
+// `Capability` and `CapabilityError` are defined below, next to the trait that returns them.
 
 /// What every provider adapter offers.
 pub trait Provider: Send + Sync {
@@ -32,6 +33,57 @@ pub trait Provider: Send + Sync {
     /// Parses a callback body (delivery reports, inbound messages, …) into events, one
     /// per result in a batch.
     fn parse_callback(&self, body: &[u8]) -> Result<Vec<Event>, CallbackError>;
+
+    /// Asks whether each number (E.164) can receive RCS from `sender`, in one query.
+    /// Adapters without a capability endpoint answer [`CapabilityError::Unsupported`].
+    fn check_capability<'a>(
+        &'a self,
+        sender: &'a str,
+        numbers: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<(String, Capability)>, CapabilityError>> {
+        let _ = (sender, numbers);
+        Box::pin(async { Err(CapabilityError::Unsupported) })
+    }
+}
+
+/// Whether a number can receive RCS, as the worker uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Capability {
+    /// Can receive RCS from this sender.
+    Enabled,
+    /// Cannot (unreachable, network or route not available): send the SMS fallback.
+    NotCapable,
+    /// The number itself is invalid: neither RCS nor SMS will reach it.
+    InvalidNumber,
+    /// The provider could not tell (request failed, processing error, unknown code):
+    /// send RCS anyway and let the delivery report decide.
+    Unknown,
+}
+
+impl Capability {
+    /// The metrics label and cache letter source.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::Enabled => "enabled",
+            Capability::NotCapable => "not_capable",
+            Capability::InvalidNumber => "invalid_number",
+            Capability::Unknown => "unknown",
+        }
+    }
+}
+
+/// Why a capability query gave no answers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CapabilityError {
+    /// The provider has no capability endpoint.
+    #[error("capability check not supported by this provider")]
+    Unsupported,
+    /// The provider throttled the query (429).
+    #[error("capability check throttled")]
+    Throttled,
+    /// Transport error, 5xx, auth failure or an unreadable answer.
+    #[error("capability check failed: {0}")]
+    Failed(String),
 }
 
 /// Settings shared by every adapter of a process.

@@ -3,12 +3,14 @@
 //! For each provider it serves, the worker consumes `jobs.<provider>` with a prefetch
 //! sized from the provider's concurrency, sends each job through the provider's adapter
 //! while holding one of the provider's concurrency permits, and publishes what follows
-//! (accepted/failed event, retry, dead letter) **with publisher confirms before it acks**
-//! the job. A lost broker connection ends the session: unacked jobs are redelivered,
+//! (accepted/failed event, retry, dead letter, SMS fallback) **with publisher confirms
+//! before it acks** the job. Before an RCS request it optionally checks capability
+//! (batched, cached fleet-wide, failing open) and arms the job's SMS fallback. A lost broker connection ends the session: unacked jobs are redelivered,
 //! and the worker reconnects with backoff.
 //!
 //! `run` is what the binary calls and what tests call in-process.
 
+mod capability;
 mod metrics;
 mod outcome;
 mod pause;
@@ -50,6 +52,8 @@ pub(crate) struct ProviderRuntime {
     pub prefetch: u16,
     pub metrics: metrics::ProviderMetrics,
     pub pause: pause::PauseGate,
+    /// Present when the provider checks RCS capability before sending.
+    pub capability: Option<capability::CapabilityChecker>,
 }
 
 impl ProviderRuntime {
@@ -94,8 +98,20 @@ pub async fn run(
             Duration::from_millis(provider.retry.max_delay_ms),
         )
         .map_err(|_| WorkerError::RetryPolicy(provider.id.clone()))?;
+        let adapter = sendfleet_providers::build(provider, &settings)?;
+        let capability =
+            (provider.capability_check && provider.channel() == sendfleet_protocol::Channel::Rcs).then(|| {
+                capability::CapabilityChecker::start(
+                    &provider.id,
+                    adapter.clone(),
+                    redis.clone(),
+                    &config.redis.key_prefix,
+                    capability::CheckerSettings::from_config(&config.worker),
+                )
+            });
         providers.push(Arc::new(ProviderRuntime {
-            adapter: sendfleet_providers::build(provider, &settings)?,
+            adapter,
+            capability,
             concurrency: sendfleet_limits::ConcurrencyLimit::new(provider.concurrency as usize),
             rate: rate::RateGate::new(&config, provider, &redis),
             metrics: metrics::ProviderMetrics::new(&provider.id),
@@ -113,7 +129,8 @@ pub async fn run(
     rate::spawn_share_gauges(&providers, shutdown.clone());
     let router = sendfleet_telemetry::ops_router(metrics, readiness.clone());
     let server = tokio::spawn(sendfleet_telemetry::serve(ops_listener, router, shutdown.clone()));
-    session::run_sessions(config, providers, sent, readiness, shutdown).await;
+    let fallbacks = sendfleet_fallback::Fallbacks::new(redis.clone(), &config);
+    session::run_sessions(config, providers, sent, fallbacks, readiness, shutdown).await;
     server.await.ok().transpose()?;
     Ok(())
 }

@@ -24,6 +24,9 @@ pub(crate) enum Next {
     },
     /// Park the job in a retry tier, publish `retrying`, ack.
     Retry { tier: RetryTier, delay: Duration, code: &'static str, reason: String },
+    /// No RCS request: fire the armed SMS fallback instead (publish the SMS job and
+    /// `fallback_triggered`), ack. Also used when it was fired before (nothing to do).
+    FallBack { reason: sendfleet_fallback::FallbackReason, detail: String },
 }
 
 /// Decides the next step. `attempts_made` includes the attempt just made.

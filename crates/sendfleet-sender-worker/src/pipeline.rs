@@ -3,8 +3,10 @@
 use std::{sync::Arc, time::Instant};
 
 use sendfleet_broker::{Inbound, Outgoing, Publisher, REASON_CODE_HEADER, REASON_HEADER, TRACE_HEADER, Topology};
-use sendfleet_protocol::{Event, EventKind, SendJob, decode, encode, now_ms};
-use sendfleet_providers::SendOutcome;
+use sendfleet_config::{Config, FallbackMode};
+use sendfleet_fallback::{ArmState, FallbackReason, Fallbacks, FireOutcome, fallback_job, fallback_ttl};
+use sendfleet_protocol::{Channel, Event, EventKind, SendJob, decode, encode, now_ms};
+use sendfleet_providers::{Capability, SendOutcome};
 use tracing::Instrument;
 
 use crate::{
@@ -17,6 +19,8 @@ use crate::{
 pub(crate) struct SessionContext {
     pub event_metrics: metrics::EventMetrics,
     pub sent: crate::sent::SentLog,
+    pub fallbacks: Fallbacks,
+    pub config: Arc<Config>,
     pub topology: Topology,
     pub publisher: Publisher,
 }
@@ -49,13 +53,16 @@ async fn process(ctx: Arc<SessionContext>, provider: Arc<ProviderRuntime>, inbou
     provider.metrics.queue_lag(job.created_at_ms);
     let next = match already_sent(&ctx, &inbound, &job).await {
         Some(next) => next,
-        None => match send(&ctx, &provider, &job).await {
+        None => match prepare_rcs(&ctx, &provider, &job).await {
             Some(next) => next,
-            None => {
-                // Held past the pause limit: back to the queue, untouched.
-                drop(inbound.requeue().await);
-                return;
-            }
+            None => match send(&ctx, &provider, &job).await {
+                Some(next) => next,
+                None => {
+                    // Held past the pause limit: back to the queue, untouched.
+                    drop(inbound.requeue().await);
+                    return;
+                }
+            },
         },
     };
     tracing::debug!(next = ?next, "send finished");
@@ -84,6 +91,113 @@ async fn already_sent(ctx: &SessionContext, inbound: &Inbound, job: &SendJob) ->
             code: "sent_store_unavailable",
             reason: err.to_string(),
         }),
+    }
+}
+
+/// Before an RCS request: resolves the fleet-managed SMS fallback, checks capability
+/// (when the provider does) and arms the fallback, so a report arriving however fast
+/// finds it. `Some` when no RCS request is to be made.
+async fn prepare_rcs(ctx: &SessionContext, provider: &ProviderRuntime, job: &SendJob) -> Option<Next> {
+    if job.channel != Channel::Rcs {
+        return None;
+    }
+    let sms = match fallback_job(&ctx.config, job) {
+        Ok(sms) => sms,
+        Err(err) => {
+            return Some(Next::Failed {
+                code: "invalid_fallback",
+                reason: err.to_string(),
+                status: None,
+                error: None,
+                dead_letter: true,
+            });
+        }
+    };
+    // With the provider's own smsFailover a negative check changes nothing: the
+    // provider falls back by itself, so the throttled check is not spent.
+    let provider_failover = provider.adapter.config().fallback_mode == FallbackMode::Provider && job.fallback.is_some();
+    let capability = match &provider.capability {
+        Some(checker) if !provider_failover => checker.lookup(&job.sender, &job.to).await,
+        _ => Capability::Unknown,
+    };
+    if capability == Capability::InvalidNumber {
+        return Some(Next::Failed {
+            code: "invalid_destination",
+            reason: "the provider's capability check says the number is invalid".into(),
+            status: None,
+            error: None,
+            dead_letter: false,
+        });
+    }
+    let not_capable = capability == Capability::NotCapable;
+    let Some(sms) = sms else {
+        return not_capable.then(|| Next::Failed {
+            code: "not_rcs_capable",
+            reason: "the capability check says the number cannot receive RCS, and the request has no SMS fallback"
+                .into(),
+            status: None,
+            error: None,
+            dead_letter: false,
+        });
+    };
+    match ctx.fallbacks.arm(&job.message_id, &sms, fallback_ttl(&ctx.config, job)).await {
+        Ok(ArmState::Armed) if not_capable => Some(Next::FallBack {
+            reason: FallbackReason::NotCapable,
+            detail: "capability check: not RCS capable".into(),
+        }),
+        Ok(ArmState::Armed) => None,
+        // Fired by an earlier delivery of this job or by a report: never twice, and no
+        // RCS request either.
+        Ok(ArmState::AlreadyFired) => {
+            Some(Next::FallBack { reason: FallbackReason::NotCapable, detail: "already fired".into() })
+        }
+        Ok(ArmState::Disarmed) => Some(Next::Accepted { status: None, duplicate: true }),
+        // Without the armed fallback a failure report could not send the SMS.
+        Err(err) => Some(Next::Retry {
+            tier: sendfleet_broker::RETRY_TIERS[1],
+            delay: std::time::Duration::from_secs(5),
+            code: "fallback_store_unavailable",
+            reason: err.to_string(),
+        }),
+    }
+}
+
+/// The fallback a failed RCS send fires, by the failure's code; `None` when the failure
+/// is not the RCS channel's (bad fallback, invalid number, not capable without one).
+fn failure_fallback(job: &SendJob, ctx: &SessionContext, code: &str) -> Option<FallbackReason> {
+    if job.channel != Channel::Rcs || job.fallback.is_none() {
+        return None;
+    }
+    if ctx.config.provider(&job.provider).is_some_and(|p| p.fallback_mode == FallbackMode::Provider) {
+        return None;
+    }
+    match code {
+        "invalid_fallback" | "invalid_destination" | "not_rcs_capable" => None,
+        "retries_exhausted" | "max_age" => Some(FallbackReason::RetriesExhausted),
+        _ => Some(FallbackReason::SendRejected),
+    }
+}
+
+/// Fires the job's fallback; `Err` (after the store restored it) when not confirmed.
+async fn fire(
+    ctx: &SessionContext,
+    job: &SendJob,
+    reason: FallbackReason,
+    detail: &str,
+) -> Result<FireOutcome, sendfleet_broker::BrokerError> {
+    match ctx.fallbacks.fire(&ctx.publisher, &job.message_id, &job.provider, reason, detail).await {
+        Ok(outcome) => {
+            if matches!(outcome, FireOutcome::Published(_)) {
+                ctx.event_metrics.published(EventKind::FallbackTriggered);
+            }
+            Ok(outcome)
+        }
+        Err(sendfleet_fallback::FallbackError::Broker(err)) => Err(err),
+        Err(other) => {
+            // Redis failed: the job goes back to the queue and comes here again.
+            tracing::warn!(message_id = %job.message_id, error = %other, "SMS fallback not fired; the job will be redelivered");
+            Err(sendfleet_broker::BrokerError::ConnectionLost)
+        }
     }
 }
 
@@ -177,12 +291,27 @@ async fn publish_consequences(
             }
             publish_event(ctx, &event).await
         }
+        Next::FallBack { reason, detail } => match fire(ctx, job, reason, &detail).await? {
+            FireOutcome::Published(_) | FireOutcome::AlreadyFired | FireOutcome::Disarmed => Ok(()),
+            FireOutcome::NotArmed => {
+                // Expired between arming and firing: say so rather than go silent.
+                let mut event = job_event(job, EventKind::Failed, attempt);
+                event.reason = Some(format!("{detail}; the SMS fallback had expired"));
+                event.details.insert("reason_code".into(), "fallback_expired".into());
+                publish_event(ctx, &event).await
+            }
+        },
         Next::Failed { code, reason, status, error, dead_letter } => {
             let mut event = job_event(job, EventKind::Failed, attempt);
             event.status = status;
             event.error = error;
             event.reason = Some(reason.clone());
             event.details.insert("reason_code".into(), code.to_owned());
+            if let Some(fallback) = failure_fallback(job, ctx, code)
+                && let FireOutcome::Published(sms) = fire(ctx, job, fallback, &reason).await?
+            {
+                event.details.insert("fallback_message_id".into(), sms.message_id.clone());
+            }
             if !dead_letter {
                 return publish_event(ctx, &event).await;
             }
@@ -230,7 +359,15 @@ pub(crate) fn job_event(job: &SendJob, kind: EventKind, attempt: u32) -> Event {
     if matches!(kind, EventKind::Accepted | EventKind::Failed) {
         event.event_id = Event::outcome_id(&job.message_id, kind);
     }
-    event.message_id = Some(job.message_id.clone());
+    // An SMS fallback's events are about the RCS message it replaces (as with the
+    // provider's own failover); its own id stays in the details.
+    match &job.fallback_for {
+        Some(original) => {
+            event.message_id = Some(original.clone());
+            event.details.insert("fallback_message_id".into(), job.message_id.clone());
+        }
+        None => event.message_id = Some(job.message_id.clone()),
+    }
     event.to = Some(job.to.clone());
     event.sender = Some(job.sender.clone());
     event.attempt = Some(attempt);

@@ -15,6 +15,7 @@ pub(crate) async fn run_sessions(
     config: Arc<Config>,
     providers: Vec<Arc<ProviderRuntime>>,
     sent: crate::sent::SentLog,
+    fallbacks: sendfleet_fallback::Fallbacks,
     readiness: Readiness,
     shutdown: CancellationToken,
 ) {
@@ -26,7 +27,7 @@ pub(crate) async fn run_sessions(
         grace: Duration::from_secs(config.worker.shutdown_grace_seconds),
     };
     sendfleet_broker::run_sessions(options, |connection| {
-        setup(config.clone(), providers.clone(), sent.clone(), connection)
+        setup(config.clone(), providers.clone(), sent.clone(), fallbacks.clone(), connection)
     })
     .await;
 }
@@ -35,6 +36,7 @@ async fn setup(
     config: Arc<Config>,
     providers: Vec<Arc<ProviderRuntime>>,
     sent: crate::sent::SentLog,
+    fallbacks: sendfleet_fallback::Fallbacks,
     connection: Connection,
 ) -> Result<(Connection, Vec<ConsumerSpec>), sendfleet_broker::BrokerError> {
     let topology = Topology::new(&config.broker);
@@ -43,6 +45,8 @@ async fn setup(
     let ctx = Arc::new(pipeline::SessionContext {
         event_metrics: crate::metrics::EventMetrics::new(),
         sent,
+        fallbacks,
+        config: config.clone(),
         topology: topology.clone(),
         publisher: Publisher::open(&connection).await?,
     });

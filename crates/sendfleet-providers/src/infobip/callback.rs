@@ -20,6 +20,9 @@ struct CallbackData {
     sf: u8,
     #[serde(default)]
     trace: String,
+    /// The RCS message an SMS fallback replaces: its reports are about that message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fb: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     meta: BTreeMap<String, String>,
 }
@@ -28,13 +31,18 @@ const CALLBACK_DATA_LIMIT: usize = 4_000;
 
 /// Encodes trace id and metadata for `callbackData` (≤ 4,000 characters; metadata is
 /// dropped if it would not fit).
-pub(crate) fn encode_callback_data(trace_id: &str, metadata: &BTreeMap<String, String>) -> String {
-    let full = CallbackData { sf: 1, trace: trace_id.to_owned(), meta: metadata.clone() };
+pub(crate) fn encode_callback_data(
+    trace_id: &str,
+    fallback_for: Option<&str>,
+    metadata: &BTreeMap<String, String>,
+) -> String {
+    let fb = fallback_for.map(str::to_owned);
+    let full = CallbackData { sf: 1, trace: trace_id.to_owned(), fb: fb.clone(), meta: metadata.clone() };
     let text = serde_json::to_string(&full).unwrap_or_default();
     if text.chars().count() <= CALLBACK_DATA_LIMIT {
         return text;
     }
-    let short = CallbackData { sf: 1, trace: trace_id.chars().take(200).collect(), meta: BTreeMap::new() };
+    let short = CallbackData { sf: 1, trace: trace_id.chars().take(200).collect(), fb, meta: BTreeMap::new() };
     serde_json::to_string(&short).unwrap_or_default()
 }
 
@@ -44,6 +52,13 @@ fn decode_callback_data(data: Option<String>, event: &mut Event) {
         Ok(decoded) if decoded.sf == 1 => {
             event.trace_id = Some(decoded.trace).filter(|t| !t.is_empty());
             event.metadata = decoded.meta;
+            // A report about an SMS fallback is reported under the RCS message it
+            // replaces (as with provider-side failover); the SMS's own id stays in details.
+            if let Some(original) = decoded.fb
+                && let Some(own) = event.message_id.replace(original)
+            {
+                event.details.insert("fallback_message_id".into(), own);
+            }
         }
         _ => {
             event.details.insert("callback_data".into(), data);

@@ -20,7 +20,7 @@ pub use callback::parse_callback;
 pub use request::infobip_time;
 use request::{build_rcs_body, build_sms_body};
 
-use crate::{AdapterError, AdapterSettings, CallbackError, Provider, SendOutcome, http};
+use crate::{AdapterError, AdapterSettings, CallbackError, Capability, CapabilityError, Provider, SendOutcome, http};
 
 const JSON: reqwest::header::HeaderValue = reqwest::header::HeaderValue::from_static("application/json");
 
@@ -28,12 +28,17 @@ const JSON: reqwest::header::HeaderValue = reqwest::header::HeaderValue::from_st
 pub const SMS_SEND_PATH: &str = "/sms/3/messages";
 /// Path of the RCS send endpoint.
 pub const RCS_SEND_PATH: &str = "/rcs/2/messages";
+/// Path of the synchronous RCS capability check (≤ 500 numbers, ~100 requests/s).
+pub const CAPABILITY_PATH: &str = "/rcs/2/capability-check/query";
+/// Most numbers one capability query may carry.
+pub const CAPABILITY_MAX_NUMBERS: usize = 500;
 
 /// The Infobip/JioCX adapter.
 pub struct InfobipAdapter {
     config: ProviderConfig,
     client: reqwest::Client,
     send_url: String,
+    capability_url: String,
     authorization: reqwest::header::HeaderValue,
     callback_url: Option<String>,
 }
@@ -47,12 +52,13 @@ impl InfobipAdapter {
             Channel::Rcs => RCS_SEND_PATH,
         };
         let send_url = format!("{}{path}", config.base_url.trim_end_matches('/'));
+        let capability_url = format!("{}{CAPABILITY_PATH}", config.base_url.trim_end_matches('/'));
         // Built once and marked sensitive: no per-request parsing, and never printed.
         let mut authorization = reqwest::header::HeaderValue::from_str(&format!("App {}", config.api_key.expose()))
             .map_err(|_| AdapterError::InvalidKey { provider: config.id.clone() })?;
         authorization.set_sensitive(true);
         let callback_url = settings.callback_url(&config);
-        Ok(InfobipAdapter { config, client, send_url, authorization, callback_url })
+        Ok(InfobipAdapter { config, client, send_url, capability_url, authorization, callback_url })
     }
 
     /// The JSON body for a job.
@@ -95,6 +101,88 @@ impl Provider for InfobipAdapter {
     fn parse_callback(&self, body: &[u8]) -> Result<Vec<Event>, CallbackError> {
         parse_callback(&self.config, body)
     }
+
+    fn check_capability<'a>(
+        &'a self,
+        sender: &'a str,
+        numbers: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<(String, Capability)>, CapabilityError>> {
+        Box::pin(async move {
+            if self.config.channel() != Channel::Rcs {
+                return Err(CapabilityError::Unsupported);
+            }
+            if numbers.is_empty() {
+                return Ok(Vec::new());
+            }
+            if numbers.len() > CAPABILITY_MAX_NUMBERS {
+                return Err(CapabilityError::Failed(format!(
+                    "{} numbers in one query (at most {CAPABILITY_MAX_NUMBERS})",
+                    numbers.len()
+                )));
+            }
+            let query = wire::CapabilityQuery {
+                sender,
+                phone_numbers: numbers.iter().map(|n| n.trim_start_matches('+').to_owned()).collect(),
+            };
+            let body = serde_json::to_vec(&query).map_err(|e| CapabilityError::Failed(e.to_string()))?;
+            let request = self
+                .client
+                .post(&self.capability_url)
+                .header(reqwest::header::AUTHORIZATION, self.authorization.clone())
+                .header(reqwest::header::CONTENT_TYPE, JSON.clone())
+                .header(reqwest::header::ACCEPT, JSON.clone())
+                .body(body);
+            match http::execute(request).await {
+                Ok(answer) => capability_answer(answer.status, &answer.body, numbers),
+                Err(outcome) => Err(CapabilityError::Failed(match outcome {
+                    SendOutcome::Transient { reason, .. } => reason,
+                    other => other.label().to_owned(),
+                })),
+            }
+        })
+    }
+}
+
+/// Infobip's capability `code` as the worker acts on it. Codes added later are unknown,
+/// which sends RCS and lets the delivery report decide.
+pub fn capability_of(code: &str) -> Capability {
+    match code {
+        "ENABLED" => Capability::Enabled,
+        "UNREACHABLE" | "REJECTED_NETWORK" | "REJECTED_ROUTE_NOT_AVAILABLE" => Capability::NotCapable,
+        "INVALID_DESTINATION_ADDRESS" => Capability::InvalidNumber,
+        // REQUEST_FAILED, PROCESSING_ERROR, UNKNOWN_CODE and anything new.
+        _ => Capability::Unknown,
+    }
+}
+
+/// Reads a capability answer into one result per asked number (E.164 as given). A
+/// number missing from the answer is unknown.
+pub fn capability_answer(
+    status: u16,
+    body: &[u8],
+    numbers: &[String],
+) -> Result<Vec<(String, Capability)>, CapabilityError> {
+    if status == 429 {
+        return Err(CapabilityError::Throttled);
+    }
+    if !(200..300).contains(&status) {
+        let reason = match serde_json::from_slice::<wire::ErrorBody>(body) {
+            Ok(error) => format!("HTTP {status}: {}", error.summary()),
+            Err(_) => format!("HTTP {status}"),
+        };
+        return Err(CapabilityError::Failed(reason));
+    }
+    let response: wire::CapabilityResponse =
+        serde_json::from_slice(body).map_err(|e| CapabilityError::Failed(format!("unreadable answer: {e}")))?;
+    let by_digits: std::collections::HashMap<&str, Capability> = response
+        .capability_check_results
+        .iter()
+        .map(|r| (r.phone_number.trim_start_matches('+'), capability_of(&r.code)))
+        .collect();
+    Ok(numbers
+        .iter()
+        .map(|n| (n.clone(), by_digits.get(n.trim_start_matches('+')).copied().unwrap_or(Capability::Unknown)))
+        .collect())
 }
 
 /// Classifies an Infobip answer. A 200 can still carry a REJECTED (group 5) status for

@@ -1,6 +1,6 @@
 //! Building Infobip request bodies from jobs. Pure functions.
 
-use sendfleet_config::ProviderConfig;
+use sendfleet_config::{FallbackMode, ProviderConfig};
 use sendfleet_protocol::{
     Card, CardAlignment, CardOrientation, CardWidth, Content, MediaHeight, SendJob, SendOptions, Suggestion,
     UrlApplication, WebviewViewMode,
@@ -32,11 +32,24 @@ pub(crate) fn build_sms_body(job: &SendJob, ctx: &BodyContext<'_>) -> Result<Vec
 
 /// `POST /rcs/2/messages` body for a job.
 pub(crate) fn build_rcs_body(job: &SendJob, ctx: &BodyContext<'_>) -> Result<Vec<u8>, String> {
+    let mut options = message_options(&job.options, false)?;
+    // Provider-side failover: Infobip sends the SMS itself when RCS fails, and its
+    // reports say which channel delivered. In fleet mode the fallback stays with us.
+    if ctx.config.fallback_mode == FallbackMode::Provider
+        && let Some(fallback) = &job.fallback
+    {
+        options.sms_failover = Some(wire::SmsFailover {
+            sender: fallback.sender.clone(),
+            text: fallback.text.clone(),
+            validity_period: fallback.validity_period_seconds.map(validity),
+            regional: fallback.regional.as_ref().or(job.options.regional.as_ref()).map(regional),
+        });
+    }
     let message = wire::RcsMessage {
         sender: job.sender.clone(),
         destinations: vec![destination(job)],
         content: rcs_content(&job.content)?,
-        options: message_options(&job.options, false)?,
+        options,
         webhooks: webhooks(job, ctx, true),
     };
     let request = wire::SendRequest { messages: vec![message], options: request_options(&job.options, ctx.config)? };
@@ -58,7 +71,7 @@ fn webhooks(job: &SendJob, ctx: &BodyContext<'_>, rcs: bool) -> Option<wire::Web
     Some(wire::Webhooks {
         delivery,
         content_type: "application/json",
-        callback_data: Some(encode_callback_data(&job.trace_id, &job.metadata)),
+        callback_data: Some(encode_callback_data(&job.trace_id, job.fallback_for.as_deref(), &job.metadata)),
         seen,
     })
 }

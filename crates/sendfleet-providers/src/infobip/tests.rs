@@ -318,3 +318,102 @@ fn unknown_shapes_are_refused_with_a_reason() {
     assert!(err.to_string().contains("results[0]"));
     assert!(parse_callback(&config, br#"{"noresults":[]}"#).is_err());
 }
+
+#[test]
+fn capability_answers_map_codes_to_what_the_worker_does() {
+    let asked = vec!["+919876543210".to_owned(), "+919812345678".to_owned(), "+15550000001".to_owned()];
+    let answer = capability_answer(200, &fixture("rcs-capability-response.json"), &asked).unwrap();
+    assert_eq!(
+        answer,
+        vec![
+            (asked[0].clone(), Capability::Enabled),
+            (asked[1].clone(), Capability::NotCapable),
+            (asked[2].clone(), Capability::Unknown),
+        ],
+        "a number missing from the answer is unknown"
+    );
+    for (code, expected) in [
+        ("ENABLED", Capability::Enabled),
+        ("UNREACHABLE", Capability::NotCapable),
+        ("REJECTED_NETWORK", Capability::NotCapable),
+        ("REJECTED_ROUTE_NOT_AVAILABLE", Capability::NotCapable),
+        ("INVALID_DESTINATION_ADDRESS", Capability::InvalidNumber),
+        ("REQUEST_FAILED", Capability::Unknown),
+        ("PROCESSING_ERROR", Capability::Unknown),
+        ("UNKNOWN_CODE", Capability::Unknown),
+        ("SOMETHING_NEW", Capability::Unknown),
+    ] {
+        assert_eq!(capability_of(code), expected, "{code}");
+    }
+    assert_eq!(capability_answer(429, &fixture("error-429.json"), &asked), Err(CapabilityError::Throttled));
+    let err = capability_answer(401, &fixture("error-401.json"), &asked).unwrap_err();
+    assert!(err.to_string().contains("E401"), "{err}");
+    assert!(matches!(capability_answer(200, b"<xml/>", &asked), Err(CapabilityError::Failed(_))));
+}
+
+#[test]
+fn capability_query_body_matches_the_reference_fixture_shape() {
+    let query = wire::CapabilityQuery {
+        sender: "AcmeRetailAgent",
+        phone_numbers: vec!["919876543210".into(), "919812345678".into()],
+    };
+    let ours = serde_json::to_value(&query).unwrap();
+    let mut theirs: Value = serde_json::from_slice(&fixture("rcs-capability-request.json")).unwrap();
+    theirs.as_object_mut().unwrap().remove("options");
+    assert_eq!(ours, theirs);
+}
+
+#[test]
+fn provider_side_failover_puts_sms_failover_in_the_rcs_request() {
+    let mut config = provider(ProviderKind::InfobipRcs);
+    config.fallback_mode = sendfleet_config::FallbackMode::Provider;
+    let adapter = InfobipAdapter::new(config, &AdapterSettings::default()).unwrap();
+    let mut job = job(Content::Text { text: "Hi".into(), suggestions: vec![] });
+    job.fallback = Some(sendfleet_protocol::SmsFallback {
+        text: "Hi by SMS".into(),
+        sender: Some("ACMEIN".into()),
+        provider: None,
+        regional: Some(Regional {
+            india_dlt: Some(IndiaDlt {
+                principal_entity_id: "1101".into(),
+                content_template_id: Some("1107".into()),
+                telemarketer_id: None,
+            }),
+            turkey_iys: None,
+        }),
+        validity_period_seconds: Some(3_600),
+    });
+    let body = body_json(&adapter, &job);
+    let failover = &body["messages"][0]["options"]["smsFailover"];
+    assert_eq!(failover["text"], "Hi by SMS");
+    assert_eq!(failover["sender"], "ACMEIN");
+    assert_eq!(failover["validityPeriod"], json!({"amount": 1, "timeUnit": "HOURS"}));
+    assert_eq!(failover["regional"]["indiaDlt"]["principalEntityId"], "1101");
+
+    let fleet = adapter_with_fleet_mode();
+    let body = body_json(&fleet, &job);
+    assert!(body["messages"][0]["options"].get("smsFailover").is_none(), "fleet mode keeps the fallback to itself");
+}
+
+fn adapter_with_fleet_mode() -> InfobipAdapter {
+    adapter(ProviderKind::InfobipRcs, "")
+}
+
+#[test]
+fn reports_about_an_sms_fallback_carry_the_rcs_message_id() {
+    let adapter = adapter(ProviderKind::InfobipSms, "https://h");
+    let mut job = job(Content::Text { text: "x".into(), suggestions: vec![] });
+    job.message_id = "rcs-1.sms".into();
+    job.fallback_for = Some("rcs-1".into());
+    let body = body_json(&adapter, &job);
+    let data = body["messages"][0]["webhooks"]["callbackData"].as_str().unwrap().to_owned();
+    let report = json!({"results": [{
+        "messageId": "rcs-1.sms", "to": "919876543210",
+        "status": {"groupId": 3, "groupName": "DELIVERED", "id": 5, "name": "DELIVERED_TO_HANDSET"},
+        "callbackData": data
+    }]});
+    let events = parse_callback(adapter.config(), report.to_string().as_bytes()).unwrap();
+    assert_eq!(events[0].message_id.as_deref(), Some("rcs-1"));
+    assert_eq!(events[0].details.get("fallback_message_id").map(String::as_str), Some("rcs-1.sms"));
+    assert_eq!(events[0].channel, sendfleet_protocol::Channel::Sms);
+}

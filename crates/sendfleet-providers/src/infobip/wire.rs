@@ -383,8 +383,9 @@ pub struct TurkeyIys {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SmsFailover {
-    /// SMS sender.
-    pub sender: String,
+    /// SMS sender; absent means the account's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
     /// SMS text.
     pub text: String,
     /// SMS validity.
@@ -570,4 +571,33 @@ impl ErrorBody {
             ),
         }
     }
+}
+
+/// `POST /rcs/2/capability-check/query` body.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CapabilityQuery<'a> {
+    /// The RCS agent the numbers would receive from.
+    pub sender: &'a str,
+    /// 1–500 numbers, digits only.
+    pub phone_numbers: Vec<String>,
+}
+
+/// Its 200 answer.
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CapabilityResponse {
+    /// One result per number.
+    #[serde(default)]
+    pub capability_check_results: Vec<CapabilityResult>,
+}
+
+/// One number's capability.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CapabilityResult {
+    /// The number as asked.
+    pub phone_number: String,
+    /// `ENABLED`, `UNREACHABLE`, `REJECTED_NETWORK`, … (kept open: unknown codes are "unknown").
+    pub code: String,
 }
