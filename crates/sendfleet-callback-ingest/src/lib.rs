@@ -114,10 +114,11 @@ pub async fn run(
 /// Registers every provider's refusal series at zero, so rates and alerts on them work
 /// from the first scrape.
 fn register_metrics(config: &Config) {
-    use sendfleet_telemetry::metrics::{CALLBACKS_TOTAL, FALLBACK_REASONS, FALLBACKS_TOTAL};
+    use sendfleet_telemetry::metrics::{CALLBACKS_TOTAL, FALLBACKS_TOTAL};
     for provider in &config.providers {
-        for reason in FALLBACK_REASONS {
-            metrics::counter!(FALLBACKS_TOTAL, "provider" => provider.id.clone(), "reason" => *reason).absolute(0);
+        for reason in sendfleet_fallback::FallbackReason::ALL {
+            metrics::counter!(FALLBACKS_TOTAL, "provider" => provider.id.clone(), "reason" => reason.as_str())
+                .absolute(0);
         }
         for outcome in ["unauthorized", "malformed", "too_large", "broker_unavailable"] {
             metrics::counter!(CALLBACKS_TOTAL, "provider" => provider.id.clone(), "kind" => "unknown", "outcome" => outcome)

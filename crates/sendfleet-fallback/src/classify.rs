@@ -32,6 +32,20 @@ pub enum FallbackReason {
 }
 
 impl FallbackReason {
+    /// Every reason (metric series are registered at zero for each).
+    pub const ALL: [FallbackReason; 10] = [
+        FallbackReason::NotCapable,
+        FallbackReason::UnsupportedContent,
+        FallbackReason::RcsThrottled,
+        FallbackReason::ProviderError,
+        FallbackReason::PlatformError,
+        FallbackReason::Undeliverable,
+        FallbackReason::Expired,
+        FallbackReason::Rejected,
+        FallbackReason::SendRejected,
+        FallbackReason::RetriesExhausted,
+    ];
+
     /// The snake_case label.
     pub fn as_str(self) -> &'static str {
         match self {

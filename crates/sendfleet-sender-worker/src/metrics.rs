@@ -38,8 +38,8 @@ impl ProviderMetrics {
             counter!(names::DEAD_LETTERED_TOTAL, "provider" => label(), "reason" => *reason).absolute(0);
         }
         counter!(names::DUPLICATES_SUPPRESSED_TOTAL, "provider" => label()).absolute(0);
-        for reason in sendfleet_telemetry::metrics::FALLBACK_REASONS {
-            counter!(names::FALLBACKS_TOTAL, "provider" => label(), "reason" => *reason).absolute(0);
+        for reason in sendfleet_fallback::FallbackReason::ALL {
+            counter!(names::FALLBACKS_TOTAL, "provider" => label(), "reason" => reason.as_str()).absolute(0);
         }
         for result in sendfleet_telemetry::metrics::CAPABILITY_RESULTS {
             counter!(names::CAPABILITY_CHECKS_TOTAL, "provider" => label(), "result" => *result).absolute(0);

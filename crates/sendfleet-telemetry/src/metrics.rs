@@ -46,10 +46,12 @@ pub const BROKER_CONNECTIONS_TOTAL: &str = "sendfleet_broker_connections_total";
 /// RCS capability lookups, by `provider` and `result` (enabled, not_capable, unknown, cached, error).
 pub const CAPABILITY_CHECKS_TOTAL: &str = "sendfleet_capability_checks_total";
 
-/// The `reason` values of [`FALLBACKS_TOTAL`].
-pub const FALLBACK_REASONS: &[&str] = &["not_capable", "send_failed", "undeliverable", "expired"];
-/// The `result` values of [`CAPABILITY_CHECKS_TOTAL`].
-pub const CAPABILITY_RESULTS: &[&str] = &["enabled", "not_capable", "cached", "error"];
+/// The `result` values of [`CAPABILITY_CHECKS_TOTAL`]: the provider's answer per number
+/// (enabled, not_capable, invalid_number, unknown), answers from the fleet cache (cached),
+/// numbers another worker was asking about (contended), and failed lookups sent anyway
+/// (error, throttled).
+pub const CAPABILITY_RESULTS: &[&str] =
+    &["enabled", "not_capable", "invalid_number", "unknown", "cached", "contended", "error", "throttled"];
 
 /// Every metric name, for catalogue checks.
 pub const ALL: &[&str] = &[
