@@ -2,8 +2,9 @@
 //! messages and events.
 //!
 //! Each provider has its own URL embedding a secret token,
-//! `POST /callbacks/<provider>/<token>` (optionally with a trailing `/<anything>`, for
-//! portals that want distinct URLs per report kind). A callback is authenticated,
+//! `POST /callbacks/<provider>/<token>` (optionally with a trailing `/<kind>`, one of
+//! [`ROUTE_KINDS`], for portals that want distinct URLs per report kind; see
+//! [`callback_urls`]). A callback is authenticated,
 //! parsed by the provider's adapter into normalised events (one per result in a batch),
 //! and every event is published **with publisher confirms before** the 2xx answer. If
 //! the broker is unavailable the answer is 503 so the provider retries.
@@ -14,11 +15,12 @@ mod handler;
 use std::{collections::HashMap, sync::Arc};
 
 use sendfleet_config::{Config, Secret};
+use sendfleet_protocol::Channel;
 use sendfleet_providers::{AdapterError, AdapterSettings, Provider};
 use sendfleet_telemetry::Readiness;
 use tokio_util::sync::CancellationToken;
 
-pub use handler::router;
+pub use handler::{ROUTE_KINDS, router};
 
 /// Why callback-ingest stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -69,11 +71,62 @@ impl IngestState {
     }
 }
 
-/// Each provider's callback URL (`<public_base_url>/callbacks/<id>/<token>`), for the
-/// vendor portal. Providers without a callback token have none.
-pub fn callback_urls(config: &Config) -> Vec<(String, Option<String>)> {
+/// One URL to paste into a vendor's portal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackUrl {
+    /// What the portal calls it, and where to paste it.
+    pub purpose: &'static str,
+    /// The URL (embeds the provider's secret token).
+    pub url: String,
+}
+
+/// A provider's callback URLs, or why it has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderCallbackUrls {
+    /// Provider id.
+    pub provider: String,
+    /// The URLs; empty when `callback_ingest.public_base_url` or the provider's
+    /// `callback_token_env` is not set.
+    pub urls: Vec<CallbackUrl>,
+}
+
+/// Each provider's callback URLs, `<public_base_url>/callbacks/<id>/<token>/<kind>`, one
+/// per webhook its portal asks for: delivery reports and inbound messages for every
+/// provider, plus seen reports and events (typing, conversation started) for RCS. Any
+/// of them accepts every kind (the body's shape decides), so one URL for everything
+/// also works, as JioCX's single callback URL needs.
+pub fn callback_urls(config: &Config) -> Vec<ProviderCallbackUrls> {
     let settings = AdapterSettings { callback_base_url: config.callback_ingest.public_base_url.clone() };
-    config.providers.iter().map(|p| (p.id.clone(), settings.callback_url(p))).collect()
+    config
+        .providers
+        .iter()
+        .map(|provider| {
+            let urls = match settings.callback_url(provider) {
+                None => Vec::new(),
+                Some(base) => {
+                    let mut urls = vec![
+                        CallbackUrl { purpose: "delivery reports", url: format!("{base}/delivery") },
+                        CallbackUrl {
+                            purpose: match provider.channel() {
+                                Channel::Sms => "inbound messages (renderer MO_JSON_2)",
+                                Channel::Rcs => "inbound messages (renderer MO_OTT_MSISDN)",
+                            },
+                            url: format!("{base}/inbound"),
+                        },
+                    ];
+                    if provider.channel() == Channel::Rcs {
+                        urls.push(CallbackUrl { purpose: "seen reports", url: format!("{base}/seen") });
+                        urls.push(CallbackUrl {
+                            purpose: "events (typing, conversation started)",
+                            url: format!("{base}/events"),
+                        });
+                    }
+                    urls
+                }
+            };
+            ProviderCallbackUrls { provider: provider.id.clone(), urls }
+        })
+        .collect()
 }
 
 /// Runs callback-ingest until `shutdown`: keeps a broker connection, serves callbacks,

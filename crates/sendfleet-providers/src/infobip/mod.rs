@@ -148,3 +148,5 @@ pub(crate) fn to_status(status: wire::Status) -> ProviderStatus {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod callback_tests;
