@@ -151,3 +151,86 @@ pub async fn run(
     served?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::{body::Body, http::Request};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    const TOML: &str = r#"
+[callback_ingest]
+public_base_url = "https://hooks.example.com/"
+
+[[providers]]
+id = "ib-sms"
+kind = "infobip_sms"
+base_url = "https://x.api.infobip.com"
+api_key_env = "KEY"
+sender_ids = ["ACME"]
+callback_token_env = "TOKEN"
+
+[[providers]]
+id = "ib-rcs"
+kind = "infobip_rcs"
+base_url = "https://x.api.infobip.com"
+api_key_env = "KEY"
+sender_ids = ["Agent"]
+callback_token_env = "TOKEN"
+
+[[providers]]
+id = "no-token"
+kind = "infobip_sms"
+base_url = "https://x.api.infobip.com"
+api_key_env = "KEY"
+sender_ids = ["ACME"]
+"#;
+
+    fn config() -> Config {
+        let lookup = |name: &str| match name {
+            "KEY" => Some("key".to_owned()),
+            "TOKEN" => Some("tok-0123456789abcdef".to_owned()),
+            _ => None,
+        };
+        Config::from_toml(TOML, &lookup).expect("config")
+    }
+
+    #[test]
+    fn callback_urls_name_every_webhook_of_each_provider() {
+        let urls = callback_urls(&config());
+        let sms: Vec<&str> = urls[0].urls.iter().map(|u| u.url.as_str()).collect();
+        assert_eq!(
+            sms,
+            [
+                "https://hooks.example.com/callbacks/ib-sms/tok-0123456789abcdef/delivery",
+                "https://hooks.example.com/callbacks/ib-sms/tok-0123456789abcdef/inbound",
+            ]
+        );
+        assert!(urls[0].urls[1].purpose.contains("MO_JSON_2"));
+        let rcs: Vec<&str> = urls[1].urls.iter().map(|u| u.url.rsplit('/').next().unwrap_or("")).collect();
+        assert_eq!(rcs, ["delivery", "inbound", "seen", "events"]);
+        assert!(urls[1].urls[1].purpose.contains("MO_OTT_MSISDN"));
+        assert!(urls[2].urls.is_empty(), "no token, no URL");
+        for url in urls.iter().flat_map(|p| &p.urls) {
+            let kind = url.url.rsplit('/').next().unwrap_or("");
+            assert!(ROUTE_KINDS.contains(&kind), "{kind} is routed");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_good_callback_without_a_broker_is_answered_503() {
+        let app = router(Arc::new(IngestState::new(&config()).expect("state")));
+        let body = std::fs::read(format!("{}/../../fixtures/infobip/sms-dlr-delivered.json", env!("CARGO_MANIFEST_DIR")))
+            .expect("fixture");
+        let request = Request::post("/callbacks/ib-sms/tok-0123456789abcdef/delivery")
+            .body(Body::from(body.clone()))
+            .expect("request");
+        let response = app.clone().oneshot(request).await.expect("answer");
+        assert_eq!(response.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        // A provider without a token accepts nothing, not even an empty token.
+        let request = Request::post("/callbacks/no-token/x").body(Body::from(body)).expect("request");
+        let response = app.oneshot(request).await.expect("answer");
+        assert_eq!(response.status(), axum::http::StatusCode::UNAUTHORIZED);
+    }
+}

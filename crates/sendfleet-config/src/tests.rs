@@ -104,3 +104,15 @@ fn the_shipped_example_is_valid() {
     let anything = |_: &str| Some("example-secret-value-0123456789".to_owned());
     Config::from_toml(example, &anything).unwrap();
 }
+
+#[test]
+fn a_callback_token_must_be_url_safe_and_is_not_echoed() {
+    let lookup = |name: &str| match name {
+        "CB_TOKEN" => Some("0123456789abcdef/0123".into()),
+        other => env(other),
+    };
+    let err = Config::from_toml(GOOD, &lookup).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("providers[0].callback_token_env") && text.contains("URL path"), "{text}");
+    assert!(!text.contains("0123456789abcdef/0123"), "the token is a secret: {text}");
+}
