@@ -145,7 +145,12 @@ async fn handle(
     // in the broker; anything else and the provider posts the whole body again.
     if let Err(err) = state.broker.publish_events(&events).await {
         tracing::warn!(provider = %provider_id, error = %err, "events not confirmed; asking the provider to retry");
-        return refuse(provider_id, route_kind, Refusal::BrokerUnavailable, "broker unavailable; try again later".into());
+        return refuse(
+            provider_id,
+            route_kind,
+            Refusal::BrokerUnavailable,
+            "broker unavailable; try again later".into(),
+        );
     }
     if events.is_empty() {
         counter!(CALLBACKS_TOTAL, "provider" => provider_id.to_owned(), "kind" => route_kind, "outcome" => "no_event")
@@ -169,10 +174,8 @@ fn refuse(provider: &str, kind: &'static str, refusal: Refusal, reason: String) 
 /// Reads the body, refusing it as soon as it is known to exceed `limit`: from
 /// `Content-Length` before reading anything, else while streaming.
 async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, Refusal> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(Refusal::TooLarge);
     }

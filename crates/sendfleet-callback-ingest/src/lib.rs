@@ -221,8 +221,9 @@ sender_ids = ["ACME"]
     #[tokio::test]
     async fn a_good_callback_without_a_broker_is_answered_503() {
         let app = router(Arc::new(IngestState::new(&config()).expect("state")));
-        let body = std::fs::read(format!("{}/../../fixtures/infobip/sms-dlr-delivered.json", env!("CARGO_MANIFEST_DIR")))
-            .expect("fixture");
+        let body =
+            std::fs::read(format!("{}/../../fixtures/infobip/sms-dlr-delivered.json", env!("CARGO_MANIFEST_DIR")))
+                .expect("fixture");
         let request = Request::post("/callbacks/ib-sms/tok-0123456789abcdef/delivery")
             .body(Body::from(body.clone()))
             .expect("request");

@@ -242,7 +242,8 @@ async fn every_callback_format_becomes_the_right_event_in_the_broker() {
     );
     let events = ingest.events.events();
     assert_eq!(events.len(), expected, "exactly one event per result");
-    let count = |kind: EventKind, provider: &str| events.iter().filter(|e| e.kind == kind && e.provider == provider).count();
+    let count =
+        |kind: EventKind, provider: &str| events.iter().filter(|e| e.kind == kind && e.provider == provider).count();
     assert_eq!(count(EventKind::Delivered, "ib-sms"), 2);
     assert_eq!(count(EventKind::Undelivered, "ib-sms"), 2);
     assert_eq!(count(EventKind::Inbound, "ib-sms"), 1);
@@ -305,8 +306,9 @@ async fn bad_callbacks_are_refused_with_a_reason_and_publish_nothing() {
     let (status, body) = ingest.post(&ingest.url("ib-sms", TOKEN, "/delivery"), b"{\"results\": [".to_vec()).await;
     assert_eq!(status, 400);
     assert!(body["error"].as_str().is_some_and(|e| e.contains("expected")), "{body}");
-    let (status, body) =
-        ingest.post(&ingest.url("ib-sms", TOKEN, ""), br#"{"results":[{"status":{"groupId":3,"id":5}}]}"#.to_vec()).await;
+    let (status, body) = ingest
+        .post(&ingest.url("ib-sms", TOKEN, ""), br#"{"results":[{"status":{"groupId":3,"id":5}}]}"#.to_vec())
+        .await;
     assert_eq!(status, 400);
     assert!(body["error"].as_str().is_some_and(|e| e.contains("results[0]") && e.contains("messageId")), "{body}");
     let (status, _) = ingest.post(&ingest.url("ib-sms", TOKEN, ""), br#"{"results":[{"hello":1}]}"#.to_vec()).await;

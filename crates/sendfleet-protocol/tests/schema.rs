@@ -12,9 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use jsonschema::Validator;
 use sendfleet_protocol::{
     Billing, Card, CardAlignment, CardOrientation, CardWidth, Channel, Content, DecodeError, DeliveryTimeWindow, Event,
-    EventKind, InboundMessage, IndiaDlt, Media, MediaHeight, ProviderErrorInfo, ProviderStatus, Recipient, Regional, SCHEMA_VERSION,
-    SendJob, SendOptions, SendRequest, SmsFallback, Suggestion, TemplateRef, TimeOfDay, TurkeyIys, UrlApplication,
-    WebviewViewMode, decode, encode,
+    EventKind, InboundMessage, IndiaDlt, Media, MediaHeight, ProviderErrorInfo, ProviderStatus, Recipient, Regional,
+    SCHEMA_VERSION, SendJob, SendOptions, SendRequest, SmsFallback, Suggestion, TemplateRef, TimeOfDay, TurkeyIys,
+    UrlApplication, WebviewViewMode, decode, encode,
 };
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
@@ -578,7 +578,8 @@ fn sample_events() -> Vec<Event> {
             EventKind::Inbound => {
                 event.attempt = None;
                 event.inbound = Some(full_inbound());
-                event.billing = Some(Billing { conversation_start_ms: None, conversation_end_ms: None, ..full_billing() });
+                event.billing =
+                    Some(Billing { conversation_start_ms: None, conversation_end_ms: None, ..full_billing() });
                 event.details = map(&[("callback_data", "{\"upstream\":true}")]);
             }
             EventKind::Seen => {
@@ -771,7 +772,12 @@ fn required_fields_and_nil_handling_match_serde() {
         &json_view(&full_inbound()),
         "InboundMessage",
     );
-    check_structure::<Billing>(&def_validator(e, "Billing"), &defs(e, "Billing"), &json_view(&full_billing()), "Billing");
+    check_structure::<Billing>(
+        &def_validator(e, "Billing"),
+        &defs(e, "Billing"),
+        &json_view(&full_billing()),
+        "Billing",
+    );
     check_structure::<ProviderErrorInfo>(
         &def_validator(e, "ProviderErrorInfo"),
         &defs(e, "ProviderErrorInfo"),

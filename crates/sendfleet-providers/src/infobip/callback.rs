@@ -339,7 +339,11 @@ fn insert(details: &mut BTreeMap<String, String>, key: &str, value: Option<Strin
 
 /// Billing fields (traffic and interaction type, price, conversation); `None` when the
 /// provider reported none.
-fn billing(interaction_type: Option<String>, price: Option<Price>, conversation: Option<Conversation>) -> Option<Billing> {
+fn billing(
+    interaction_type: Option<String>,
+    price: Option<Price>,
+    conversation: Option<Conversation>,
+) -> Option<Billing> {
     let mut billing = Billing { interaction_type: interaction_type.filter(|t| !t.is_empty()), ..Billing::default() };
     if let Some(price) = price {
         billing.traffic_type = price.traffic_type.filter(|t| !t.is_empty());

@@ -263,16 +263,42 @@ impl Rng {
 /// parser sees plausible shapes with wrong types, missing fields and odd nesting.
 fn random_value(rng: &mut Rng, depth: usize) -> Value {
     const KEYS: &[&str] = &[
-        "results", "messageId", "status", "groupId", "id", "error", "seenAt", "event", "type", "message", "text",
-        "receivedAt", "sender", "from", "to", "price", "conversation", "canInitiate", "size", "latitude", "doneAt",
-        "smsCount", "messageCount", "callbackData", "startTime", "trafficType", "channel",
+        "results",
+        "messageId",
+        "status",
+        "groupId",
+        "id",
+        "error",
+        "seenAt",
+        "event",
+        "type",
+        "message",
+        "text",
+        "receivedAt",
+        "sender",
+        "from",
+        "to",
+        "price",
+        "conversation",
+        "canInitiate",
+        "size",
+        "latitude",
+        "doneAt",
+        "smsCount",
+        "messageCount",
+        "callbackData",
+        "startTime",
+        "trafficType",
+        "channel",
     ];
     match rng.below(if depth > 3 { 6 } else { 9 }) {
         0 => Value::Null,
         1 => Value::Bool(rng.below(2) == 1),
         2 => json!(rng.next() as i64),
         3 => json!((rng.next() % 1000) as f64 / 7.0),
-        4 => json!(["TYPING_INDICATOR", "CONVERSATION_STARTED", "TEXT", "", "2026-01-15T10:46:05Z", "\u{0}é"][rng.below(6)]),
+        4 => json!(
+            ["TYPING_INDICATOR", "CONVERSATION_STARTED", "TEXT", "", "2026-01-15T10:46:05Z", "\u{0}é"][rng.below(6)]
+        ),
         5 => json!(-(rng.below(5) as i64)),
         6 | 7 => {
             let mut map = serde_json::Map::new();

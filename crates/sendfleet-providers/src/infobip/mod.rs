@@ -147,6 +147,6 @@ pub(crate) fn to_status(status: wire::Status) -> ProviderStatus {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod callback_tests;
+#[cfg(test)]
+mod tests;
