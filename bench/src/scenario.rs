@@ -171,7 +171,7 @@ pub fn defaults() -> Vec<Scenario> {
             concurrency: 0,
             kind: WorkerKind::Sendfleet,
             load: Load::Callbacks { reports: 200_000, connections: 32, batch: 10 },
-            max_seconds: 15,
+            max_seconds: 10,
             changes: &[],
         },
     ]
