@@ -1,5 +1,6 @@
 //! sendfleet-bench: the demo (the fleet end to end with a summary) and the load harness.
 
+mod callbacks;
 mod demo;
 mod fleet;
 mod measure;
@@ -55,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Run(run) => run_scenarios(run, &args.amqp_url, &args.redis_url).await?,
         Command::List => {
             for scenario in scenario::defaults() {
-                println!("{:<14} {}", scenario.name, scenario.description);
+                println!("{:<16} {}", scenario.name, scenario.description);
             }
             true
         }
@@ -95,7 +96,7 @@ async fn run_scenarios(args: RunArgs, amqp_url: &str, redis_url: &str) -> anyhow
             bar.set_message(format!("round {} · {}", round + 1, scenario.name));
             let result = scenario::run_once(scenario, amqp_url, redis_url, &dir.join("logs")).await?;
             let line = format!(
-                "round {} {:<14} jobs/s {:>7.0}  steady {:>7.0}/s  max 1 s window {:>5}",
+                "round {} {:<16} jobs/s {:>7.0}  steady {:>7.0}/s  max 1 s window {:>5}",
                 round + 1,
                 scenario.name,
                 result.jobs_per_second,

@@ -37,6 +37,16 @@ pub enum Load {
         /// Duration.
         seconds: u64,
     },
+    /// No jobs: delivery reports posted at callback-ingest as fast as it takes them
+    /// (`jobs` in the report are reports, latency is per POST).
+    Callbacks {
+        /// Reports to post (the run also ends at `max_seconds`).
+        reports: u64,
+        /// Concurrent keep-alive connections.
+        connections: usize,
+        /// Reports per POST (Infobip batches up to 100).
+        batch: usize,
+    },
 }
 
 /// A change to the fleet during a run.
@@ -150,6 +160,20 @@ pub fn defaults() -> Vec<Scenario> {
             max_seconds: 20,
             changes: &[],
         },
+        Scenario {
+            name: "callback-ingest",
+            description: "delivery reports (10 per POST) at callback-ingest over 32 keep-alive connections, confirms on",
+            cap: None,
+            burst: 1,
+            latency_ms: 0,
+            jitter_ms: 0,
+            workers: 0,
+            concurrency: 0,
+            kind: WorkerKind::Sendfleet,
+            load: Load::Callbacks { reports: 200_000, connections: 32, batch: 10 },
+            max_seconds: 10,
+            changes: &[],
+        },
     ]
 }
 
@@ -190,6 +214,9 @@ pub async fn run_once(
     redis_url: &str,
     run_dir: &std::path::Path,
 ) -> anyhow::Result<RunResult> {
+    if let Load::Callbacks { reports, connections, batch } = scenario.load {
+        return crate::callbacks::run_once(scenario, reports, connections, batch, amqp_url, redis_url, run_dir).await;
+    }
     let prefix = format!("sendfleet-bench-{}-{}", scenario.name, &uuid::Uuid::new_v4().simple().to_string()[..6]);
     let spec = FleetSpec {
         amqp_url: amqp_url.to_owned(),
@@ -226,11 +253,12 @@ pub async fn run_once(
             let (url, prefix) = (amqp_url.to_owned(), prefix.clone());
             Some(tokio::spawn(async move { traffic::paced_jobs(&url, &prefix, provider, per_second, seconds).await }))
         }
-        Load::Backlog { .. } => None,
+        Load::Backlog { .. } | Load::Callbacks { .. } => None,
     };
     let target = match scenario.load {
         Load::Backlog { jobs } => jobs as u64,
         Load::Open { per_second, seconds } => u64::from(per_second) * seconds,
+        Load::Callbacks { reports, .. } => reports,
     };
 
     let mut samples: Vec<ProcSample> = Vec::new();
@@ -276,7 +304,7 @@ pub async fn run_once(
                 client.get(format!("{}/mock/received", fleet.mock_url())).send().await?.json().await?;
             Some(measure::latencies_ms(&received))
         }
-        Load::Backlog { .. } => None,
+        Load::Backlog { .. } | Load::Callbacks { .. } => None,
     };
     let mut exit_codes = Vec::new();
     for mut worker in bare {

@@ -12,6 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::IngestState;
 
+/// How long a callback waits for its confirms before answering 503.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The current publisher, if connected.
 pub(crate) struct BrokerSlot {
     publisher: RwLock<Option<Publisher>>,
@@ -38,7 +41,12 @@ impl BrokerSlot {
             let publisher = publisher.clone();
             async move { publisher.publish(outgoing).await }
         });
-        futures_util::future::try_join_all(publishes).await?;
+        // A broker that stops answering (not closed, just silent) must not hold the
+        // provider's request open forever: give up and let it retry.
+        match tokio::time::timeout(PUBLISH_TIMEOUT, futures_util::future::try_join_all(publishes)).await {
+            Ok(result) => result.map(|_| ())?,
+            Err(_) => return Err(BrokerError::ConnectionLost),
+        }
         for event in events {
             metrics::counter!(EVENTS_PUBLISHED_TOTAL, "kind" => event.kind.as_str()).increment(1);
         }

@@ -2,8 +2,9 @@
 //! messages and events.
 //!
 //! Each provider has its own URL embedding a secret token,
-//! `POST /callbacks/<provider>/<token>` (optionally with a trailing `/<anything>`, for
-//! portals that want distinct URLs per report kind). A callback is authenticated,
+//! `POST /callbacks/<provider>/<token>` (optionally with a trailing `/<kind>`, one of
+//! [`ROUTE_KINDS`], for portals that want distinct URLs per report kind; see
+//! [`callback_urls`]). A callback is authenticated,
 //! parsed by the provider's adapter into normalised events (one per result in a batch),
 //! and every event is published **with publisher confirms before** the 2xx answer. If
 //! the broker is unavailable the answer is 503 so the provider retries.
@@ -14,11 +15,12 @@ mod handler;
 use std::{collections::HashMap, sync::Arc};
 
 use sendfleet_config::{Config, Secret};
+use sendfleet_protocol::Channel;
 use sendfleet_providers::{AdapterError, AdapterSettings, Provider};
 use sendfleet_telemetry::Readiness;
 use tokio_util::sync::CancellationToken;
 
-pub use handler::router;
+pub use handler::{ROUTE_KINDS, router};
 
 /// Why callback-ingest stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -80,11 +82,62 @@ impl IngestState {
     }
 }
 
-/// Each provider's callback URL (`<public_base_url>/callbacks/<id>/<token>`), for the
-/// vendor portal. Providers without a callback token have none.
-pub fn callback_urls(config: &Config) -> Vec<(String, Option<String>)> {
+/// One URL to paste into a vendor's portal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackUrl {
+    /// What the portal calls it, and where to paste it.
+    pub purpose: &'static str,
+    /// The URL (embeds the provider's secret token).
+    pub url: String,
+}
+
+/// A provider's callback URLs, or why it has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderCallbackUrls {
+    /// Provider id.
+    pub provider: String,
+    /// The URLs; empty when `callback_ingest.public_base_url` or the provider's
+    /// `callback_token_env` is not set.
+    pub urls: Vec<CallbackUrl>,
+}
+
+/// Each provider's callback URLs, `<public_base_url>/callbacks/<id>/<token>/<kind>`, one
+/// per webhook its portal asks for: delivery reports and inbound messages for every
+/// provider, plus seen reports and events (typing, conversation started) for RCS. Any
+/// of them accepts every kind (the body's shape decides), so one URL for everything
+/// also works, as JioCX's single callback URL needs.
+pub fn callback_urls(config: &Config) -> Vec<ProviderCallbackUrls> {
     let settings = AdapterSettings { callback_base_url: config.callback_ingest.public_base_url.clone() };
-    config.providers.iter().map(|p| (p.id.clone(), settings.callback_url(p))).collect()
+    config
+        .providers
+        .iter()
+        .map(|provider| {
+            let urls = match settings.callback_url(provider) {
+                None => Vec::new(),
+                Some(base) => {
+                    let mut urls = vec![
+                        CallbackUrl { purpose: "delivery reports", url: format!("{base}/delivery") },
+                        CallbackUrl {
+                            purpose: match provider.channel() {
+                                Channel::Sms => "inbound messages (renderer MO_JSON_2)",
+                                Channel::Rcs => "inbound messages (renderer MO_OTT_MSISDN)",
+                            },
+                            url: format!("{base}/inbound"),
+                        },
+                    ];
+                    if provider.channel() == Channel::Rcs {
+                        urls.push(CallbackUrl { purpose: "seen reports", url: format!("{base}/seen") });
+                        urls.push(CallbackUrl {
+                            purpose: "events (typing, conversation started)",
+                            url: format!("{base}/events"),
+                        });
+                    }
+                    urls
+                }
+            };
+            ProviderCallbackUrls { provider: provider.id.clone(), urls }
+        })
+        .collect()
 }
 
 /// Runs callback-ingest until `shutdown`: keeps a broker connection, serves callbacks,
@@ -120,9 +173,95 @@ fn register_metrics(config: &Config) {
             metrics::counter!(FALLBACKS_TOTAL, "provider" => provider.id.clone(), "reason" => reason.as_str())
                 .absolute(0);
         }
-        for outcome in ["unauthorized", "malformed", "too_large", "broker_unavailable"] {
-            metrics::counter!(CALLBACKS_TOTAL, "provider" => provider.id.clone(), "kind" => "unknown", "outcome" => outcome)
+        for outcome in
+            ["unauthorized", "malformed", "unrecognised", "too_large", "broker_unavailable", "fallback_unavailable"]
+        {
+            metrics::counter!(CALLBACKS_TOTAL, "provider" => provider.id.clone(), "kind" => "any", "outcome" => outcome)
                 .absolute(0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{body::Body, http::Request};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    const TOML: &str = r#"
+[callback_ingest]
+public_base_url = "https://hooks.example.com/"
+
+[[providers]]
+id = "ib-sms"
+kind = "infobip_sms"
+base_url = "https://x.api.infobip.com"
+api_key_env = "KEY"
+sender_ids = ["ACME"]
+callback_token_env = "TOKEN"
+
+[[providers]]
+id = "ib-rcs"
+kind = "infobip_rcs"
+base_url = "https://x.api.infobip.com"
+api_key_env = "KEY"
+sender_ids = ["Agent"]
+callback_token_env = "TOKEN"
+
+[[providers]]
+id = "no-token"
+kind = "infobip_sms"
+base_url = "https://x.api.infobip.com"
+api_key_env = "KEY"
+sender_ids = ["ACME"]
+"#;
+
+    fn config() -> Config {
+        let lookup = |name: &str| match name {
+            "KEY" => Some("key".to_owned()),
+            "TOKEN" => Some("tok-0123456789abcdef".to_owned()),
+            _ => None,
+        };
+        Config::from_toml(TOML, &lookup).expect("config")
+    }
+
+    #[test]
+    fn callback_urls_name_every_webhook_of_each_provider() {
+        let urls = callback_urls(&config());
+        let sms: Vec<&str> = urls[0].urls.iter().map(|u| u.url.as_str()).collect();
+        assert_eq!(
+            sms,
+            [
+                "https://hooks.example.com/callbacks/ib-sms/tok-0123456789abcdef/delivery",
+                "https://hooks.example.com/callbacks/ib-sms/tok-0123456789abcdef/inbound",
+            ]
+        );
+        assert!(urls[0].urls[1].purpose.contains("MO_JSON_2"));
+        let rcs: Vec<&str> = urls[1].urls.iter().map(|u| u.url.rsplit('/').next().unwrap_or("")).collect();
+        assert_eq!(rcs, ["delivery", "inbound", "seen", "events"]);
+        assert!(urls[1].urls[1].purpose.contains("MO_OTT_MSISDN"));
+        assert!(urls[2].urls.is_empty(), "no token, no URL");
+        for url in urls.iter().flat_map(|p| &p.urls) {
+            let kind = url.url.rsplit('/').next().unwrap_or("");
+            assert!(ROUTE_KINDS.contains(&kind), "{kind} is routed");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_good_callback_without_a_broker_is_answered_503() {
+        let app = router(Arc::new(IngestState::new(&config()).expect("state")));
+        let body =
+            std::fs::read(format!("{}/../../fixtures/infobip/sms-dlr-delivered.json", env!("CARGO_MANIFEST_DIR")))
+                .expect("fixture");
+        let request = Request::post("/callbacks/ib-sms/tok-0123456789abcdef/delivery")
+            .body(Body::from(body.clone()))
+            .expect("request");
+        let response = app.clone().oneshot(request).await.expect("answer");
+        assert_eq!(response.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        // A provider without a token accepts nothing, not even an empty token.
+        let request = Request::post("/callbacks/no-token/x").body(Body::from(body)).expect("request");
+        let response = app.oneshot(request).await.expect("answer");
+        assert_eq!(response.status(), axum::http::StatusCode::UNAUTHORIZED);
     }
 }

@@ -115,3 +115,15 @@ fn provider_side_fallback_is_only_for_infobip_rcs_kinds() {
     assert_eq!(config.providers[0].fallback_mode, FallbackMode::Provider);
     assert_eq!(Config::from_toml(GOOD, &env).unwrap().providers[0].fallback_mode, FallbackMode::Fleet);
 }
+
+#[test]
+fn a_callback_token_must_be_url_safe_and_is_not_echoed() {
+    let lookup = |name: &str| match name {
+        "CB_TOKEN" => Some("0123456789abcdef/0123".into()),
+        other => env(other),
+    };
+    let err = Config::from_toml(GOOD, &lookup).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("providers[0].callback_token_env") && text.contains("URL path"), "{text}");
+    assert!(!text.contains("0123456789abcdef/0123"), "the token is a secret: {text}");
+}

@@ -186,6 +186,12 @@ fn validate_provider(
 
     if let Some(name) = &provider.callback_token_env {
         match resolve(lookup, name) {
+            // The token goes into a URL path: only unreserved characters survive unescaped.
+            Some(token) if !token.expose().bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)) => errors
+                .push(
+                    format!("{at}.callback_token_env"),
+                    format!("{name} may only hold letters, digits, '-', '.', '_' and '~' (it goes into a URL path)"),
+                ),
             Some(token) if token.expose().len() >= 16 => provider.callback_token = token,
             Some(_) => {
                 errors.push(format!("{at}.callback_token_env"), format!("{name} must hold at least 16 characters"))

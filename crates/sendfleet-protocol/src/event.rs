@@ -101,6 +101,13 @@ pub struct Event {
     /// Trace id of the message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// What the recipient sent (`inbound` events only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbound: Option<InboundMessage>,
+    /// How the provider classifies and prices the message or conversation, as reported
+    /// (RCS delivery reports, inbound messages, conversation events; SMS price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing: Option<Billing>,
 }
 
 impl Event {
@@ -124,6 +131,8 @@ impl Event {
             details: BTreeMap::new(),
             metadata: BTreeMap::new(),
             trace_id: None,
+            inbound: None,
+            billing: None,
         }
     }
 
@@ -181,4 +190,93 @@ pub struct ProviderErrorInfo {
     /// Whether resending unchanged would fail the same way.
     #[serde(default)]
     pub permanent: bool,
+}
+
+/// What the recipient sent: an inbound (MO) SMS, an RCS message, or a tapped suggestion.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InboundMessage {
+    /// `text`, `file`, `location` or `suggestion` (another provider type arrives
+    /// lowercased, as is).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The provider's id of the inbound message (RCS: what a read receipt refers to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_message_id: Option<String>,
+    /// The text (`text`), or the suggestion's text (`suggestion`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// SMS: the text without the keyword.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_text: Option<String>,
+    /// The keyword the provider matched, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyword: Option<String>,
+    /// `suggestion`: the postback data of the tapped suggestion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postback_data: Option<String>,
+    /// `file`: where to download it (the provider keeps it for a limited time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `file`: its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    /// `file`: its MIME type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// `file`: its size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    /// `location`: latitude in degrees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latitude: Option<f64>,
+    /// `location`: longitude in degrees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longitude: Option<f64>,
+    /// Parts the message arrived in (SMS `smsCount`, RCS `rcsCount`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<u32>,
+}
+
+/// Billing fields as the provider reported them. Enum-like values are kept as open
+/// strings: the provider's lists differ between versions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Billing {
+    /// Infobip `trafficType` (`BASIC`, `SINGLE`, `RICH`, `RICH_MEDIA`,
+    /// `A2P_CONVERSATION`, `P2A_CONVERSATION`, `INTERACTIVE_SESSION`, …); absent when
+    /// not chargeable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_type: Option<String>,
+    /// Infobip `interactionType` (`BASIC_MESSAGE`, `SINGLE_MESSAGE`, `RICH_MESSAGE`,
+    /// `RICH_MEDIA_MESSAGE`, `EVENT`): the message's structure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interaction_type: Option<String>,
+    /// The conversation's id (matches across reports, inbound messages and
+    /// `conversation_started`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    /// The conversation's type (`A2P`, `P2A`, `INTERACTIVE_SESSION`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_type: Option<String>,
+    /// Whether the agent may start a conversation with the user now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub can_initiate: Option<bool>,
+    /// When the conversation started, ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_start_ms: Option<i64>,
+    /// When the conversation ends, ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_end_ms: Option<i64>,
+    /// Price per message, in `currency`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_per_message: Option<f64>,
+    /// Currency of the price (ISO 4217).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+}
+
+impl Billing {
+    /// Whether nothing is set (then the event carries no `billing`).
+    pub fn is_empty(&self) -> bool {
+        *self == Billing::default()
+    }
 }

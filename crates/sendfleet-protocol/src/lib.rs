@@ -21,7 +21,7 @@ pub use content::{
     Card, CardAlignment, CardOrientation, CardWidth, Content, Media, MediaHeight, Suggestion, UrlApplication,
     WebviewViewMode,
 };
-pub use event::{Event, EventKind, ProviderErrorInfo, ProviderStatus};
+pub use event::{Billing, Event, EventKind, InboundMessage, ProviderErrorInfo, ProviderStatus};
 pub use job::SendJob;
 pub use request::{
     DeliveryTimeWindow, IndiaDlt, Recipient, Regional, SendOptions, SendRequest, SmsFallback, TemplateRef, TimeOfDay,

@@ -11,10 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jsonschema::Validator;
 use sendfleet_protocol::{
-    Card, CardAlignment, CardOrientation, CardWidth, Channel, Content, DecodeError, DeliveryTimeWindow, Event,
-    EventKind, IndiaDlt, Media, MediaHeight, ProviderErrorInfo, ProviderStatus, Recipient, Regional, SCHEMA_VERSION,
-    SendJob, SendOptions, SendRequest, SmsFallback, Suggestion, TemplateRef, TimeOfDay, TurkeyIys, UrlApplication,
-    WebviewViewMode, decode, encode,
+    Billing, Card, CardAlignment, CardOrientation, CardWidth, Channel, Content, DecodeError, DeliveryTimeWindow, Event,
+    EventKind, InboundMessage, IndiaDlt, Media, MediaHeight, ProviderErrorInfo, ProviderStatus, Recipient, Regional,
+    SCHEMA_VERSION, SendJob, SendOptions, SendRequest, SmsFallback, Suggestion, TemplateRef, TimeOfDay, TurkeyIys,
+    UrlApplication, WebviewViewMode, decode, encode,
 };
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
@@ -499,6 +499,38 @@ fn full_error() -> ProviderErrorInfo {
     }
 }
 
+fn full_inbound() -> InboundMessage {
+    InboundMessage {
+        kind: "file".into(),
+        provider_message_id: Some("ib-mo-1".into()),
+        text: Some("see attached".into()),
+        clean_text: Some("attached".into()),
+        keyword: Some("SEE".into()),
+        postback_data: Some("pb".into()),
+        url: Some("https://files.example.com/x.jpg".into()),
+        file_name: Some("x.jpg".into()),
+        content_type: Some("image/jpeg".into()),
+        size_bytes: Some(52_811),
+        latitude: Some(19.07),
+        longitude: Some(72.87),
+        parts: Some(1),
+    }
+}
+
+fn full_billing() -> Billing {
+    Billing {
+        traffic_type: Some("A2P_CONVERSATION".into()),
+        interaction_type: Some("SINGLE_MESSAGE".into()),
+        conversation_id: Some("conv-1".into()),
+        conversation_type: Some("A2P".into()),
+        can_initiate: Some(true),
+        conversation_start_ms: Some(1_768_473_601_207),
+        conversation_end_ms: Some(1_768_560_001_207),
+        price_per_message: Some(0.0042),
+        currency: Some("EUR".into()),
+    }
+}
+
 /// An event of every kind, filled as the code fills it (and fully, for the schema).
 fn sample_events() -> Vec<Event> {
     let mut events = Vec::new();
@@ -533,6 +565,34 @@ fn sample_events() -> Vec<Event> {
                 event.error = Some(ProviderErrorInfo { permanent: false, ..full_error() });
                 event.details =
                     map(&[("bulk_id", "b-1"), ("message_count", "2"), ("callback_data", "{\"upstream\":true}")]);
+                event.billing = Some(Billing {
+                    traffic_type: Some("SINGLE".into()),
+                    interaction_type: Some("SINGLE_MESSAGE".into()),
+                    conversation_id: Some("conv-1".into()),
+                    can_initiate: Some(false),
+                    price_per_message: Some(0.01),
+                    currency: Some("EUR".into()),
+                    ..Billing::default()
+                });
+            }
+            EventKind::Inbound => {
+                event.attempt = None;
+                event.inbound = Some(full_inbound());
+                event.billing =
+                    Some(Billing { conversation_start_ms: None, conversation_end_ms: None, ..full_billing() });
+                event.details = map(&[("callback_data", "{\"upstream\":true}")]);
+            }
+            EventKind::Seen => {
+                event.attempt = None;
+            }
+            EventKind::Typing => {
+                event.attempt = None;
+                event.message_id = None;
+            }
+            EventKind::ConversationStarted => {
+                event.attempt = None;
+                event.billing = Some(full_billing());
+                event.details = map(&[("event_type", "CONVERSATION_STARTED")]);
             }
             _ => {
                 event.details = map(&[("text", "STOP")]);
@@ -661,6 +721,8 @@ fn required_fields_and_nil_handling_match_serde() {
     check_structure::<SendJob>(&compile(&job_doc), &job_doc, &json_view(&full_job()), "SendJob");
     let mut event = json_view(&sample_events()[1]);
     event["details"] = json!({"reason_code": "bad_request"});
+    event["inbound"] = json_view(&full_inbound());
+    event["billing"] = json_view(&full_billing());
     check_structure::<Event>(&compile(&event_doc), &event_doc, &event, "Event");
 
     // Nested structures.
@@ -703,6 +765,18 @@ fn required_fields_and_nil_handling_match_serde() {
         &defs(e, "ProviderStatus"),
         &json_view(&full_status()),
         "ProviderStatus",
+    );
+    check_structure::<InboundMessage>(
+        &def_validator(e, "InboundMessage"),
+        &defs(e, "InboundMessage"),
+        &json_view(&full_inbound()),
+        "InboundMessage",
+    );
+    check_structure::<Billing>(
+        &def_validator(e, "Billing"),
+        &defs(e, "Billing"),
+        &json_view(&full_billing()),
+        "Billing",
     );
     check_structure::<ProviderErrorInfo>(
         &def_validator(e, "ProviderErrorInfo"),

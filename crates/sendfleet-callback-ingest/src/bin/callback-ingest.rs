@@ -19,8 +19,9 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Print each provider's callback URL (delivery reports and inbound messages) for
-    /// pasting into the vendor's portal. The URLs embed secrets: handle them as such.
+    /// Print each provider's callback URLs (delivery reports, inbound messages, and for
+    /// RCS seen reports and events) for pasting into the vendor's portal, one per line:
+    /// provider, purpose, URL. The URLs embed secrets: handle them as such.
     CallbackUrls,
 }
 
@@ -29,12 +30,15 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = args.config.load_or_exit();
     if let Some(Command::CallbackUrls) = args.command {
-        for (provider, url) in sendfleet_callback_ingest::callback_urls(&config) {
-            match url {
-                Some(url) => println!("{provider}\tdelivery reports + inbound messages: {url}"),
-                None => println!(
-                    "{provider}\t(no URL: set callback_ingest.public_base_url and the provider's callback_token_env)"
-                ),
+        for provider in sendfleet_callback_ingest::callback_urls(&config) {
+            if provider.urls.is_empty() {
+                println!(
+                    "{}\t(no URL: set callback_ingest.public_base_url and the provider's callback_token_env)",
+                    provider.provider
+                );
+            }
+            for url in provider.urls {
+                println!("{}\t{}\t{}", provider.provider, url.purpose, url.url);
             }
         }
         return Ok(());

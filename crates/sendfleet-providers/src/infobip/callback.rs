@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use sendfleet_config::ProviderConfig;
-use sendfleet_protocol::{Channel, Event, EventKind, ProviderErrorInfo};
+use sendfleet_protocol::{Billing, Channel, Event, EventKind, InboundMessage, ProviderErrorInfo};
 use serde::{Deserialize, Serialize};
 
 use super::{DELIVERED_GROUP, PENDING_GROUP, to_status, wire};
@@ -71,15 +71,18 @@ struct Envelope {
     results: Vec<serde_json::Value>,
 }
 
-/// A delivery report (SMS v3, SMS legacy, RCS).
+/// A delivery report (SMS v3, SMS legacy, RCS). The legacy SMS shape names the sender
+/// `from` and the part count `smsCount`; both shapes are accepted (either name, or both).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct DeliveryReport {
     message_id: String,
     #[serde(default)]
     to: Option<String>,
-    #[serde(default, alias = "from")]
+    #[serde(default)]
     sender: Option<String>,
+    #[serde(default)]
+    from: Option<String>,
     #[serde(default)]
     done_at: Option<String>,
     status: wire::Status,
@@ -91,8 +94,12 @@ struct DeliveryReport {
     callback_data: Option<String>,
     #[serde(default)]
     bulk_id: Option<String>,
-    #[serde(default, alias = "smsCount")]
+    #[serde(default)]
     message_count: Option<u32>,
+    #[serde(default)]
+    sms_count: Option<u32>,
+    #[serde(default)]
+    mcc_mnc: Option<String>,
     #[serde(default)]
     interaction_type: Option<String>,
     #[serde(default)]
@@ -134,9 +141,12 @@ struct SeenReport {
     #[serde(default)]
     from: Option<String>,
     #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
     seen_at: Option<String>,
 }
 
+/// Typing indicator and conversation-started events.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RcsEventReport {
@@ -161,11 +171,15 @@ struct RcsEventType {
     kind: String,
 }
 
+/// An RCS inbound message or user action, as MO_OTT_MSISDN / MO_RCS_JSON render it. The
+/// user is `sender` in the current rendering and `from` in older OTT ones.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RcsInbound {
-    #[serde(default, alias = "from")]
+    #[serde(default)]
     sender: Option<String>,
+    #[serde(default)]
+    from: Option<String>,
     #[serde(default)]
     to: Option<String>,
     #[serde(default)]
@@ -180,6 +194,8 @@ struct RcsInbound {
     keyword: Option<String>,
     #[serde(default)]
     callback_data: Option<String>,
+    #[serde(default)]
+    rcs_count: Option<u32>,
     message: RcsInboundBody,
     #[serde(default)]
     price: Option<Price>,
@@ -210,6 +226,7 @@ struct RcsInboundBody {
     longitude: Option<f64>,
 }
 
+/// An inbound SMS as the `MO_JSON_2` renderer writes it.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SmsInbound {
@@ -229,9 +246,15 @@ struct SmsInbound {
     received_at: Option<String>,
     #[serde(default)]
     sms_count: Option<u32>,
+    #[serde(default)]
+    callback_data: Option<String>,
+    #[serde(default)]
+    price: Option<Price>,
 }
 
-/// Parses a webhook body into events.
+/// Parses a webhook body into events: one per result, in order. Pending delivery
+/// reports yield none. Any result that cannot be parsed fails the whole body, so a batch
+/// is either published whole or retried whole by the provider.
 pub fn parse_callback(config: &ProviderConfig, body: &[u8]) -> Result<Vec<Event>, CallbackError> {
     let envelope: Envelope = serde_json::from_slice(body)
         .map_err(|e| CallbackError::Malformed(format!("expected {{\"results\": [...]}}: {e}")))?;
@@ -249,6 +272,9 @@ pub fn parse_callback(config: &ProviderConfig, body: &[u8]) -> Result<Vec<Event>
 
 fn parse_result(config: &ProviderConfig, result: serde_json::Value) -> Result<Option<Event>, CallbackError> {
     let malformed = |e: serde_json::Error| CallbackError::Malformed(e.to_string());
+    if !result.is_object() {
+        return Err(CallbackError::Malformed("a result must be an object".into()));
+    }
     // One URL may receive every kind (JioCX posts reports and inbound messages to one
     // callback), so each result is told apart by its shape.
     if result.get("status").is_some_and(serde_json::Value::is_object) {
@@ -257,12 +283,14 @@ fn parse_result(config: &ProviderConfig, result: serde_json::Value) -> Result<Op
     if result.get("seenAt").is_some() {
         return Ok(Some(seen_event(config, serde_json::from_value(result).map_err(malformed)?)));
     }
-    if let Some(kind) = result.get("event").and_then(|e| e.get("type")).and_then(|t| t.as_str()) {
+    if let Some(event) = result.get("event") {
+        let kind = event.get("type").and_then(|t| t.as_str()).unwrap_or_default();
         return match kind {
             "TYPING_INDICATOR" | "CONVERSATION_STARTED" => {
                 Ok(Some(rcs_event(config, serde_json::from_value(result).map_err(malformed)?)))
             }
-            other => Err(CallbackError::Unrecognised(format!("event type {other}"))),
+            "" => Err(CallbackError::Malformed("event without a type".into())),
+            other => Err(CallbackError::Unrecognised(format!("event type {}", clip(other)))),
         };
     }
     if result.get("message").is_some_and(serde_json::Value::is_object) {
@@ -272,6 +300,11 @@ fn parse_result(config: &ProviderConfig, result: serde_json::Value) -> Result<Op
         return Ok(Some(sms_inbound(config, serde_json::from_value(result).map_err(malformed)?)));
     }
     Err(CallbackError::Unrecognised("neither a delivery report, a seen report, an inbound message nor an event".into()))
+}
+
+/// Caller-supplied text in a 400 reason is cut short: reasons are logged.
+fn clip(text: &str) -> String {
+    text.chars().take(40).collect()
 }
 
 fn delivery_event(config: &ProviderConfig, report: DeliveryReport) -> Option<Event> {
@@ -292,7 +325,7 @@ fn delivery_event(config: &ProviderConfig, report: DeliveryReport) -> Option<Eve
     let mut event = Event::new(kind, &config.id, channel);
     event.message_id = Some(report.message_id);
     event.to = report.to.map(|to| e164(&to));
-    event.sender = report.sender;
+    event.sender = report.sender.or(report.from);
     if let Some(at) = report.done_at.as_deref().and_then(parse_time_ms) {
         event.at_ms = at;
     }
@@ -306,9 +339,9 @@ fn delivery_event(config: &ProviderConfig, report: DeliveryReport) -> Option<Eve
     });
     let details = &mut event.details;
     insert(details, "bulk_id", report.bulk_id);
-    insert(details, "message_count", report.message_count.map(|c| c.to_string()));
-    insert(details, "interaction_type", report.interaction_type);
-    billing(details, report.price, report.conversation);
+    insert(details, "message_count", report.message_count.or(report.sms_count).map(|c| c.to_string()));
+    insert(details, "mcc_mnc", report.mcc_mnc);
+    event.billing = billing(report.interaction_type, report.price, report.conversation);
     decode_callback_data(report.callback_data, &mut event);
     Some(event)
 }
@@ -319,26 +352,36 @@ fn insert(details: &mut BTreeMap<String, String>, key: &str, value: Option<Strin
     }
 }
 
-/// RCS billing fields: traffic type, conversation id, whether the agent may initiate.
-fn billing(details: &mut BTreeMap<String, String>, price: Option<Price>, conversation: Option<Conversation>) {
+/// Billing fields (traffic and interaction type, price, conversation); `None` when the
+/// provider reported none.
+fn billing(
+    interaction_type: Option<String>,
+    price: Option<Price>,
+    conversation: Option<Conversation>,
+) -> Option<Billing> {
+    let mut billing = Billing { interaction_type: interaction_type.filter(|t| !t.is_empty()), ..Billing::default() };
     if let Some(price) = price {
-        insert(details, "traffic_type", price.traffic_type);
-        insert(details, "price", price.price_per_message.map(|p| p.to_string()));
-        insert(details, "currency", price.currency);
+        billing.traffic_type = price.traffic_type.filter(|t| !t.is_empty());
+        billing.price_per_message = price.price_per_message;
+        billing.currency = price.currency.filter(|c| !c.is_empty());
     }
     if let Some(conversation) = conversation {
-        insert(details, "conversation_id", conversation.id);
-        insert(details, "conversation_type", conversation.kind);
-        insert(details, "can_initiate", conversation.can_initiate.map(|c| c.to_string()));
+        billing.conversation_id = conversation.id.filter(|i| !i.is_empty());
+        billing.conversation_type = conversation.kind.filter(|k| !k.is_empty());
+        billing.can_initiate = conversation.can_initiate;
+        billing.conversation_start_ms = conversation.start_time.as_deref().and_then(parse_time_ms);
+        billing.conversation_end_ms = conversation.end_time.as_deref().and_then(parse_time_ms);
     }
+    (!billing.is_empty()).then_some(billing)
 }
 
 fn seen_event(config: &ProviderConfig, report: SeenReport) -> Event {
     let mut event = Event::new(EventKind::Seen, &config.id, config.channel());
     event.message_id = Some(report.message_id);
-    // The spec's from/to are ambiguous for seen reports: keep both, correlate by id.
+    // The spec's from/to are ambiguous for seen reports (correlate by message id); in
+    // the examples `from` is the user and `to` the agent.
     event.to = report.from.as_deref().map(e164);
-    insert(&mut event.details, "seen_at", report.seen_at.clone());
+    event.sender = report.to;
     if let Some(at) = report.seen_at.as_deref().and_then(parse_time_ms) {
         event.at_ms = at;
     }
@@ -348,48 +391,50 @@ fn seen_event(config: &ProviderConfig, report: SeenReport) -> Event {
 fn rcs_event(config: &ProviderConfig, report: RcsEventReport) -> Event {
     let kind = if report.event.kind == "TYPING_INDICATOR" { EventKind::Typing } else { EventKind::ConversationStarted };
     let mut event = Event::new(kind, &config.id, config.channel());
-    // Typing comes from the user (`sender`); a conversation names the message that opened it.
+    // Typing comes from the user (`sender`); a conversation names the message (ours or
+    // the user's) that opened it.
     event.to = report.sender.as_deref().map(e164);
     event.sender = report.to;
     event.message_id = report.message_id;
     if let Some(at) = report.received_at.as_deref().and_then(parse_time_ms) {
         event.at_ms = at;
     }
-    let details = &mut event.details;
-    insert(details, "traffic_type", report.traffic_type);
-    if let Some(conversation) = report.conversation {
-        insert(details, "conversation_id", conversation.id);
-        insert(details, "conversation_type", conversation.kind);
-        insert(details, "conversation_start", conversation.start_time);
-        insert(details, "conversation_end", conversation.end_time);
+    let price = report.traffic_type.map(|t| Price { traffic_type: Some(t), price_per_message: None, currency: None });
+    event.billing = billing(None, price, report.conversation);
+    if kind == EventKind::ConversationStarted
+        && let Some(start) = event.billing.as_ref().and_then(|b| b.conversation_start_ms)
+    {
+        event.at_ms = start;
     }
     event
 }
 
 fn rcs_inbound(config: &ProviderConfig, message: RcsInbound) -> Event {
     let mut event = Event::new(EventKind::Inbound, &config.id, config.channel());
-    // `sender` is the end user in the current rendering; older OTT renderings use `from`.
-    event.to = message.sender.as_deref().map(e164);
+    event.to = message.sender.or(message.from).as_deref().map(e164);
     event.sender = message.to;
-    event.message_id = message.paired_message_id;
+    // The outbound message this answers, when Infobip paired it: our message id.
+    event.message_id = message.paired_message_id.filter(|m| !m.is_empty());
     if let Some(at) = message.received_at.as_deref().and_then(parse_time_ms) {
         event.at_ms = at;
     }
-    let details = &mut event.details;
-    insert(details, "inbound_message_id", message.message_id);
-    insert(details, "interaction_type", message.interaction_type);
-    insert(details, "keyword", message.keyword);
     let body = message.message;
-    insert(details, "message_type", Some(body.kind.to_ascii_lowercase()));
-    insert(details, "text", body.text);
-    insert(details, "postback_data", body.postback_data);
-    insert(details, "url", body.url);
-    insert(details, "file_name", body.name);
-    insert(details, "content_type", body.content_type);
-    insert(details, "size", body.size.map(|s| s.to_string()));
-    insert(details, "latitude", body.latitude.map(|l| l.to_string()));
-    insert(details, "longitude", body.longitude.map(|l| l.to_string()));
-    billing(details, message.price, message.conversation);
+    event.inbound = Some(InboundMessage {
+        kind: body.kind.to_ascii_lowercase(),
+        provider_message_id: message.message_id,
+        text: body.text,
+        clean_text: None,
+        keyword: message.keyword.filter(|k| !k.is_empty()),
+        postback_data: body.postback_data,
+        url: body.url,
+        file_name: body.name,
+        content_type: body.content_type,
+        size_bytes: body.size,
+        latitude: body.latitude,
+        longitude: body.longitude,
+        parts: message.rcs_count,
+    });
+    event.billing = billing(message.interaction_type, message.price, message.conversation);
     decode_callback_data(message.callback_data, &mut event);
     event
 }
@@ -401,13 +446,17 @@ fn sms_inbound(config: &ProviderConfig, message: SmsInbound) -> Event {
     if let Some(at) = message.received_at.as_deref().and_then(parse_time_ms) {
         event.at_ms = at;
     }
-    let details = &mut event.details;
-    insert(details, "inbound_message_id", message.message_id);
-    insert(details, "message_type", Some("text".into()));
-    insert(details, "text", message.text);
-    insert(details, "clean_text", message.clean_text);
-    insert(details, "keyword", message.keyword);
-    insert(details, "sms_count", message.sms_count.map(|c| c.to_string()));
+    event.inbound = Some(InboundMessage {
+        kind: "text".into(),
+        provider_message_id: message.message_id,
+        text: message.text,
+        clean_text: message.clean_text,
+        keyword: message.keyword.filter(|k| !k.is_empty()),
+        parts: message.sms_count,
+        ..InboundMessage::default()
+    });
+    event.billing = billing(None, message.price, None);
+    decode_callback_data(message.callback_data, &mut event);
     event
 }
 

@@ -235,4 +235,6 @@ pub(crate) fn to_status(status: wire::Status) -> ProviderStatus {
 }
 
 #[cfg(test)]
+mod callback_tests;
+#[cfg(test)]
 mod tests;

@@ -210,7 +210,8 @@ fn seen_reports_become_seen_events() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind, EventKind::Seen);
     assert_eq!(events[0].message_id.as_deref(), Some("5b3e9a1e-6c7d-4f80-9a1b-2c3d4e5f6a01"));
-    assert_eq!(events[0].details.get("seen_at").map(String::as_str), Some("2026-01-15T10:44:37.090+0000"));
+    assert_eq!(events[0].at_ms, callback::parse_time_ms("2026-01-15T10:44:37.090+0000").unwrap());
+    assert_eq!(events[0].to.as_deref(), Some("+919876543210"));
 }
 
 #[test]
@@ -220,13 +221,14 @@ fn rcs_inbound_text_and_suggestion_replies_become_inbound_events() {
     assert_eq!(text.kind, EventKind::Inbound);
     assert_eq!(text.to.as_deref(), Some("+919876543210"), "the end user");
     assert_eq!(text.message_id.as_deref(), Some("5b3e9a1e-6c7d-4f80-9a1b-2c3d4e5f6a01"), "paired to our message");
-    assert_eq!(text.details.get("text").map(String::as_str), Some("Can you deliver it to my office instead?"));
-    assert_eq!(text.details.get("message_type").map(String::as_str), Some("text"));
-    assert_eq!(text.details.get("can_initiate").map(String::as_str), Some("true"));
+    let inbound = text.inbound.as_ref().unwrap();
+    assert_eq!(inbound.text.as_deref(), Some("Can you deliver it to my office instead?"));
+    assert_eq!(inbound.kind, "text");
+    assert_eq!(text.billing.as_ref().unwrap().can_initiate, Some(true));
     let tap = &parse_callback(&config, &fixture("rcs-inbound-suggestion.json")).unwrap()[0];
-    assert_eq!(tap.details.get("message_type").map(String::as_str), Some("suggestion"));
-    assert_eq!(tap.details.get("postback_data").map(String::as_str), Some("track:58213"));
-    assert_eq!(tap.details.get("interaction_type").map(String::as_str), Some("EVENT"));
+    assert_eq!(tap.inbound.as_ref().unwrap().kind, "suggestion");
+    assert_eq!(tap.inbound.as_ref().unwrap().postback_data.as_deref(), Some("track:58213"));
+    assert_eq!(tap.billing.as_ref().unwrap().interaction_type.as_deref(), Some("EVENT"));
 }
 
 #[test]
@@ -240,8 +242,8 @@ fn mo_ott_msisdn_renderings_with_from_and_files_and_locations_parse() {
     let events = parse_callback(&provider(ProviderKind::JiocxRcs), body.to_string().as_bytes()).unwrap();
     assert_eq!(events.len(), 2, "a batch becomes one event per result");
     assert_eq!(events[0].to.as_deref(), Some("+919876543210"));
-    assert_eq!(events[0].details.get("file_name").map(String::as_str), Some("x.jpg"));
-    assert_eq!(events[1].details.get("latitude").map(String::as_str), Some("19.07"));
+    assert_eq!(events[0].inbound.as_ref().unwrap().file_name.as_deref(), Some("x.jpg"));
+    assert_eq!(events[1].inbound.as_ref().unwrap().latitude, Some(19.07));
     assert!(events[1].message_id.is_none(), "not paired to one of ours");
 }
 
@@ -259,8 +261,9 @@ fn typing_and_conversation_started_events_carry_billing_fields() {
     let events = parse_callback(&provider(ProviderKind::InfobipRcs), started.to_string().as_bytes()).unwrap();
     assert_eq!(events[0].kind, EventKind::ConversationStarted);
     assert_eq!(events[0].message_id.as_deref(), Some("m-9"));
-    assert_eq!(events[0].details.get("conversation_id").map(String::as_str), Some("conv-1"));
-    assert_eq!(events[0].details.get("traffic_type").map(String::as_str), Some("A2P_CONVERSATION"));
+    let billing = events[0].billing.as_ref().unwrap();
+    assert_eq!(billing.conversation_id.as_deref(), Some("conv-1"));
+    assert_eq!(billing.traffic_type.as_deref(), Some("A2P_CONVERSATION"));
 }
 
 #[test]
@@ -270,8 +273,8 @@ fn sms_inbound_mo_json_2_and_both_dlr_shapes_parse() {
     assert_eq!(mo.kind, EventKind::Inbound);
     assert_eq!(mo.channel, sendfleet_protocol::Channel::Sms);
     assert_eq!(mo.to.as_deref(), Some("+919876543210"));
-    assert_eq!(mo.details.get("keyword").map(String::as_str), Some("ORDER"));
-    assert_eq!(mo.details.get("clean_text").map(String::as_str), Some("58213 where is my parcel"));
+    assert_eq!(mo.inbound.as_ref().unwrap().keyword.as_deref(), Some("ORDER"));
+    assert_eq!(mo.inbound.as_ref().unwrap().clean_text.as_deref(), Some("58213 where is my parcel"));
     let legacy = json!({"results": [{"bulkId": "b", "messageId": "m-1", "to": "15551234567", "from": "ACME",
         "sentAt": "2026-01-15T10:30:01.120+0000", "doneAt": "2026-01-15T10:30:04.870+0000", "smsCount": 2,
         "status": {"groupId": 3, "groupName": "DELIVERED", "id": 5, "name": "DELIVERED_TO_HANDSET"},
@@ -291,7 +294,7 @@ fn reports_and_inbound_messages_on_one_url_are_told_apart() {
     let events = parse_callback(&provider(ProviderKind::JiocxRcs), mixed.to_string().as_bytes()).unwrap();
     let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
     assert_eq!(kinds, [EventKind::Delivered, EventKind::Inbound]);
-    assert_eq!(events[0].details.get("traffic_type").map(String::as_str), Some("SINGLE"));
+    assert_eq!(events[0].billing.as_ref().unwrap().traffic_type.as_deref(), Some("SINGLE"));
 }
 
 #[test]
