@@ -21,6 +21,7 @@ pub(crate) fn router(state: Shared) -> Router {
     Router::new()
         .route("/sms/3/messages", post(sms_send))
         .route("/rcs/2/messages", post(rcs_send))
+        .route("/rcs/1/events", post(rcs_events))
         .route("/mock/stats", get(stats))
         .route("/mock/count", get(count))
         .route("/mock/received", get(received))
@@ -36,6 +37,10 @@ async fn sms_send(AxumState(state): AxumState<Shared>, headers: HeaderMap, body:
 
 async fn rcs_send(AxumState(state): AxumState<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     send(state, Endpoint::RcsSend, headers, body).await
+}
+
+async fn rcs_events(AxumState(state): AxumState<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    send(state, Endpoint::RcsEvents, headers, body).await
 }
 
 async fn send(state: Shared, endpoint: Endpoint, headers: HeaderMap, body: Bytes) -> Response {
@@ -61,6 +66,7 @@ async fn send(state: Shared, endpoint: Endpoint, headers: HeaderMap, body: Bytes
         keep,
     );
     if status.is_success()
+        && endpoint != Endpoint::RcsEvents
         && let Some(request) = &parsed
     {
         schedule_reports(&state, endpoint, &behaviour, request);
@@ -149,8 +155,10 @@ fn message_ids(request: &Value) -> Vec<String> {
 }
 
 fn destinations(request: &Value) -> impl Iterator<Item = (&Value, &Value)> {
+    // Sends list `messages`, outbound events list `events`; both carry destinations.
     request["messages"]
         .as_array()
+        .or_else(|| request["events"].as_array())
         .into_iter()
         .flatten()
         .flat_map(|m| m["destinations"].as_array().into_iter().flatten().map(move |d| (m, d)))

@@ -10,6 +10,7 @@ use crate::MockError;
 pub(crate) enum Endpoint {
     SmsSend,
     RcsSend,
+    RcsEvents,
 }
 
 impl Endpoint {
@@ -17,6 +18,7 @@ impl Endpoint {
         match self {
             Endpoint::SmsSend => "/sms/3/messages",
             Endpoint::RcsSend => "/rcs/2/messages",
+            Endpoint::RcsEvents => "/rcs/1/events",
         }
     }
 }
@@ -24,6 +26,7 @@ impl Endpoint {
 pub(crate) struct Validators {
     sms_send: jsonschema::Validator,
     rcs_send: jsonschema::Validator,
+    rcs_events: jsonschema::Validator,
 }
 
 fn compile(name: &'static str, text: &str) -> Result<jsonschema::Validator, MockError> {
@@ -38,6 +41,7 @@ impl Validators {
             // field name fails here as it would be silently ignored by the provider.
             sms_send: compile("sms-send-strict.json", include_str!("../schemas/sms-send-strict.json"))?,
             rcs_send: compile("rcs-send-strict.json", include_str!("../schemas/rcs-send-strict.json"))?,
+            rcs_events: compile("rcs-events-strict.json", include_str!("../schemas/rcs-events-strict.json"))?,
         })
     }
 
@@ -46,6 +50,7 @@ impl Validators {
         let validator = match endpoint {
             Endpoint::SmsSend => &self.sms_send,
             Endpoint::RcsSend => &self.rcs_send,
+            Endpoint::RcsEvents => &self.rcs_events,
         };
         let errors: Vec<(String, String, bool)> = validator
             .iter_errors(body)
@@ -123,6 +128,57 @@ mod tests {
         content.insert("sugestions".into(), suggestions);
         let violations = validators.violations(Endpoint::RcsSend, &misspelled);
         assert!(violations.iter().any(|(_, m)| m.contains("sugestions")), "{violations:?}");
+    }
+
+    #[test]
+    fn infobip_limits_and_enums_are_enforced() {
+        let validators = Validators::load().unwrap();
+        let rcs = |edit: &dyn Fn(&mut Value)| {
+            let mut body = fixture("rcs-send-carousel-request.json");
+            edit(&mut body);
+            validators.violations(Endpoint::RcsSend, &body)
+        };
+        assert_eq!(rcs(&|_| {}), vec![]);
+        // 2-10 cards: eleven are refused.
+        let violations = rcs(&|b| {
+            let cards = b["messages"][0]["content"]["contents"].as_array_mut().unwrap();
+            let first = cards[0].clone();
+            cards.resize(11, first);
+        });
+        assert!(violations.iter().any(|(p, _)| p == "messages[0].content.contents"), "{violations:?}");
+        // At most 11 suggestions.
+        let violations = rcs(&|b| {
+            let reply = serde_json::json!({"type": "REPLY", "text": "Hi", "postbackData": "hi"});
+            b["messages"][0]["content"]["suggestions"] = Value::Array(vec![reply; 12]);
+        });
+        assert!(violations.iter().any(|(p, _)| p == "messages[0].content.suggestions"), "{violations:?}");
+        // Enum values: card width, suggestion type.
+        let violations = rcs(&|b| b["messages"][0]["content"]["cardWidth"] = Value::String("LARGE".into()));
+        assert!(violations.iter().any(|(p, _)| p == "messages[0].content.cardWidth"), "{violations:?}");
+        let mut card = fixture("rcs-send-card-request.json");
+        card["messages"][0]["content"]["orientation"] = Value::String("DIAGONAL".into());
+        let violations = validators.violations(Endpoint::RcsSend, &card);
+        assert!(violations.iter().any(|(p, _)| p == "messages[0].content.orientation"), "{violations:?}");
+        // Turkey IYS recipient type: the seed's "BIREYCEL" is not Infobip's value.
+        let mut sms = fixture("sms-send-request.json");
+        sms["messages"][0]["options"]["regional"] = serde_json::json!({"turkeyIys": {"recipientType": "BIREYCEL"}});
+        let violations = validators.violations(Endpoint::SmsSend, &sms);
+        assert!(violations.iter().any(|(p, _)| p.ends_with("turkeyIys.recipientType")), "{violations:?}");
+        sms["messages"][0]["options"]["regional"] = serde_json::json!({"turkeyIys": {"recipientType": "BIREYSEL", "brandCode": 1}});
+        assert_eq!(validators.violations(Endpoint::SmsSend, &sms), vec![]);
+    }
+
+    #[test]
+    fn outbound_events_are_checked_against_the_events_schema() {
+        let validators = Validators::load().unwrap();
+        let typing = serde_json::json!({"events": [{"sender": "Agent", "destinations": [{"to": "447700900000"}], "content": {"type": "TYPING_INDICATOR"}}]});
+        assert_eq!(validators.violations(Endpoint::RcsEvents, &typing), vec![]);
+        let seen = serde_json::json!({"events": [{"sender": "Agent", "destinations": [{"to": "447700900000"}], "content": {"type": "SEEN", "messageId": "mo-1"}}]});
+        assert_eq!(validators.violations(Endpoint::RcsEvents, &seen), vec![]);
+        let seen_without_id = serde_json::json!({"events": [{"sender": "Agent", "destinations": [{"to": "447700900000"}], "content": {"type": "SEEN"}}]});
+        assert!(!validators.violations(Endpoint::RcsEvents, &seen_without_id).is_empty());
+        let bogus = serde_json::json!({"events": [{"sender": "Agent", "destinations": [{"to": "447700900000"}], "content": {"type": "WAVING"}}]});
+        assert!(!validators.violations(Endpoint::RcsEvents, &bogus).is_empty());
     }
 
     #[test]

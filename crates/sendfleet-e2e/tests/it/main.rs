@@ -3,5 +3,7 @@
 
 mod dispatch;
 mod faults;
+mod features;
+mod http_api;
 mod python;
 mod send;
