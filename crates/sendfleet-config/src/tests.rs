@@ -124,7 +124,9 @@ fn field_errors(toml: &str) -> Vec<String> {
 
 #[test]
 fn rate_and_concurrency_above_the_cap_name_the_field() {
-    let toml = GOOD.replace("rate_per_second = 4600", "rate_per_second = 4601").replace("concurrency = 200", "concurrency = 4601");
+    let toml = GOOD
+        .replace("rate_per_second = 4600", "rate_per_second = 4601")
+        .replace("concurrency = 200", "concurrency = 4601");
     assert_eq!(field_errors(&toml), ["providers[0].rate_per_second", "providers[0].concurrency"]);
     let err = Config::from_toml(&toml, &env).unwrap_err().to_string();
     assert!(err.contains("4600"), "{err}");
@@ -160,7 +162,9 @@ fn sms_fallback_for_india_needs_a_principal_entity_id_and_a_real_sms_provider() 
 fn turkey_recipient_type_must_be_an_iys_value() {
     let toml = format!("{GOOD}regional = {{ turkey_brand_code = 123456, turkey_recipient_type = \"BIREYCEL\" }}\n");
     assert_eq!(field_errors(&toml), ["providers[0].regional.turkey_recipient_type"]);
-    let toml = format!("{GOOD}regional = {{ turkey_brand_code = 123456, turkey_recipient_type = \"TACIR\", india_principal_entity_id = \"1201159\" }}\n");
+    let toml = format!(
+        "{GOOD}regional = {{ turkey_brand_code = 123456, turkey_recipient_type = \"TACIR\", india_principal_entity_id = \"1201159\" }}\n"
+    );
     assert!(field_errors(&toml).is_empty());
 }
 
@@ -179,7 +183,8 @@ fn templates_are_parsed_at_load_and_bad_ones_name_the_field() {
         "{GOOD}\n[[templates]]\nid = \"t1\"\ncontent = {{ type = \"text\", text = \"Hi {{{{name}}}}\" }}\n\n[[templates]]\nid = \"t2\"\ncontent = {{ type = \"nonsense\" }}\n\n[[templates]]\nid = \"t3\"\n\n[[templates]]\nid = \"t4\"\nfile = \"/nonexistent/t4.json\"\n"
     );
     assert_eq!(field_errors(&toml), ["templates[1].content", "templates[2].content", "templates[3].file"]);
-    let ok = format!("{GOOD}\n[[templates]]\nid = \"t1\"\ncontent = {{ type = \"text\", text = \"Hi {{{{name}}}}\" }}\n");
+    let ok =
+        format!("{GOOD}\n[[templates]]\nid = \"t1\"\ncontent = {{ type = \"text\", text = \"Hi {{{{name}}}}\" }}\n");
     let config = Config::from_toml(&ok, &env).unwrap();
     assert_eq!(
         config.templates[0].parsed,

@@ -88,7 +88,10 @@ pub(crate) fn validate_and_resolve(config: &mut Config, lookup: &dyn Fn(&str) ->
             && let Some(id) = &fallback.sms_provider
             && !sms_ids.contains(id.as_str())
         {
-            errors.push(format!("providers[{index}].sms_fallback.sms_provider"), format!("no SMS provider with id '{id}'"));
+            errors.push(
+                format!("providers[{index}].sms_fallback.sms_provider"),
+                format!("no SMS provider with id '{id}'"),
+            );
         }
     }
     let mut template_ids = HashSet::new();

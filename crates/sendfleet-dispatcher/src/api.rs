@@ -43,8 +43,9 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::{
-    Planner, Rejection, check_destination, plan,
+    Planner, Rejection, check_destination,
     pipeline::publish_job,
+    plan,
     send_test::{SendTestRequest, send_test},
 };
 
@@ -71,11 +72,9 @@ impl ApiState {
     }
 
     fn publisher(&self) -> Result<Publisher, Response> {
-        self.publisher
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or_else(|| error(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", "not connected to the broker yet"))
+        self.publisher.read().unwrap_or_else(|e| e.into_inner()).clone().ok_or_else(|| {
+            error(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", "not connected to the broker yet")
+        })
     }
 }
 
@@ -292,13 +291,27 @@ async fn bulk(State(state): State<Arc<ApiState>>, body: Body) -> Response {
         // Reading waits for the window to drain: bounded memory whatever the body size.
         while in_flight.len() >= window {
             if let Err(err) = settle(&mut in_flight, &mut pending, &mut report).await {
-                return bulk_failure(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", err, report, &pending, last_line);
+                return bulk_failure(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "broker_unavailable",
+                    err,
+                    report,
+                    &pending,
+                    last_line,
+                );
             }
         }
     }
     while !in_flight.is_empty() {
         if let Err(err) = settle(&mut in_flight, &mut pending, &mut report).await {
-            return bulk_failure(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", err, report, &pending, last_line);
+            return bulk_failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "broker_unavailable",
+                err,
+                report,
+                &pending,
+                last_line,
+            );
         }
     }
     if planner.is_none() {
@@ -444,7 +457,11 @@ async fn event(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
         Err(e) => return error(StatusCode::BAD_REQUEST, "malformed", format!("not an event request: {e}")),
     };
     let Some(provider) = state.config.provider(&request.provider) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "unknown_provider", format!("no provider '{}'", request.provider));
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_provider",
+            format!("no provider '{}'", request.provider),
+        );
     };
     if !matches!(provider.kind, ProviderKind::InfobipRcs | ProviderKind::JiocxRcs) {
         return error(

@@ -100,9 +100,10 @@ pub async fn send_test(request: &SendTestRequest, config: &Config) -> Result<Sen
     let (content, options, fallback) = match provider.channel() {
         Channel::Rcs => {
             let content = match (&request.template_id, text) {
-                (Some(template_id), _) => {
-                    Content::Template { template_id: template_id.clone(), parameters: request.template_parameters.clone() }
-                }
+                (Some(template_id), _) => Content::Template {
+                    template_id: template_id.clone(),
+                    parameters: request.template_parameters.clone(),
+                },
                 (None, Some(text)) => Content::Text { text, suggestions: vec![] },
                 (None, None) => return Err(Rejection::new("missing_content", "give text or template_id")),
             };
@@ -148,7 +149,8 @@ pub async fn send_test(request: &SendTestRequest, config: &Config) -> Result<Sen
             }
             .filter(|p| p.channel() == Channel::Sms)
             .ok_or_else(|| Rejection::new("no_default_provider", "no SMS provider for the fallback"))?;
-            let sender = fallback.sender.clone().or_else(|| sms.default_sender().map(str::to_owned)).unwrap_or_default();
+            let sender =
+                fallback.sender.clone().or_else(|| sms.default_sender().map(str::to_owned)).unwrap_or_default();
             let options = SendOptions { regional: fallback.regional.clone(), ..Default::default() };
             let job = test_job(sms, &to, sender, Content::Text { text: fallback.text, suggestions: vec![] }, options);
             Some(send_one(sms, config, &job).await?)

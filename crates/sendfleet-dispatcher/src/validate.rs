@@ -59,11 +59,7 @@ enum Source<'c> {
     /// Literal content, checked once.
     Literal(Content),
     /// A config template, rendered and checked per recipient.
-    Template {
-        id: &'c str,
-        content: &'c Content,
-        shared: std::collections::BTreeMap<String, String>,
-    },
+    Template { id: &'c str, content: &'c Content, shared: std::collections::BTreeMap<String, String> },
 }
 
 /// A validated request (everything but its recipients) that turns recipients into
@@ -163,7 +159,10 @@ impl<'c> Planner<'c> {
         }
         let message_id = message_id.unwrap_or_else(new_id);
         if message_id.is_empty() || message_id.len() > MAX_MESSAGE_ID {
-            return Err(Rejection::new("invalid_message_id", format!("message_id must be 1-{MAX_MESSAGE_ID} characters")));
+            return Err(Rejection::new(
+                "invalid_message_id",
+                format!("message_id must be 1-{MAX_MESSAGE_ID} characters"),
+            ));
         }
         let mut metadata = self.request.metadata.clone();
         metadata.extend(extra_metadata);
@@ -215,7 +214,10 @@ impl<'c> Planner<'c> {
                 Rejection::new("unknown_provider", format!("fallback.provider: no SMS provider with id '{id}'"))
             })?,
             None => self.config.default_provider(Channel::Sms).ok_or_else(|| {
-                Rejection::new("no_default_provider", "the SMS fallback names no provider and there is no default SMS provider")
+                Rejection::new(
+                    "no_default_provider",
+                    "the SMS fallback names no provider and there is no default SMS provider",
+                )
             })?,
         };
         apply_regional_defaults(to, &mut fallback.regional, sms);
@@ -261,7 +263,8 @@ fn apply_regional_defaults(to: &str, regional: &mut Option<Regional>, provider: 
     {
         let regional = regional.get_or_insert_with(Default::default);
         if regional.turkey_iys.is_none() {
-            regional.turkey_iys = Some(TurkeyIys { recipient_type: kind.clone(), brand_code: defaults.turkey_brand_code });
+            regional.turkey_iys =
+                Some(TurkeyIys { recipient_type: kind.clone(), brand_code: defaults.turkey_brand_code });
         }
     }
 }
@@ -301,7 +304,12 @@ pub fn check_destination(to: &str) -> Result<(), Rejection> {
     }
 }
 
-fn check_regional(to: &str, channel: Channel, options: &SendOptions, provider: &ProviderConfig) -> Result<(), Rejection> {
+fn check_regional(
+    to: &str,
+    channel: Channel,
+    options: &SendOptions,
+    provider: &ProviderConfig,
+) -> Result<(), Rejection> {
     // DLT ids are an SMS obligation; an RCS message carries them in its SMS fallback.
     let india = to.starts_with(INDIA) && channel == Channel::Sms;
     let has_dlt = options.regional.as_ref().is_some_and(|r| r.india_dlt.is_some());

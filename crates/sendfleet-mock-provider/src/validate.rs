@@ -164,7 +164,8 @@ mod tests {
         sms["messages"][0]["options"]["regional"] = serde_json::json!({"turkeyIys": {"recipientType": "BIREYCEL"}});
         let violations = validators.violations(Endpoint::SmsSend, &sms);
         assert!(violations.iter().any(|(p, _)| p.ends_with("turkeyIys.recipientType")), "{violations:?}");
-        sms["messages"][0]["options"]["regional"] = serde_json::json!({"turkeyIys": {"recipientType": "BIREYSEL", "brandCode": 1}});
+        sms["messages"][0]["options"]["regional"] =
+            serde_json::json!({"turkeyIys": {"recipientType": "BIREYSEL", "brandCode": 1}});
         assert_eq!(validators.violations(Endpoint::SmsSend, &sms), vec![]);
     }
 

@@ -65,7 +65,8 @@ async fn bad_messages_get_4xx_with_reasons() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"], "invalid_destination");
     assert!(body["reason"].as_str().unwrap().contains("12345"));
-    let (status, body) = call(router.clone(), "/v1/messages", None, &GOOD.replace("\"schema_version\":1", "\"schema_version\":7")).await;
+    let (status, body) =
+        call(router.clone(), "/v1/messages", None, &GOOD.replace("\"schema_version\":1", "\"schema_version\":7")).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unsupported_version")));
     let template = r#"{"schema_version":1,"channel":"sms","to":"+15551234567","template":{"id":"hello"}}"#;
     let (status, body) = call(router.clone(), "/v1/messages", None, template).await;
@@ -80,11 +81,17 @@ async fn bad_messages_get_4xx_with_reasons() {
 #[tokio::test]
 async fn send_test_and_events_refuse_bad_forms() {
     let router = super::router(Arc::new(ApiState::new(config(false))));
-    let (status, body) =
-        call(router.clone(), "/v1/send-test", None, r#"{"provider":"nope","country_code":"91","number":"9876543210","text":"x"}"#).await;
+    let (status, body) = call(
+        router.clone(),
+        "/v1/send-test",
+        None,
+        r#"{"provider":"nope","country_code":"91","number":"9876543210","text":"x"}"#,
+    )
+    .await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_provider")));
     let (status, body) =
-        call(router.clone(), "/v1/events", None, r#"{"provider":"sms","to":"+15551234567","type":"typing_indicator"}"#).await;
+        call(router.clone(), "/v1/events", None, r#"{"provider":"sms","to":"+15551234567","type":"typing_indicator"}"#)
+            .await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unsupported_provider")));
     let (status, _) = call(router, "/v1/events", None, r#"{"provider":"sms"}"#).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -59,7 +59,10 @@ struct SendTestArgs {
 }
 
 fn parse_pair(value: &str) -> Result<(String, String), String> {
-    value.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| format!("'{value}' is not NAME=VALUE"))
+    value
+        .split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("'{value}' is not NAME=VALUE"))
 }
 
 #[tokio::main]
@@ -81,8 +84,8 @@ async fn main() -> anyhow::Result<()> {
         };
         let result = sendfleet_dispatcher::send_test(&request, &config).await.map_err(|r| anyhow::anyhow!("{r}"))?;
         println!("{}", serde_json::to_string_pretty(&result)?);
-        let accepted = result.answer.outcome == "accepted"
-            || result.fallback.as_ref().is_some_and(|f| f.outcome == "accepted");
+        let accepted =
+            result.answer.outcome == "accepted" || result.fallback.as_ref().is_some_and(|f| f.outcome == "accepted");
         std::process::exit(if accepted { 0 } else { 2 });
     }
     let shutdown = CancellationToken::new();

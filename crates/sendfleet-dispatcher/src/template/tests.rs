@@ -30,7 +30,11 @@ fn every_string_of_a_carousel_is_rendered_but_type_tags_are_not() {
     let card = |n: &str| Card {
         title: Some(format!("{{{{title}}}} {n}")),
         description: Some("For {{name}}".into()),
-        media: Some(Media { url: "https://img.example/{{sku}}.png".into(), thumbnail_url: None, height: MediaHeight::Tall }),
+        media: Some(Media {
+            url: "https://img.example/{{sku}}.png".into(),
+            thumbnail_url: None,
+            height: MediaHeight::Tall,
+        }),
         suggestions: vec![Suggestion::OpenUrl {
             text: "Buy".into(),
             postback_data: "buy-{{sku}}".into(),
@@ -39,7 +43,8 @@ fn every_string_of_a_carousel_is_rendered_but_type_tags_are_not() {
             webview_view_mode: None,
         }],
     };
-    let content = Content::Carousel { card_width: CardWidth::Medium, cards: vec![card("1"), card("2")], suggestions: vec![] };
+    let content =
+        Content::Carousel { card_width: CardWidth::Medium, cards: vec![card("1"), card("2")], suggestions: vec![] };
     let own = vars(&[("title", "Deal"), ("name", "Ravi"), ("sku", "X9")]);
     let shared = BTreeMap::new();
     let rendered = render_content(&content, &Variables { own: &own, shared: &shared }).unwrap();
@@ -66,6 +71,9 @@ fn provider_template_parameters_are_rendered() {
     let rendered = render_content(&content, &Variables { own: &own, shared: &shared }).unwrap();
     assert_eq!(
         rendered,
-        Content::Template { template_id: "otp_v1".into(), parameters: [("code".to_owned(), "123456".to_owned())].into() }
+        Content::Template {
+            template_id: "otp_v1".into(),
+            parameters: [("code".to_owned(), "123456".to_owned())].into()
+        }
     );
 }

@@ -207,7 +207,10 @@ fn templates_render_per_recipient_and_a_missing_variable_names_it() {
         id: "shipped".into(),
         variables: BTreeMap::from([("order".to_owned(), "A-1".to_owned())]),
     });
-    request.recipients = vec![recipient("+15551234567", &[("name", "Asha")]), recipient("+15551234568", &[("name", "Ravi"), ("order", "B-2")])];
+    request.recipients = vec![
+        recipient("+15551234567", &[("name", "Asha")]),
+        recipient("+15551234568", &[("name", "Ravi"), ("order", "B-2")]),
+    ];
     let jobs = plan(request.clone(), &config).unwrap();
     assert_eq!(jobs[0].content, Content::Text { text: "Hi Asha, order A-1 shipped".into(), suggestions: vec![] });
     assert_eq!(jobs[1].content, Content::Text { text: "Hi Ravi, order B-2 shipped".into(), suggestions: vec![] });

@@ -87,7 +87,11 @@ fn every_suggestion() -> Vec<Suggestion> {
             application: Some(UrlApplication::Webview),
             webview_view_mode: Some(WebviewViewMode::Half),
         },
-        Suggestion::DialPhone { text: "Call".into(), postback_data: "call".into(), phone_number: "+15551230000".into() },
+        Suggestion::DialPhone {
+            text: "Call".into(),
+            postback_data: "call".into(),
+            phone_number: "+15551230000".into(),
+        },
         Suggestion::ShowLocation {
             text: "Store".into(),
             postback_data: "loc".into(),
@@ -149,10 +153,12 @@ async fn every_content_type_and_option_reaches_the_provider_as_infobip_expects()
 
     let mut requests = Vec::new();
     // RCS text with every suggestion type and every message/request option.
-    let mut text = request("rcs-text", Channel::Rcs, "+447700900001", Content::Text {
-        text: "Spring sale: https://acme.example/sale".into(),
-        suggestions: every_suggestion(),
-    });
+    let mut text = request(
+        "rcs-text",
+        Channel::Rcs,
+        "+447700900001",
+        Content::Text { text: "Spring sale: https://acme.example/sale".into(), suggestions: every_suggestion() },
+    );
     text.options = SendOptions {
         validity_period_seconds: Some(7_200),
         send_at: Some("2030-01-02T03:04:05Z".into()),
@@ -165,37 +171,62 @@ async fn every_content_type_and_option_reaches_the_provider_as_infobip_expects()
         regional: None,
     };
     requests.push(text);
-    requests.push(request("rcs-file", Channel::Rcs, "+447700900002", Content::File {
-        url: "https://cdn.acme.example/video.mp4".into(),
-        thumbnail_url: Some("https://cdn.acme.example/thumb.jpg".into()),
-        suggestions: vec![Suggestion::Reply { text: "Nice".into(), postback_data: "nice".into() }],
-    }));
-    requests.push(request("rcs-card", Channel::Rcs, "+447700900003", Content::Card {
-        orientation: CardOrientation::Horizontal,
-        alignment: CardAlignment::Right,
-        card: Card {
-            media: Some(Media {
-                url: "https://cdn.acme.example/v.mp4".into(),
-                thumbnail_url: Some("https://cdn.acme.example/v.jpg".into()),
-                height: MediaHeight::Short,
-            }),
-            ..card(1)
+    requests.push(request(
+        "rcs-file",
+        Channel::Rcs,
+        "+447700900002",
+        Content::File {
+            url: "https://cdn.acme.example/video.mp4".into(),
+            thumbnail_url: Some("https://cdn.acme.example/thumb.jpg".into()),
+            suggestions: vec![Suggestion::Reply { text: "Nice".into(), postback_data: "nice".into() }],
         },
-        suggestions: vec![Suggestion::RequestLocation { text: "Where?".into(), postback_data: "where".into() }],
-    }));
-    requests.push(request("rcs-carousel", Channel::Rcs, "+447700900004", Content::Carousel {
-        card_width: CardWidth::Small,
-        cards: vec![card(1), card(2), card(3)],
-        suggestions: vec![Suggestion::Reply { text: "More".into(), postback_data: "more".into() }],
-    }));
-    requests.push(request("rcs-template", Channel::Rcs, "+447700900005", Content::Template {
-        template_id: "order_update_v2".into(),
-        parameters: BTreeMap::from([("order".to_owned(), "A-17".to_owned()), ("eta".to_owned(), "Friday".to_owned())]),
-    }));
-    let mut rendered = request("rcs-our-template", Channel::Rcs, "+447700900006", Content::Text {
-        text: String::new(),
-        suggestions: vec![],
-    });
+    ));
+    requests.push(request(
+        "rcs-card",
+        Channel::Rcs,
+        "+447700900003",
+        Content::Card {
+            orientation: CardOrientation::Horizontal,
+            alignment: CardAlignment::Right,
+            card: Card {
+                media: Some(Media {
+                    url: "https://cdn.acme.example/v.mp4".into(),
+                    thumbnail_url: Some("https://cdn.acme.example/v.jpg".into()),
+                    height: MediaHeight::Short,
+                }),
+                ..card(1)
+            },
+            suggestions: vec![Suggestion::RequestLocation { text: "Where?".into(), postback_data: "where".into() }],
+        },
+    ));
+    requests.push(request(
+        "rcs-carousel",
+        Channel::Rcs,
+        "+447700900004",
+        Content::Carousel {
+            card_width: CardWidth::Small,
+            cards: vec![card(1), card(2), card(3)],
+            suggestions: vec![Suggestion::Reply { text: "More".into(), postback_data: "more".into() }],
+        },
+    ));
+    requests.push(request(
+        "rcs-template",
+        Channel::Rcs,
+        "+447700900005",
+        Content::Template {
+            template_id: "order_update_v2".into(),
+            parameters: BTreeMap::from([
+                ("order".to_owned(), "A-17".to_owned()),
+                ("eta".to_owned(), "Friday".to_owned()),
+            ]),
+        },
+    ));
+    let mut rendered = request(
+        "rcs-our-template",
+        Channel::Rcs,
+        "+447700900006",
+        Content::Text { text: String::new(), suggestions: vec![] },
+    );
     rendered.content = None;
     rendered.template = Some(TemplateRef {
         id: "promo-card".into(),
@@ -206,18 +237,25 @@ async fn every_content_type_and_option_reaches_the_provider_as_infobip_expects()
         ]),
     });
     requests.push(rendered);
-    let mut jio_text = request("jio-text", Channel::Rcs, "+919876500007", Content::Text {
-        text: "Hello from Jio".into(),
-        suggestions: vec![Suggestion::Reply { text: "Hi".into(), postback_data: "hi".into() }],
-    });
+    let mut jio_text = request(
+        "jio-text",
+        Channel::Rcs,
+        "+919876500007",
+        Content::Text {
+            text: "Hello from Jio".into(),
+            suggestions: vec![Suggestion::Reply { text: "Hi".into(), postback_data: "hi".into() }],
+        },
+    );
     jio_text.provider = Some("jio-rcs".into());
     jio_text.options.validity_period_seconds = Some(600);
     requests.push(jio_text);
     // SMS: India DLT, Turkey IYS (explicit and from the provider's regional defaults).
-    let mut india = request("sms-india", Channel::Sms, "+919876500008", Content::Text {
-        text: "OTP 123456 https://acme.example/v".into(),
-        suggestions: vec![],
-    });
+    let mut india = request(
+        "sms-india",
+        Channel::Sms,
+        "+919876500008",
+        Content::Text { text: "OTP 123456 https://acme.example/v".into(), suggestions: vec![] },
+    );
     india.sender = Some("ACMEIN".into());
     india.options = SendOptions {
         validity_period_seconds: Some(90),
@@ -238,23 +276,31 @@ async fn every_content_type_and_option_reaches_the_provider_as_infobip_expects()
         }),
     };
     requests.push(india);
-    let mut turkey = request("sms-turkey", Channel::Sms, "+905321234509", Content::Text {
-        text: "Kampanya".into(),
-        suggestions: vec![],
-    });
+    let mut turkey = request(
+        "sms-turkey",
+        Channel::Sms,
+        "+905321234509",
+        Content::Text { text: "Kampanya".into(), suggestions: vec![] },
+    );
     turkey.sender = Some("ACMETR".into());
-    turkey.options.regional =
-        Some(Regional { india_dlt: None, turkey_iys: Some(TurkeyIys { recipient_type: "BIREYSEL".into(), brand_code: Some(123456) }) });
-    requests.push(turkey);
-    requests.push(request("sms-turkey-default", Channel::Sms, "+905321234510", Content::Text {
-        text: "Kampanya 2".into(),
-        suggestions: vec![],
-    }));
-    // RCS to India with an SMS fallback: sender and DLT id come from sms_fallback settings.
-    let mut with_fallback = request("rcs-fallback", Channel::Rcs, "+919876500011", Content::Text {
-        text: "Rich hello".into(),
-        suggestions: vec![],
+    turkey.options.regional = Some(Regional {
+        india_dlt: None,
+        turkey_iys: Some(TurkeyIys { recipient_type: "BIREYSEL".into(), brand_code: Some(123456) }),
     });
+    requests.push(turkey);
+    requests.push(request(
+        "sms-turkey-default",
+        Channel::Sms,
+        "+905321234510",
+        Content::Text { text: "Kampanya 2".into(), suggestions: vec![] },
+    ));
+    // RCS to India with an SMS fallback: sender and DLT id come from sms_fallback settings.
+    let mut with_fallback = request(
+        "rcs-fallback",
+        Channel::Rcs,
+        "+919876500011",
+        Content::Text { text: "Rich hello".into(), suggestions: vec![] },
+    );
     with_fallback.fallback = Some(sendfleet_protocol::SmsFallback {
         text: "Plain hello".into(),
         sender: None,
@@ -268,7 +314,12 @@ async fn every_content_type_and_option_reaches_the_provider_as_infobip_expects()
         fleet.publish_request(request).await;
     }
     let n = requests.len();
-    assert_eq!(fleet.events.wait_for(EventKind::Accepted, n, Duration::from_secs(30)).await, n, "{:?}", fleet.events.events());
+    assert_eq!(
+        fleet.events.wait_for(EventKind::Accepted, n, Duration::from_secs(30)).await,
+        n,
+        "{:?}",
+        fleet.events.events()
+    );
     let received = fleet.mock.received();
     let jio_received = jio.received();
     assert_eq!(received.len(), n - 1, "all but the JioCX message went to the Infobip host");
@@ -290,7 +341,10 @@ async fn every_content_type_and_option_reaches_the_provider_as_infobip_expects()
         s[1],
         json!({ "type": "OPEN_URL", "text": "Open", "postbackData": "open", "url": "https://acme.example/o/1", "application": "WEBVIEW", "webviewViewMode": "HALF" })
     );
-    assert_eq!(s[2], json!({ "type": "DIAL_PHONE", "text": "Call", "postbackData": "call", "phoneNumber": "+15551230000" }));
+    assert_eq!(
+        s[2],
+        json!({ "type": "DIAL_PHONE", "text": "Call", "postbackData": "call", "phoneNumber": "+15551230000" })
+    );
     assert_eq!(
         s[3],
         json!({ "type": "SHOW_LOCATION", "text": "Store", "postbackData": "loc", "latitude": 45.8, "longitude": 15.97, "label": "Zagreb store" })
@@ -327,7 +381,10 @@ async fn every_content_type_and_option_reaches_the_provider_as_infobip_expects()
     // --- Card: orientation, alignment, title, description, media with thumbnail and height.
     let (_, _, body) = body_of(&received, "rcs-card");
     let content = &body["messages"][0]["content"];
-    assert_eq!((content["type"].as_str(), content["orientation"].as_str(), content["alignment"].as_str()), (Some("CARD"), Some("HORIZONTAL"), Some("RIGHT")));
+    assert_eq!(
+        (content["type"].as_str(), content["orientation"].as_str(), content["alignment"].as_str()),
+        (Some("CARD"), Some("HORIZONTAL"), Some("RIGHT"))
+    );
     assert_eq!(
         content["content"],
         json!({ "title": "Card 1", "description": "Description 1", "media": { "file": { "url": "https://cdn.acme.example/v.mp4" }, "thumbnail": { "url": "https://cdn.acme.example/v.jpg" }, "height": "SHORT" }, "suggestions": [{ "type": "REPLY", "text": "Pick 1", "postbackData": "pick-1" }] })
@@ -355,7 +412,10 @@ async fn every_content_type_and_option_reaches_the_provider_as_infobip_expects()
     // --- Our own template, rendered by the dispatcher.
     let (_, _, body) = body_of(&received, "rcs-our-template");
     let content = &body["messages"][0]["content"];
-    assert_eq!((content["type"].as_str(), content["orientation"].as_str(), content["alignment"].as_str()), (Some("CARD"), Some("VERTICAL"), Some("LEFT")));
+    assert_eq!(
+        (content["type"].as_str(), content["orientation"].as_str(), content["alignment"].as_str()),
+        (Some("CARD"), Some("VERTICAL"), Some("LEFT"))
+    );
     assert_eq!(content["content"]["title"], "Hi Asha");
     assert_eq!(content["content"]["description"], "20% off for you");
     assert_eq!(content["content"]["media"]["file"]["url"], "https://img.acme.example/SKU9.jpg");
@@ -393,9 +453,15 @@ async fn every_content_type_and_option_reaches_the_provider_as_infobip_expects()
     // --- SMS Turkey: explicit IYS ids, and the provider's defaults when none are given.
     let (_, _, body) = body_of(&received, "sms-turkey");
     assert_eq!(body["messages"][0]["sender"], "ACMETR");
-    assert_eq!(body["messages"][0]["options"]["regional"], json!({ "turkeyIys": { "recipientType": "BIREYSEL", "brandCode": 123456 } }));
+    assert_eq!(
+        body["messages"][0]["options"]["regional"],
+        json!({ "turkeyIys": { "recipientType": "BIREYSEL", "brandCode": 123456 } })
+    );
     let (_, _, body) = body_of(&received, "sms-turkey-default");
-    assert_eq!(body["messages"][0]["options"]["regional"], json!({ "turkeyIys": { "recipientType": "TACIR", "brandCode": 654321 } }));
+    assert_eq!(
+        body["messages"][0]["options"]["regional"],
+        json!({ "turkeyIys": { "recipientType": "TACIR", "brandCode": 654321 } })
+    );
 
     // --- The RCS message to India went out as RCS; its fallback waits in the job, completed
     // from the provider's sms_fallback settings (seen in the accepted event's provider).
@@ -406,7 +472,8 @@ async fn every_content_type_and_option_reaches_the_provider_as_infobip_expects()
     let accepted: Vec<_> = fleet.events.events().into_iter().filter(|e| e.kind == EventKind::Accepted).collect();
     for request in &requests {
         let id = request.message_id.as_deref().unwrap();
-        let event = accepted.iter().find(|e| e.message_id.as_deref() == Some(id)).unwrap_or_else(|| panic!("{id} accepted"));
+        let event =
+            accepted.iter().find(|e| e.message_id.as_deref() == Some(id)).unwrap_or_else(|| panic!("{id} accepted"));
         assert_eq!(event.metadata.get("case").map(String::as_str), Some(id));
     }
     jio_shutdown.cancel();
@@ -474,10 +541,17 @@ async fn send_test_and_outbound_events_go_straight_to_the_provider() {
     assert_eq!(result["answer"]["outcome"], "accepted", "{result}");
     let id = result["answer"]["message_id"].as_str().unwrap().to_owned();
     let (_, _, body) = body_of(&fleet.mock.received(), &id);
-    assert_eq!(body["messages"][0]["options"]["regional"]["indiaDlt"], json!({ "principalEntityId": "PE-1", "contentTemplateId": "1207000000000000001" }));
+    assert_eq!(
+        body["messages"][0]["options"]["regional"]["indiaDlt"],
+        json!({ "principalEntityId": "PE-1", "contentTemplateId": "1207000000000000001" })
+    );
 
     // Outbound events: typing indicator and read receipt.
-    let (status, result) = post(&format!("{base}/v1/events"), &json!({ "provider": "ib-rcs", "to": "+447700900123", "type": "typing_indicator" })).await;
+    let (status, result) = post(
+        &format!("{base}/v1/events"),
+        &json!({ "provider": "ib-rcs", "to": "+447700900123", "type": "typing_indicator" }),
+    )
+    .await;
     assert_eq!((status, result["outcome"].as_str()), (200, Some("accepted")), "{result}");
     let (status, result) = post(
         &format!("{base}/v1/events"),

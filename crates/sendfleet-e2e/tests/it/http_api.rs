@@ -48,7 +48,10 @@ async fn messages_and_streamed_bulk_requests_become_jobs_with_per_line_errors() 
 
     // Bulk: the request on line 1, then recipients; bad lines are reported, the rest sent.
     const N: usize = 200;
-    let mut lines = vec![json!({ "schema_version": 1, "channel": "sms", "template": { "id": "hello", "variables": { "code": "42" } } }).to_string()];
+    let mut lines = vec![
+        json!({ "schema_version": 1, "channel": "sms", "template": { "id": "hello", "variables": { "code": "42" } } })
+            .to_string(),
+    ];
     for i in 0..N {
         lines.push(json!({ "to": format!("+1555{i:07}"), "message_id": format!("bulk-{i}"), "variables": { "name": format!("N{i}") } }).to_string());
     }
@@ -63,7 +66,9 @@ async fn messages_and_streamed_bulk_requests_become_jobs_with_per_line_errors() 
     assert_eq!(report["rejected"], 4);
     assert_eq!(report["recipients"], N as u64 + 4);
     let errors = report["errors"].as_array().unwrap();
-    let at = |line: usize| errors.iter().find(|e| e["line"] == line as u64).unwrap_or_else(|| panic!("line {line}: {report}"));
+    let at = |line: usize| {
+        errors.iter().find(|e| e["line"] == line as u64).unwrap_or_else(|| panic!("line {line}: {report}"))
+    };
     assert_eq!(at(N + 2)["code"], "malformed");
     assert_eq!(at(N + 3)["code"], "invalid_destination");
     assert_eq!(at(N + 4)["code"], "missing_variable");
@@ -79,7 +84,12 @@ async fn messages_and_streamed_bulk_requests_become_jobs_with_per_line_errors() 
     assert_eq!(body["messages"][0]["destinations"][0]["to"], "15550000117");
 
     // A bad first line refuses the whole body; nothing is published.
-    let (status, body) = post(&format!("{base}/v1/messages/bulk"), token, "{\"schema_version\":1,\"channel\":\"sms\",\"template\":{\"id\":\"nope\"}}\n{\"to\":\"+15550000001\"}\n".into()).await;
+    let (status, body) = post(
+        &format!("{base}/v1/messages/bulk"),
+        token,
+        "{\"schema_version\":1,\"channel\":\"sms\",\"template\":{\"id\":\"nope\"}}\n{\"to\":\"+15550000001\"}\n".into(),
+    )
+    .await;
     assert_eq!((status, body["error"].as_str()), (422, Some("unknown_template")));
     let (status, body) = post(&format!("{base}/v1/messages/bulk"), token, String::new()).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("malformed")));

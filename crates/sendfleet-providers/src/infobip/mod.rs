@@ -17,8 +17,8 @@ use sendfleet_config::ProviderConfig;
 use sendfleet_protocol::{Channel, Event, ProviderStatus, SendJob};
 
 pub use callback::parse_callback;
-pub use request::infobip_time;
 pub use request::OutboundEvent;
+pub use request::infobip_time;
 use request::{build_event_body, build_rcs_body, build_sms_body};
 
 use crate::{AdapterError, AdapterSettings, CallbackError, Provider, RawAnswer, SendOutcome, http};
@@ -113,9 +113,12 @@ impl Provider for InfobipAdapter {
 impl InfobipAdapter {
     /// One HTTP exchange for a job; a body that cannot be built is a rejection.
     async fn exchange(&self, job: &SendJob) -> Result<http::Answer, SendOutcome> {
-        let body = self
-            .body(job)
-            .map_err(|reason| SendOutcome::Rejected { code: "unsupported_content", reason, status: None, error: None })?;
+        let body = self.body(job).map_err(|reason| SendOutcome::Rejected {
+            code: "unsupported_content",
+            reason,
+            status: None,
+            error: None,
+        })?;
         self.post(&self.send_url, body).await
     }
 
