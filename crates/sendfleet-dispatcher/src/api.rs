@@ -71,9 +71,9 @@ impl ApiState {
         *self.publisher.write().unwrap_or_else(|e| e.into_inner()) = Some(publisher);
     }
 
-    fn publisher(&self) -> Result<Publisher, Response> {
+    fn publisher(&self) -> Result<Publisher, Box<Response>> {
         self.publisher.read().unwrap_or_else(|e| e.into_inner()).clone().ok_or_else(|| {
-            error(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", "not connected to the broker yet")
+            Box::new(error(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", "not connected to the broker yet"))
         })
     }
 }
@@ -122,11 +122,11 @@ async fn authenticate(State(state): State<Arc<ApiState>>, request: Request, next
     }
 }
 
-fn parse_request(bytes: &[u8]) -> Result<SendRequest, Response> {
+fn parse_request(bytes: &[u8]) -> Result<SendRequest, Box<Response>> {
     let request: SendRequest = serde_json::from_slice(bytes)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, "malformed", format!("not a send request: {e}")))?;
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, "malformed", format!("not a send request: {e}"))))?;
     if !SUPPORTED_SCHEMA_VERSIONS.contains(&request.schema_version) {
-        return Err(rejected(&Rejection::new(
+        return Err(Box::new(rejected(&Rejection::new(
             "unsupported_version",
             format!(
                 "schema_version {} is not supported (this build reads {}-{})",
@@ -134,7 +134,7 @@ fn parse_request(bytes: &[u8]) -> Result<SendRequest, Response> {
                 SUPPORTED_SCHEMA_VERSIONS.start(),
                 SUPPORTED_SCHEMA_VERSIONS.end()
             ),
-        )));
+        ))));
     }
     Ok(request)
 }
@@ -151,7 +151,7 @@ pub struct Accepted {
 async fn single(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
     let request = match parse_request(&body) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let jobs = match plan(request, &state.config) {
         Ok(jobs) => jobs,
@@ -159,7 +159,7 @@ async fn single(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
     };
     let publisher = match state.publisher() {
         Ok(publisher) => publisher,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let exchange = state.topology.jobs_exchange();
     let publishes = jobs.iter().map(|job| publish_job(&publisher, &exchange, job, encode(job)));
@@ -219,7 +219,7 @@ type PublishFuture = Pin<Box<dyn Future<Output = (u64, String, Result<(), Broker
 async fn bulk(State(state): State<Arc<ApiState>>, body: Body) -> Response {
     let publisher = match state.publisher() {
         Ok(publisher) => publisher,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let config = state.config.clone();
     let window = config.dispatcher.bulk_publish_window;
@@ -258,7 +258,7 @@ async fn bulk(State(state): State<Arc<ApiState>>, body: Body) -> Response {
         if planner.is_none() {
             let request = match parse_request(&bytes) {
                 Ok(request) => request,
-                Err(response) => return response,
+                Err(response) => return *response,
             };
             if request.to.is_some() || !request.recipients.is_empty() {
                 return error(

@@ -48,10 +48,8 @@ pub fn render_content(content: &Content, variables: &Variables<'_>) -> Result<Co
 
 fn render_value(value: &mut Value, variables: &Variables<'_>) -> Result<(), RenderError> {
     match value {
-        Value::String(text) => {
-            if text.contains("{{") {
-                *text = render_text(text, variables)?;
-            }
+        Value::String(text) if text.contains("{{") => {
+            *text = render_text(text, variables)?;
         }
         Value::Array(items) => {
             for item in items {
