@@ -318,3 +318,18 @@ fn unknown_shapes_are_refused_with_a_reason() {
     assert!(err.to_string().contains("results[0]"));
     assert!(parse_callback(&config, br#"{"noresults":[]}"#).is_err());
 }
+
+#[test]
+fn outbound_events_have_infobip_shapes() {
+    let typing = OutboundEvent::TypingIndicator { to: "+447700900123".into(), sender: String::new() };
+    let body: serde_json::Value = serde_json::from_slice(&request::build_event_body(&typing, "Agent")).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"events": [{"sender": "Agent", "destinations": [{"to": "447700900123"}], "content": {"type": "TYPING_INDICATOR"}}]})
+    );
+    let seen =
+        OutboundEvent::ReadReceipt { to: "+447700900123".into(), sender: "Other".into(), message_id: "mo-1".into() };
+    let body: serde_json::Value = serde_json::from_slice(&request::build_event_body(&seen, "Agent")).unwrap();
+    assert_eq!(body["events"][0]["sender"], "Other");
+    assert_eq!(body["events"][0]["content"], serde_json::json!({"type": "SEEN", "messageId": "mo-1"}));
+}
