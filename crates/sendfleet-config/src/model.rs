@@ -88,11 +88,33 @@ pub struct DispatcherConfig {
     pub concurrency: u16,
     /// Seconds to finish in-flight requests after SIGTERM.
     pub shutdown_grace_seconds: u64,
+    /// Environment variable holding the bearer token the HTTP API (`/v1/*`) requires.
+    /// Absent: the API is open (bind `listen` to a private address then).
+    pub api_token_env: Option<String>,
+    /// The API token, read from `api_token_env` at load time. Never logged.
+    #[serde(skip)]
+    pub api_token: Secret,
+    /// Largest `POST /v1/messages` body, in bytes (bulk bodies are streamed and unbounded).
+    pub api_max_body_bytes: usize,
+    /// Largest single line of a `POST /v1/messages/bulk` body, in bytes.
+    pub api_max_line_bytes: usize,
+    /// Jobs of a bulk request published concurrently, each awaiting its confirm; the
+    /// body is read no faster than this window drains, so memory stays bounded.
+    pub bulk_publish_window: usize,
 }
 
 impl Default for DispatcherConfig {
     fn default() -> Self {
-        DispatcherConfig { listen: "127.0.0.1:9101".into(), concurrency: 256, shutdown_grace_seconds: 10 }
+        DispatcherConfig {
+            listen: "127.0.0.1:9101".into(),
+            concurrency: 256,
+            shutdown_grace_seconds: 10,
+            api_token_env: None,
+            api_token: Secret::default(),
+            api_max_body_bytes: 1 << 20,
+            api_max_line_bytes: 64 << 10,
+            bulk_publish_window: 256,
+        }
     }
 }
 
@@ -222,8 +244,17 @@ pub enum LogFormat {
 pub struct TemplateConfig {
     /// Id used in requests.
     pub id: String,
-    /// Content in the request's content format (see `docs/protocol.md`).
-    pub content: toml::Value,
+    /// Content in the request's content format (see `docs/protocol.md`): text, file,
+    /// card, carousel or provider template. Give this or `file`.
+    #[serde(default)]
+    pub content: Option<toml::Value>,
+    /// A `.toml` or `.json` file holding the content (relative paths are relative to
+    /// the working directory). Give this or `content`.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// The content, parsed and checked at load time from `content` or `file`.
+    #[serde(skip)]
+    pub parsed: Option<sendfleet_protocol::Content>,
 }
 
 /// Provider kinds.
@@ -338,6 +369,13 @@ pub struct ProviderConfig {
     /// the RCS request as the provider's own `smsFailover` (Infobip / JioCX only).
     #[serde(default)]
     pub fallback_mode: FallbackMode,
+    /// SMS fallback of an RCS provider (sender id, India DLT principal entity id).
+    #[serde(default)]
+    pub sms_fallback: Option<SmsFallbackConfig>,
+    /// Regional defaults of an SMS provider (India DLT, Turkey IYS), applied to
+    /// destinations of that country when the request carries none.
+    #[serde(default)]
+    pub regional: Option<RegionalConfig>,
     /// Generic RCS/SMS vendor settings.
     #[serde(default)]
     pub generic: Option<GenericConfig>,
@@ -379,6 +417,39 @@ pub enum FallbackMode {
     Fleet,
     /// The RCS provider itself (`options.smsFailover`); reports say which channel delivered.
     Provider,
+}
+
+/// SMS fallback settings of an RCS provider ("SMS Fallback" in the set-up screens).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsFallbackConfig {
+    /// Arm the SMS fallback for requests that carry a `fallback` text.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// SMS sender id used when the request names none; required when enabled.
+    #[serde(default)]
+    pub sender_id: Option<String>,
+    /// The SMS provider id that sends the fallback; absent means the SMS default.
+    #[serde(default)]
+    pub sms_provider: Option<String>,
+    /// "Enable for India": +91 fallbacks carry DLT ids.
+    #[serde(default)]
+    pub india: bool,
+    /// India DLT principal entity id put on +91 fallbacks; required when `india`.
+    #[serde(default)]
+    pub principal_entity_id: Option<String>,
+}
+
+/// Regional defaults of an SMS provider ("Regional Settings").
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegionalConfig {
+    /// India DLT principal entity id for +91 destinations.
+    pub india_principal_entity_id: Option<String>,
+    /// Turkey IYS brand code for +90 destinations.
+    pub turkey_brand_code: Option<u32>,
+    /// Turkey IYS recipient type for +90 destinations: `BIREYSEL` or `TACIR`.
+    pub turkey_recipient_type: Option<String>,
 }
 
 /// Basic auth credentials; the password comes from an environment variable.

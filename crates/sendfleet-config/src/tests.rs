@@ -127,3 +127,124 @@ fn a_callback_token_must_be_url_safe_and_is_not_echoed() {
     assert!(text.contains("providers[0].callback_token_env") && text.contains("URL path"), "{text}");
     assert!(!text.contains("0123456789abcdef/0123"), "the token is a secret: {text}");
 }
+
+const RCS: &str = r#"
+[[providers]]
+id = "ib-rcs"
+kind = "infobip_rcs"
+base_url = "https://abc.api.infobip.com"
+api_key_env = "IB_KEY"
+sender_ids = ["Agent"]
+"#;
+
+fn field_errors(toml: &str) -> Vec<String> {
+    match Config::from_toml(toml, &env) {
+        Ok(_) => Vec::new(),
+        Err(ConfigError::Invalid(errors)) => errors.iter().map(|e| e.field.clone()).collect(),
+        Err(other) => panic!("{other}"),
+    }
+}
+
+#[test]
+fn rate_and_concurrency_above_the_cap_name_the_field() {
+    let toml = GOOD
+        .replace("rate_per_second = 4600", "rate_per_second = 4601")
+        .replace("concurrency = 200", "concurrency = 4601");
+    assert_eq!(field_errors(&toml), ["providers[0].rate_per_second", "providers[0].concurrency"]);
+    let err = Config::from_toml(&toml, &env).unwrap_err().to_string();
+    assert!(err.contains("4600"), "{err}");
+}
+
+#[test]
+fn sms_fallback_without_a_sender_id_is_refused() {
+    let toml = format!("{GOOD}{RCS}sms_fallback = {{ enabled = true }}\n");
+    assert_eq!(field_errors(&toml), ["providers[1].sms_fallback.sender_id"]);
+    let toml = format!("{GOOD}{RCS}sms_fallback = {{ enabled = true, sender_id = \" \" }}\n");
+    assert_eq!(field_errors(&toml), ["providers[1].sms_fallback.sender_id"]);
+    // Disabled: nothing required.
+    let toml = format!("{GOOD}{RCS}sms_fallback = {{ enabled = false }}\n");
+    assert!(field_errors(&toml).is_empty());
+    let good = format!("{GOOD}{RCS}sms_fallback = {{ sender_id = \"ACME\", sms_provider = \"ib-sms\" }}\n");
+    let config = Config::from_toml(&good, &env).unwrap();
+    assert_eq!(config.provider("ib-rcs").unwrap().sms_fallback.as_ref().unwrap().sender_id.as_deref(), Some("ACME"));
+}
+
+#[test]
+fn sms_fallback_for_india_needs_a_principal_entity_id_and_a_real_sms_provider() {
+    let toml = format!("{GOOD}{RCS}sms_fallback = {{ sender_id = \"ACME\", india = true, sms_provider = \"nope\" }}\n");
+    assert_eq!(
+        field_errors(&toml),
+        ["providers[1].sms_fallback.principal_entity_id", "providers[1].sms_fallback.sms_provider"]
+    );
+    // An SMS provider has no SMS fallback of its own.
+    let toml = format!("{GOOD}sms_fallback = {{ sender_id = \"ACME\" }}\n");
+    assert_eq!(field_errors(&toml), ["providers[0].sms_fallback"]);
+}
+
+#[test]
+fn turkey_recipient_type_must_be_an_iys_value() {
+    let toml = format!("{GOOD}regional = {{ turkey_brand_code = 123456, turkey_recipient_type = \"BIREYCEL\" }}\n");
+    assert_eq!(field_errors(&toml), ["providers[0].regional.turkey_recipient_type"]);
+    let toml = format!(
+        "{GOOD}regional = {{ turkey_brand_code = 123456, turkey_recipient_type = \"TACIR\", india_principal_entity_id = \"1201159\" }}\n"
+    );
+    assert!(field_errors(&toml).is_empty());
+}
+
+#[test]
+fn own_click_tracking_alone_or_provider_tracking_alone_is_fine() {
+    assert!(field_errors(&format!("{GOOD}own_click_tracking = true\n")).is_empty());
+    assert!(field_errors(&format!("{GOOD}click_tracking = {{ custom_domain = \"go.acme.example\" }}\n")).is_empty());
+    let both = format!("{GOOD}own_click_tracking = true\nclick_tracking = {{ custom_domain = \"go.acme.example\" }}\n");
+    let err = Config::from_toml(&both, &env).unwrap_err().to_string();
+    assert!(err.contains("wrapped twice"), "{err}");
+}
+
+#[test]
+fn templates_are_parsed_at_load_and_bad_ones_name_the_field() {
+    let toml = format!(
+        "{GOOD}\n[[templates]]\nid = \"t1\"\ncontent = {{ type = \"text\", text = \"Hi {{{{name}}}}\" }}\n\n[[templates]]\nid = \"t2\"\ncontent = {{ type = \"nonsense\" }}\n\n[[templates]]\nid = \"t3\"\n\n[[templates]]\nid = \"t4\"\nfile = \"/nonexistent/t4.json\"\n"
+    );
+    assert_eq!(field_errors(&toml), ["templates[1].content", "templates[2].content", "templates[3].file"]);
+    let ok =
+        format!("{GOOD}\n[[templates]]\nid = \"t1\"\ncontent = {{ type = \"text\", text = \"Hi {{{{name}}}}\" }}\n");
+    let config = Config::from_toml(&ok, &env).unwrap();
+    assert_eq!(
+        config.templates[0].parsed,
+        Some(sendfleet_protocol::Content::Text { text: "Hi {{name}}".into(), suggestions: vec![] })
+    );
+}
+
+#[test]
+fn templates_load_from_json_and_toml_files() {
+    let dir = std::env::temp_dir().join(format!("sendfleet-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("card.json");
+    std::fs::write(
+        &json,
+        r#"{"type":"card","orientation":"vertical","alignment":"left","card":{"title":"Hi {{name}}","media":{"url":"https://x.example/a.png","height":"medium"}}}"#,
+    )
+    .unwrap();
+    let toml_file = dir.join("text.toml");
+    std::fs::write(&toml_file, "type = \"text\"\ntext = \"Order {{order}}\"\n").unwrap();
+    let toml = format!(
+        "{GOOD}\n[[templates]]\nid = \"card\"\nfile = \"{}\"\n\n[[templates]]\nid = \"text\"\nfile = \"{}\"\n",
+        json.display(),
+        toml_file.display()
+    );
+    let config = Config::from_toml(&toml, &env);
+    std::fs::remove_dir_all(&dir).ok();
+    let config = config.unwrap();
+    assert_eq!(config.templates[0].parsed.as_ref().map(|c| c.kind()), Some("card"));
+    assert_eq!(config.templates[1].parsed.as_ref().map(|c| c.kind()), Some("text"));
+}
+
+#[test]
+fn the_api_token_is_resolved_and_never_printed() {
+    let toml = format!("[dispatcher]\napi_token_env = \"CB_TOKEN\"\n{GOOD}");
+    let config = Config::from_toml(&toml, &env).unwrap();
+    assert_eq!(config.dispatcher.api_token.expose(), "0123456789abcdef0123");
+    assert!(!format!("{config:?}").contains("0123456789abcdef0123"));
+    let toml = format!("[dispatcher]\napi_token_env = \"UNSET\"\n{GOOD}");
+    assert_eq!(field_errors(&toml), ["dispatcher.api_token_env"]);
+}

@@ -2,8 +2,11 @@
 
 use std::collections::HashSet;
 
+use sendfleet_protocol::{Channel, Content};
+
 use crate::{
     Config, FallbackMode, FieldError, GenericAuthConfig, MAX_RATE_PER_SECOND, ProviderConfig, ProviderKind, Secret,
+    TemplateConfig,
 };
 
 struct Errors(Vec<FieldError>);
@@ -45,6 +48,19 @@ pub(crate) fn validate_and_resolve(config: &mut Config, lookup: &dyn Fn(&str) ->
     if config.dispatcher.concurrency == 0 {
         errors.push("dispatcher.concurrency", "must be at least 1");
     }
+    if let Some(name) = &config.dispatcher.api_token_env {
+        match resolve(lookup, name) {
+            Some(token) if token.expose().len() >= 16 => config.dispatcher.api_token = token,
+            Some(_) => errors.push("dispatcher.api_token_env", format!("{name} must hold at least 16 characters")),
+            None => errors.push("dispatcher.api_token_env", format!("environment variable {name} is not set")),
+        }
+    }
+    if config.dispatcher.bulk_publish_window == 0 || config.dispatcher.bulk_publish_window > 10_000 {
+        errors.push("dispatcher.bulk_publish_window", "must be between 1 and 10000");
+    }
+    if config.dispatcher.api_max_line_bytes < 256 {
+        errors.push("dispatcher.api_max_line_bytes", "must be at least 256");
+    }
 
     let mut ids = HashSet::new();
     let mut defaults = HashSet::new();
@@ -72,10 +88,30 @@ pub(crate) fn validate_and_resolve(config: &mut Config, lookup: &dyn Fn(&str) ->
     if config.worker.capability_cache_ttl_seconds == 0 {
         errors.push("worker.capability_cache_ttl_seconds", "must be at least 1");
     }
+    let sms_ids: HashSet<&str> =
+        config.providers.iter().filter(|p| p.channel() == Channel::Sms).map(|p| p.id.as_str()).collect();
+    for (index, provider) in config.providers.iter().enumerate() {
+        if let Some(fallback) = &provider.sms_fallback
+            && let Some(id) = &fallback.sms_provider
+            && !sms_ids.contains(id.as_str())
+        {
+            errors.push(
+                format!("providers[{index}].sms_fallback.sms_provider"),
+                format!("no SMS provider with id '{id}'"),
+            );
+        }
+    }
     let mut template_ids = HashSet::new();
-    for (index, template) in config.templates.iter().enumerate() {
+    for (index, template) in config.templates.iter_mut().enumerate() {
         if !template_ids.insert(template.id.clone()) {
             errors.push(format!("templates[{index}].id"), format!("duplicate template id '{}'", template.id));
+        }
+        if template.id.is_empty() {
+            errors.push(format!("templates[{index}].id"), "must not be empty");
+        }
+        match load_template(template) {
+            Ok(content) => template.parsed = Some(content),
+            Err((field, message)) => errors.push(format!("templates[{index}].{field}"), message),
         }
     }
     errors.0
@@ -175,6 +211,42 @@ fn validate_provider(
             }
         }
     }
+    if let Some(fallback) = &provider.sms_fallback {
+        if provider.channel() != Channel::Rcs {
+            errors.push(format!("{at}.sms_fallback"), "only RCS providers have an SMS fallback");
+        }
+        if fallback.enabled && fallback.sender_id.as_deref().is_none_or(|s| s.trim().is_empty()) {
+            errors.push(
+                format!("{at}.sms_fallback.sender_id"),
+                "required when the SMS fallback is enabled: the SMS sender id the fallback is sent from",
+            );
+        }
+        if fallback.india && fallback.principal_entity_id.as_deref().is_none_or(|s| s.trim().is_empty()) {
+            errors.push(
+                format!("{at}.sms_fallback.principal_entity_id"),
+                "required when the fallback is enabled for India (DLT principal entity id)",
+            );
+        }
+    }
+    if let Some(regional) = &provider.regional {
+        if provider.channel() != Channel::Sms {
+            errors.push(format!("{at}.regional"), "regional settings apply to SMS providers only");
+        }
+        if let Some(kind) = &regional.turkey_recipient_type
+            && !matches!(kind.as_str(), "BIREYSEL" | "TACIR")
+        {
+            errors.push(format!("{at}.regional.turkey_recipient_type"), "must be BIREYSEL or TACIR");
+        }
+        if regional.turkey_brand_code.is_some() && regional.turkey_recipient_type.is_none() {
+            errors.push(
+                format!("{at}.regional.turkey_recipient_type"),
+                "required with turkey_brand_code (BIREYSEL or TACIR)",
+            );
+        }
+        if regional.india_principal_entity_id.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            errors.push(format!("{at}.regional.india_principal_entity_id"), "must not be empty");
+        }
+    }
     if provider.kind == ProviderKind::InfobipSms && provider.capability_check {
         errors.push(format!("{at}.capability_check"), "only RCS providers check capability");
     }
@@ -207,6 +279,27 @@ fn validate_provider(
                 format!("environment variable {} is not set", basic.password_env),
             ),
         }
+    }
+}
+
+/// Reads a template's content from `content` or `file` and checks it parses; the error
+/// names the field (`content` or `file`).
+fn load_template(template: &TemplateConfig) -> Result<Content, (&'static str, String)> {
+    match (&template.content, &template.file) {
+        (Some(content), None) => {
+            content.clone().try_into::<Content>().map_err(|e| ("content", format!("not a valid content: {e}")))
+        }
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ("file", format!("cannot read {path}: {e}")))?;
+            let parsed = if path.ends_with(".json") {
+                serde_json::from_str::<Content>(&text).map_err(|e| e.to_string())
+            } else {
+                toml::from_str::<Content>(&text).map_err(|e| e.to_string())
+            };
+            parsed.map_err(|e| ("file", format!("{path} is not a valid content: {e}")))
+        }
+        (Some(_), Some(_)) => Err(("file", "give content or file, not both".into())),
+        (None, None) => Err(("content", "required (or file)".into())),
     }
 }
 

@@ -3,7 +3,10 @@
 //! never dropped: they go to the rejected queue with the reason in a header and in
 //! the body. A request is acked only after its jobs (or its rejection) are confirmed.
 
+mod api;
 mod pipeline;
+mod send_test;
+mod template;
 mod validate;
 
 use std::{sync::Arc, time::Duration};
@@ -13,8 +16,11 @@ use sendfleet_config::Config;
 use sendfleet_telemetry::Readiness;
 use tokio_util::sync::CancellationToken;
 
+pub use api::{Accepted, BulkReport, LineError};
 pub use pipeline::RejectedRequest;
-pub use validate::{Rejection, check_destination, plan};
+pub use send_test::{ProviderAnswer, SendTestRequest, SendTestResult, send_test};
+pub use template::{RenderError, Variables, render_content, render_text};
+pub use validate::{Planner, Rejection, check_destination, plan};
 
 /// Why the dispatcher stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -24,8 +30,8 @@ pub enum DispatcherError {
     Io(#[from] std::io::Error),
 }
 
-/// Runs the dispatcher until `shutdown`: serves `/metrics` and `/health` on `listener`
-/// and consumes the requests queue.
+/// Runs the dispatcher until `shutdown`: serves the HTTP API (`/v1/*`), `/metrics` and
+/// `/health` on `listener` and consumes the requests queue.
 pub async fn run(
     config: Arc<Config>,
     listener: tokio::net::TcpListener,
@@ -34,7 +40,8 @@ pub async fn run(
     let metrics = sendfleet_telemetry::metrics::install();
     register_metrics(&config);
     let readiness = Readiness::default();
-    let router = sendfleet_telemetry::ops_router(metrics, readiness.clone());
+    let api = Arc::new(api::ApiState::new(config.clone()));
+    let router = sendfleet_telemetry::ops_router(metrics, readiness.clone()).merge(api::router(api.clone()));
     let server = tokio::spawn(sendfleet_telemetry::serve(listener, router, shutdown.clone()));
     let options = ServiceOptions {
         broker: &config.broker,
@@ -45,15 +52,14 @@ pub async fn run(
     };
     sendfleet_broker::run_sessions(options, |connection| {
         let config = config.clone();
+        let api = api.clone();
         async move {
             let topology = Topology::new(&config.broker);
             let channel = connection.create_channel().await?;
             topology.declare(&channel, &config.provider_ids()).await?;
-            let ctx = Arc::new(pipeline::Context {
-                config: config.clone(),
-                publisher: Publisher::open(&connection).await?,
-                topology: topology.clone(),
-            });
+            let publisher = Publisher::open(&connection).await?;
+            api.set_publisher(publisher.clone());
+            let ctx = Arc::new(pipeline::Context { config: config.clone(), publisher, topology: topology.clone() });
             let spec = ConsumerSpec {
                 queue: topology.requests_queue(),
                 prefetch: config.dispatcher.concurrency,

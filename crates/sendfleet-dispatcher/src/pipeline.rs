@@ -59,19 +59,22 @@ pub(crate) async fn handle(ctx: Arc<Context>, inbound: Inbound) {
     }
 }
 
+/// Publishes one job to its provider's queue and waits for the confirm.
+pub(crate) async fn publish_job(
+    publisher: &Publisher,
+    exchange: &str,
+    job: &SendJob,
+    bytes: Vec<u8>,
+) -> Result<(), BrokerError> {
+    let key = Topology::job_routing_key(&job.provider);
+    let outgoing =
+        Outgoing::new(exchange, &key, &bytes).message_id(&job.message_id).header(TRACE_HEADER, job.trace_id.clone());
+    publisher.publish(outgoing).await
+}
+
 async fn publish_jobs(ctx: &Context, inbound: Inbound, jobs: &[SendJob]) -> Result<(), BrokerError> {
     let exchange = ctx.topology.jobs_exchange();
-    let encoded: Vec<(Vec<u8>, &SendJob)> = jobs.iter().map(|job| (encode(job), job)).collect();
-    let publishes = encoded.iter().map(|(bytes, job)| {
-        let key = Topology::job_routing_key(&job.provider);
-        let exchange = exchange.as_str();
-        async move {
-            let outgoing = Outgoing::new(exchange, &key, bytes)
-                .message_id(&job.message_id)
-                .header(TRACE_HEADER, job.trace_id.clone());
-            ctx.publisher.publish(outgoing).await
-        }
-    });
+    let publishes = jobs.iter().map(|job| publish_job(&ctx.publisher, &exchange, job, encode(job)));
     match try_join_all(publishes).await {
         Ok(_) => {
             for job in jobs {

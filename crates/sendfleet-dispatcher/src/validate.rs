@@ -1,7 +1,12 @@
 //! From a send request to send jobs, or a rejection with its reason. Pure.
 
 use sendfleet_config::{Config, ProviderConfig};
-use sendfleet_protocol::{Channel, Content, SCHEMA_VERSION, SendJob, SendRequest, Suggestion, new_id, now_ms};
+use sendfleet_protocol::{
+    Channel, Content, IndiaDlt, Recipient, Regional, SCHEMA_VERSION, SendJob, SendOptions, SendRequest, SmsFallback,
+    Suggestion, TurkeyIys, new_id, now_ms,
+};
+
+use crate::template::{RenderError, Variables, render_content, render_text};
 
 /// Why a request is refused. `code` is bounded (metrics, tooling); `reason` says
 /// exactly what is wrong for the human reading the rejected queue.
@@ -25,76 +30,243 @@ pub const MAX_RCS_TEXT: usize = 3_072;
 /// Largest message id providers accept.
 pub const MAX_MESSAGE_ID: usize = 200;
 
-/// Validates a request and expands it into one job per recipient.
-pub fn plan(request: SendRequest, config: &Config) -> Result<Vec<SendJob>, Rejection> {
-    let provider = resolve_provider(&request, config)?;
-    let sender = match &request.sender {
-        Some(sender) if provider.sender_ids.iter().any(|s| s == sender) => sender.clone(),
-        Some(sender) => {
-            return Err(Rejection::new(
-                "unknown_sender",
-                format!("sender '{sender}' is not configured for provider '{}'", provider.id),
-            ));
-        }
-        None => provider.default_sender().unwrap_or_default().to_owned(),
-    };
-    let content = match (&request.content, &request.template) {
-        (Some(content), None) => content.clone(),
-        (None, None) => return Err(Rejection::new("missing_content", "a request needs content or template")),
-        (Some(_), Some(_)) => return Err(Rejection::new("ambiguous_content", "give content or template, not both")),
-        (None, Some(_)) => return Err(Rejection::new("unknown_template", "templates are not configured")),
-    };
-    check_content(&content, request.channel)?;
-
-    let mut recipients = Vec::new();
-    if let Some(to) = &request.to {
-        recipients.push((to.clone(), request.message_id.clone(), Default::default()));
-    }
-    for recipient in &request.recipients {
-        recipients.push((recipient.to.clone(), recipient.message_id.clone(), recipient.metadata.clone()));
-    }
-    if recipients.is_empty() {
-        return Err(Rejection::new("missing_destination", "a request needs 'to' or 'recipients'"));
-    }
-    if request.to.is_some() && !request.recipients.is_empty() {
+/// Validates a request and expands it into one job per recipient. Any bad recipient
+/// rejects the whole request (a queued request is settled as one unit).
+pub fn plan(mut request: SendRequest, config: &Config) -> Result<Vec<SendJob>, Rejection> {
+    let to = request.to.take();
+    let message_id = request.message_id.take();
+    let recipients = std::mem::take(&mut request.recipients);
+    let planner = Planner::new(request, config)?;
+    if to.is_some() && !recipients.is_empty() {
         return Err(Rejection::new("ambiguous_destination", "give 'to' or 'recipients', not both"));
     }
+    match to {
+        Some(to) => Ok(vec![planner.job(Recipient {
+            to,
+            message_id,
+            variables: Default::default(),
+            metadata: Default::default(),
+        })?]),
+        None if recipients.is_empty() => {
+            Err(Rejection::new("missing_destination", "a request needs 'to' or 'recipients'"))
+        }
+        None => recipients.into_iter().map(|recipient| planner.job(recipient)).collect(),
+    }
+}
 
-    let trace_id = request.trace_id.clone().unwrap_or_else(new_id);
-    let created_at_ms = now_ms();
-    recipients
-        .into_iter()
-        .map(|(to, message_id, extra_metadata)| {
-            check_destination(&to)?;
-            check_regional(&to, &request, provider)?;
-            let message_id = message_id.unwrap_or_else(new_id);
-            if message_id.is_empty() || message_id.len() > MAX_MESSAGE_ID {
+/// Where the content of a request's jobs comes from.
+enum Source<'c> {
+    /// Literal content, checked once.
+    Literal(Content),
+    /// A config template, rendered and checked per recipient.
+    Template { id: &'c str, content: &'c Content, shared: std::collections::BTreeMap<String, String> },
+}
+
+/// A validated request (everything but its recipients) that turns recipients into
+/// jobs one at a time, so a bulk request never needs all its recipients in memory.
+pub struct Planner<'c> {
+    request: SendRequest,
+    provider: &'c ProviderConfig,
+    config: &'c Config,
+    sender: String,
+    source: Source<'c>,
+    trace_id: String,
+    created_at_ms: i64,
+}
+
+impl<'c> Planner<'c> {
+    /// Validates the parts of `request` shared by every recipient (its `to` and
+    /// `recipients` are ignored: pass them to [`Planner::job`]).
+    pub fn new(request: SendRequest, config: &'c Config) -> Result<Planner<'c>, Rejection> {
+        let provider = resolve_provider(&request, config)?;
+        let sender = match &request.sender {
+            Some(sender) if provider.sender_ids.iter().any(|s| s == sender) => sender.clone(),
+            Some(sender) => {
                 return Err(Rejection::new(
-                    "invalid_message_id",
-                    format!("message_id must be 1-{MAX_MESSAGE_ID} characters"),
+                    "unknown_sender",
+                    format!("sender '{sender}' is not configured for provider '{}'", provider.id),
                 ));
             }
-            let mut metadata = request.metadata.clone();
-            metadata.extend(extra_metadata);
-            Ok(SendJob {
-                schema_version: SCHEMA_VERSION,
-                message_id,
-                provider: provider.id.clone(),
-                channel: request.channel,
-                to,
-                sender: sender.clone(),
-                content: content.clone(),
-                options: request.options.clone(),
-                fallback: request.fallback.clone(),
-                metadata,
-                trace_id: trace_id.clone(),
-                attempts: 0,
-                first_attempt_at_ms: None,
-                created_at_ms,
-                fallback_for: None,
-            })
+            None => provider.default_sender().unwrap_or_default().to_owned(),
+        };
+        let source = match (&request.content, &request.template) {
+            (Some(content), None) => {
+                check_content(content, request.channel)?;
+                Source::Literal(content.clone())
+            }
+            (None, None) => return Err(Rejection::new("missing_content", "a request needs content or template")),
+            (Some(_), Some(_)) => {
+                return Err(Rejection::new("ambiguous_content", "give content or template, not both"));
+            }
+            (None, Some(reference)) => {
+                let template = config.templates.iter().find(|t| t.id == reference.id).ok_or_else(|| {
+                    Rejection::new("unknown_template", format!("no template with id '{}'", reference.id))
+                })?;
+                let content = template.parsed.as_ref().ok_or_else(|| {
+                    Rejection::new("unknown_template", format!("template '{}' has no content", reference.id))
+                })?;
+                Source::Template { id: &template.id, content, shared: reference.variables.clone() }
+            }
+        };
+        if let Some(fallback) = &request.fallback {
+            if request.channel != Channel::Rcs {
+                return Err(Rejection::new("fallback_not_for_channel", "only RCS requests have an SMS fallback"));
+            }
+            if fallback.text.trim().is_empty() {
+                return Err(Rejection::new("empty_content", "fallback.text is empty"));
+            }
+            if provider.sms_fallback.as_ref().is_some_and(|f| !f.enabled) {
+                return Err(Rejection::new(
+                    "fallback_disabled",
+                    format!("provider '{}' has its SMS fallback disabled (sms_fallback.enabled)", provider.id),
+                ));
+            }
+        }
+        let trace_id = request.trace_id.clone().unwrap_or_else(new_id);
+        Ok(Planner { request, provider, config, sender, source, trace_id, created_at_ms: now_ms() })
+    }
+
+    /// The provider the jobs go to.
+    pub fn provider(&self) -> &ProviderConfig {
+        self.provider
+    }
+
+    /// One recipient's job: destination checked, template rendered with the
+    /// recipient's variables, regional defaults and fallback settings applied.
+    pub fn job(&self, recipient: Recipient) -> Result<SendJob, Rejection> {
+        let Recipient { to, message_id, variables, metadata: extra_metadata } = recipient;
+        check_destination(&to)?;
+        let mut fallback = self.request.fallback.clone();
+        let content = match &self.source {
+            Source::Literal(content) => content.clone(),
+            Source::Template { id, content, shared } => {
+                let vars = Variables { own: &variables, shared };
+                let rendered = render_content(content, &vars).map_err(|e| template_rejection(id, &e))?;
+                check_content(&rendered, self.request.channel)?;
+                if let Some(fallback) = &mut fallback {
+                    fallback.text = render_text(&fallback.text, &vars).map_err(|e| template_rejection(id, &e))?;
+                }
+                rendered
+            }
+        };
+        let mut options = self.request.options.clone();
+        if self.request.channel == Channel::Sms {
+            apply_regional_defaults(&to, &mut options.regional, self.provider);
+        }
+        check_regional(&to, self.request.channel, &options, self.provider)?;
+        if let Some(fallback) = &mut fallback {
+            self.settle_fallback(&to, fallback)?;
+        }
+        let message_id = message_id.unwrap_or_else(new_id);
+        if message_id.is_empty() || message_id.len() > MAX_MESSAGE_ID {
+            return Err(Rejection::new(
+                "invalid_message_id",
+                format!("message_id must be 1-{MAX_MESSAGE_ID} characters"),
+            ));
+        }
+        let mut metadata = self.request.metadata.clone();
+        metadata.extend(extra_metadata);
+        Ok(SendJob {
+            schema_version: SCHEMA_VERSION,
+            message_id,
+            provider: self.provider.id.clone(),
+            channel: self.request.channel,
+            to,
+            sender: self.sender.clone(),
+            content,
+            options,
+            fallback,
+            metadata,
+            trace_id: self.trace_id.clone(),
+            attempts: 0,
+            first_attempt_at_ms: None,
+            created_at_ms: self.created_at_ms,
+            fallback_for: None,
         })
-        .collect()
+    }
+
+    /// Fills the fallback from the RCS provider's `sms_fallback` settings and the SMS
+    /// provider's regional defaults, then checks India DLT where the SMS provider
+    /// requires it: a fallback that would be refused later is refused now.
+    fn settle_fallback(&self, to: &str, fallback: &mut SmsFallback) -> Result<(), Rejection> {
+        if let Some(settings) = &self.provider.sms_fallback {
+            if fallback.sender.is_none() {
+                fallback.sender.clone_from(&settings.sender_id);
+            }
+            if fallback.provider.is_none() {
+                fallback.provider.clone_from(&settings.sms_provider);
+            }
+            if settings.india && to.starts_with(INDIA) {
+                let regional = fallback.regional.get_or_insert_with(Default::default);
+                if regional.india_dlt.is_none()
+                    && let Some(id) = &settings.principal_entity_id
+                {
+                    regional.india_dlt = Some(IndiaDlt {
+                        principal_entity_id: id.clone(),
+                        content_template_id: None,
+                        telemarketer_id: None,
+                    });
+                }
+            }
+        }
+        let sms = match &fallback.provider {
+            Some(id) => self.config.provider(id).filter(|p| p.channel() == Channel::Sms).ok_or_else(|| {
+                Rejection::new("unknown_provider", format!("fallback.provider: no SMS provider with id '{id}'"))
+            })?,
+            None => self.config.default_provider(Channel::Sms).ok_or_else(|| {
+                Rejection::new(
+                    "no_default_provider",
+                    "the SMS fallback names no provider and there is no default SMS provider",
+                )
+            })?,
+        };
+        apply_regional_defaults(to, &mut fallback.regional, sms);
+        let has_dlt = fallback.regional.as_ref().is_some_and(|r| r.india_dlt.is_some());
+        if to.starts_with(INDIA) && sms.require_india_dlt && !has_dlt {
+            return Err(Rejection::new(
+                "missing_india_dlt",
+                format!(
+                    "fallback: SMS provider '{}' requires India DLT ids (fallback.regional.india_dlt.principal_entity_id) for +91 destinations",
+                    sms.id
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+const INDIA: &str = "+91";
+const TURKEY: &str = "+90";
+
+fn template_rejection(id: &str, err: &RenderError) -> Rejection {
+    let code = match err {
+        RenderError::Missing(_) => "missing_variable",
+        _ => "invalid_template",
+    };
+    Rejection::new(code, format!("template '{id}': {err}"))
+}
+
+/// Regional ids from the SMS provider's `regional` settings, where the request gave none.
+fn apply_regional_defaults(to: &str, regional: &mut Option<Regional>, provider: &ProviderConfig) {
+    let Some(defaults) = &provider.regional else { return };
+    if to.starts_with(INDIA)
+        && let Some(id) = &defaults.india_principal_entity_id
+    {
+        let regional = regional.get_or_insert_with(Default::default);
+        if regional.india_dlt.is_none() {
+            regional.india_dlt =
+                Some(IndiaDlt { principal_entity_id: id.clone(), content_template_id: None, telemarketer_id: None });
+        }
+    }
+    if to.starts_with(TURKEY)
+        && let Some(kind) = &defaults.turkey_recipient_type
+    {
+        let regional = regional.get_or_insert_with(Default::default);
+        if regional.turkey_iys.is_none() {
+            regional.turkey_iys =
+                Some(TurkeyIys { recipient_type: kind.clone(), brand_code: defaults.turkey_brand_code });
+        }
+    }
 }
 
 fn resolve_provider<'c>(request: &SendRequest, config: &'c Config) -> Result<&'c ProviderConfig, Rejection> {
@@ -132,10 +304,15 @@ pub fn check_destination(to: &str) -> Result<(), Rejection> {
     }
 }
 
-fn check_regional(to: &str, request: &SendRequest, provider: &ProviderConfig) -> Result<(), Rejection> {
+fn check_regional(
+    to: &str,
+    channel: Channel,
+    options: &SendOptions,
+    provider: &ProviderConfig,
+) -> Result<(), Rejection> {
     // DLT ids are an SMS obligation; an RCS message carries them in its SMS fallback.
-    let india = to.starts_with("+91") && request.channel == Channel::Sms;
-    let has_dlt = request.options.regional.as_ref().is_some_and(|r| r.india_dlt.is_some());
+    let india = to.starts_with(INDIA) && channel == Channel::Sms;
+    let has_dlt = options.regional.as_ref().is_some_and(|r| r.india_dlt.is_some());
     if india && provider.require_india_dlt && !has_dlt {
         return Err(Rejection::new(
             "missing_india_dlt",
@@ -145,7 +322,7 @@ fn check_regional(to: &str, request: &SendRequest, provider: &ProviderConfig) ->
     Ok(())
 }
 
-fn check_content(content: &Content, channel: Channel) -> Result<(), Rejection> {
+pub(crate) fn check_content(content: &Content, channel: Channel) -> Result<(), Rejection> {
     match (content, channel) {
         (Content::Text { text, .. }, _) if text.trim().is_empty() => {
             Err(Rejection::new("empty_content", "text is empty"))

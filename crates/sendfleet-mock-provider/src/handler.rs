@@ -23,6 +23,7 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/rcs/2/messages", post(rcs_send))
         .route("/rcs/2/capability-check/query", post(capability_query))
         .route("/mock/capability", get(capability_stats))
+        .route("/rcs/1/events", post(rcs_events))
         .route("/mock/stats", get(stats))
         .route("/mock/count", get(count))
         .route("/mock/received", get(received))
@@ -86,6 +87,10 @@ async fn capability_stats(AxumState(state): AxumState<Shared>) -> Json<crate::Ca
     Json(state.record.capability())
 }
 
+async fn rcs_events(AxumState(state): AxumState<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    send(state, Endpoint::RcsEvents, headers, body).await
+}
+
 async fn send(state: Shared, endpoint: Endpoint, headers: HeaderMap, body: Bytes) -> Response {
     let at_us = chrono::Utc::now().timestamp_micros();
     let behaviour = state.behaviour.read().clone();
@@ -109,6 +114,7 @@ async fn send(state: Shared, endpoint: Endpoint, headers: HeaderMap, body: Bytes
         keep,
     );
     if status.is_success()
+        && endpoint != Endpoint::RcsEvents
         && let Some(request) = &parsed
     {
         schedule_reports(&state, endpoint, &behaviour, request);
@@ -197,8 +203,10 @@ fn message_ids(request: &Value) -> Vec<String> {
 }
 
 fn destinations(request: &Value) -> impl Iterator<Item = (&Value, &Value)> {
+    // Sends list `messages`, outbound events list `events`; both carry destinations.
     request["messages"]
         .as_array()
+        .or_else(|| request["events"].as_array())
         .into_iter()
         .flatten()
         .flat_map(|m| m["destinations"].as_array().into_iter().flatten().map(move |d| (m, d)))

@@ -11,6 +11,7 @@ pub(crate) enum Endpoint {
     SmsSend,
     RcsSend,
     CapabilityQuery,
+    RcsEvents,
 }
 
 impl Endpoint {
@@ -19,6 +20,7 @@ impl Endpoint {
             Endpoint::SmsSend => "/sms/3/messages",
             Endpoint::RcsSend => "/rcs/2/messages",
             Endpoint::CapabilityQuery => "/rcs/2/capability-check/query",
+            Endpoint::RcsEvents => "/rcs/1/events",
         }
     }
 }
@@ -27,6 +29,7 @@ pub(crate) struct Validators {
     sms_send: jsonschema::Validator,
     rcs_send: jsonschema::Validator,
     capability_query: jsonschema::Validator,
+    rcs_events: jsonschema::Validator,
 }
 
 fn compile(name: &'static str, text: &str) -> Result<jsonschema::Validator, MockError> {
@@ -45,6 +48,7 @@ impl Validators {
                 "rcs-capability-query-strict.json",
                 include_str!("../schemas/rcs-capability-query-strict.json"),
             )?,
+            rcs_events: compile("rcs-events-strict.json", include_str!("../schemas/rcs-events-strict.json"))?,
         })
     }
 
@@ -54,6 +58,7 @@ impl Validators {
             Endpoint::SmsSend => &self.sms_send,
             Endpoint::RcsSend => &self.rcs_send,
             Endpoint::CapabilityQuery => &self.capability_query,
+            Endpoint::RcsEvents => &self.rcs_events,
         };
         let errors: Vec<(String, String, bool)> = validator
             .iter_errors(body)
@@ -137,6 +142,58 @@ mod tests {
         content.insert("sugestions".into(), suggestions);
         let violations = validators.violations(Endpoint::RcsSend, &misspelled);
         assert!(violations.iter().any(|(_, m)| m.contains("sugestions")), "{violations:?}");
+    }
+
+    #[test]
+    fn infobip_limits_and_enums_are_enforced() {
+        let validators = Validators::load().unwrap();
+        let rcs = |edit: &dyn Fn(&mut Value)| {
+            let mut body = fixture("rcs-send-carousel-request.json");
+            edit(&mut body);
+            validators.violations(Endpoint::RcsSend, &body)
+        };
+        assert_eq!(rcs(&|_| {}), vec![]);
+        // 2-10 cards: eleven are refused.
+        let violations = rcs(&|b| {
+            let cards = b["messages"][0]["content"]["contents"].as_array_mut().unwrap();
+            let first = cards[0].clone();
+            cards.resize(11, first);
+        });
+        assert!(violations.iter().any(|(p, _)| p == "messages[0].content.contents"), "{violations:?}");
+        // At most 11 suggestions.
+        let violations = rcs(&|b| {
+            let reply = serde_json::json!({"type": "REPLY", "text": "Hi", "postbackData": "hi"});
+            b["messages"][0]["content"]["suggestions"] = Value::Array(vec![reply; 12]);
+        });
+        assert!(violations.iter().any(|(p, _)| p == "messages[0].content.suggestions"), "{violations:?}");
+        // Enum values: card width, suggestion type.
+        let violations = rcs(&|b| b["messages"][0]["content"]["cardWidth"] = Value::String("LARGE".into()));
+        assert!(violations.iter().any(|(p, _)| p == "messages[0].content.cardWidth"), "{violations:?}");
+        let mut card = fixture("rcs-send-card-request.json");
+        card["messages"][0]["content"]["orientation"] = Value::String("DIAGONAL".into());
+        let violations = validators.violations(Endpoint::RcsSend, &card);
+        assert!(violations.iter().any(|(p, _)| p == "messages[0].content.orientation"), "{violations:?}");
+        // Turkey IYS recipient type: the seed's "BIREYCEL" is not Infobip's value.
+        let mut sms = fixture("sms-send-request.json");
+        sms["messages"][0]["options"]["regional"] = serde_json::json!({"turkeyIys": {"recipientType": "BIREYCEL"}});
+        let violations = validators.violations(Endpoint::SmsSend, &sms);
+        assert!(violations.iter().any(|(p, _)| p.ends_with("turkeyIys.recipientType")), "{violations:?}");
+        sms["messages"][0]["options"]["regional"] =
+            serde_json::json!({"turkeyIys": {"recipientType": "BIREYSEL", "brandCode": 1}});
+        assert_eq!(validators.violations(Endpoint::SmsSend, &sms), vec![]);
+    }
+
+    #[test]
+    fn outbound_events_are_checked_against_the_events_schema() {
+        let validators = Validators::load().unwrap();
+        let typing = serde_json::json!({"events": [{"sender": "Agent", "destinations": [{"to": "447700900000"}], "content": {"type": "TYPING_INDICATOR"}}]});
+        assert_eq!(validators.violations(Endpoint::RcsEvents, &typing), vec![]);
+        let seen = serde_json::json!({"events": [{"sender": "Agent", "destinations": [{"to": "447700900000"}], "content": {"type": "SEEN", "messageId": "mo-1"}}]});
+        assert_eq!(validators.violations(Endpoint::RcsEvents, &seen), vec![]);
+        let seen_without_id = serde_json::json!({"events": [{"sender": "Agent", "destinations": [{"to": "447700900000"}], "content": {"type": "SEEN"}}]});
+        assert!(!validators.violations(Endpoint::RcsEvents, &seen_without_id).is_empty());
+        let bogus = serde_json::json!({"events": [{"sender": "Agent", "destinations": [{"to": "447700900000"}], "content": {"type": "WAVING"}}]});
+        assert!(!validators.violations(Endpoint::RcsEvents, &bogus).is_empty());
     }
 
     #[test]

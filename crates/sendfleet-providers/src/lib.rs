@@ -44,6 +44,16 @@ pub trait Provider: Send + Sync {
         let _ = (sender, numbers);
         Box::pin(async { Err(CapabilityError::Unsupported) })
     }
+
+    /// Sends one job and returns the provider's raw answer beside the classification
+    /// (for *Send Test*, where an operator wants to see exactly what came back).
+    /// Adapters that do not override it report the outcome without the raw answer.
+    fn send_raw<'a>(&'a self, job: &'a SendJob) -> BoxFuture<'a, RawAnswer> {
+        Box::pin(async move {
+            let outcome = self.send(job).await;
+            RawAnswer { http_status: None, provider_message_id: None, body: String::new(), outcome }
+        })
+    }
 }
 
 /// Whether a number can receive RCS, as the worker uses it.
@@ -84,6 +94,20 @@ pub enum CapabilityError {
     /// Transport error, 5xx, auth failure or an unreadable answer.
     #[error("capability check failed: {0}")]
     Failed(String),
+}
+
+/// A provider's answer to one send, as received.
+#[derive(Debug, Clone)]
+pub struct RawAnswer {
+    /// HTTP status; `None` when no answer came (timeout, connection error) or the
+    /// adapter does not expose it.
+    pub http_status: Option<u16>,
+    /// The provider's message id from the answer, when it gives one.
+    pub provider_message_id: Option<String>,
+    /// The answer body as text (lossy UTF-8).
+    pub body: String,
+    /// How the answer is classified.
+    pub outcome: SendOutcome,
 }
 
 /// Settings shared by every adapter of a process.

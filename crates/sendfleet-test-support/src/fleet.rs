@@ -13,6 +13,9 @@ use crate::{EventCollector, Namespace};
 
 /// The API key the test providers use and the mock accepts.
 pub const TEST_API_KEY: &str = "test-api-key-0123";
+/// A second API key (`api_key_env = "TEST_JIOCX_API_KEY"`), for a provider on its own
+/// mock with its own key.
+pub const TEST_JIOCX_API_KEY: &str = "test-jiocx-key-4567";
 /// The callback token of every test provider.
 pub const TEST_CALLBACK_TOKEN: &str = "test-callback-token-0123456789";
 
@@ -98,6 +101,8 @@ pub struct Fleet {
     pub events: EventCollector,
     /// callback-ingest's base URL (`http://127.0.0.1:<port>`), when started.
     pub ingest_url: Option<String>,
+    /// The dispatcher's base URL (HTTP API, `/metrics`), when started.
+    pub dispatcher_url: Option<String>,
     publisher: Publisher,
     _publisher_connection: sendfleet_broker::lapin::Connection,
     workers: Vec<Option<Service>>,
@@ -138,6 +143,7 @@ impl Fleet {
         );
         let lookup = |name: &str| match name {
             "TEST_API_KEY" => Some(TEST_API_KEY.to_owned()),
+            "TEST_JIOCX_API_KEY" => Some(TEST_JIOCX_API_KEY.to_owned()),
             "TEST_CALLBACK_TOKEN" => Some(TEST_CALLBACK_TOKEN.to_owned()),
             _ => None,
         };
@@ -150,13 +156,14 @@ impl Fleet {
         let events = EventCollector::start(&ns.topology().events_queue()).await;
 
         let mut others = Vec::new();
+        let mut dispatcher_url = None;
         if options.dispatcher {
-            others.push(
-                start_service(config.clone(), |c, l, s| async move {
-                    sendfleet_dispatcher::run(c, l, s).await.expect("dispatcher");
-                })
-                .await,
-            );
+            let service = start_service(config.clone(), |c, l, s| async move {
+                sendfleet_dispatcher::run(c, l, s).await.expect("dispatcher");
+            })
+            .await;
+            dispatcher_url = Some(format!("http://{}", service.ops));
+            others.push(service);
         }
         let mut ingest = None;
         if options.ingest {
@@ -175,6 +182,7 @@ impl Fleet {
             mock,
             events,
             ingest_url: ingest,
+            dispatcher_url,
             publisher,
             _publisher_connection: connection,
             workers: Vec::new(),

@@ -15,7 +15,7 @@ mod namespace;
 use std::time::Duration;
 
 pub use collector::EventCollector;
-pub use fleet::{Fleet, FleetOptions, TEST_API_KEY, TEST_CALLBACK_TOKEN};
+pub use fleet::{Fleet, FleetOptions, TEST_API_KEY, TEST_CALLBACK_TOKEN, TEST_JIOCX_API_KEY};
 pub use namespace::Namespace;
 
 /// The broker tests use: `SENDFLEET_TEST_AMQP_URL` or the local default.

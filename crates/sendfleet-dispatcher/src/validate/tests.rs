@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use sendfleet_config::Config;
-use sendfleet_protocol::{Channel, Content, IndiaDlt, Recipient, Regional, SendOptions, SendRequest};
+use sendfleet_protocol::{Channel, Content, IndiaDlt, Recipient, Regional, SendOptions, SendRequest, SmsFallback};
 
 use super::*;
 
@@ -130,4 +130,166 @@ fn unknown_senders_are_rejected() {
     assert_eq!(plan(request.clone(), &config()).unwrap_err().code, "unknown_sender");
     request.sender = Some("ACME2".into());
     assert_eq!(plan(request, &config()).unwrap()[0].sender, "ACME2");
+}
+
+fn rich_config() -> Config {
+    let toml = r#"
+[[providers]]
+id = "sms"
+kind = "infobip_sms"
+base_url = "https://x.api.infobip.com"
+api_key_env = "K"
+sender_ids = ["ACME"]
+default_for_channel = true
+require_india_dlt = true
+regional = { turkey_brand_code = 777, turkey_recipient_type = "TACIR" }
+
+[[providers]]
+id = "rcs"
+kind = "infobip_rcs"
+base_url = "https://x.api.infobip.com"
+api_key_env = "K"
+sender_ids = ["Agent"]
+default_for_channel = true
+sms_fallback = { sender_id = "ACMEFB", india = true, principal_entity_id = "PE-1" }
+
+[[providers]]
+id = "rcs-plain"
+kind = "jiocx_rcs"
+base_url = "https://x.example.com"
+api_key_env = "K"
+sender_ids = ["JioAgent"]
+
+[[providers]]
+id = "rcs-off"
+kind = "infobip_rcs"
+base_url = "https://x.api.infobip.com"
+api_key_env = "K"
+sender_ids = ["Agent"]
+sms_fallback = { enabled = false }
+
+[[templates]]
+id = "shipped"
+content = { type = "text", text = "Hi {{name}}, order {{order}} shipped" }
+
+[[templates]]
+id = "card"
+content = { type = "card", orientation = "horizontal", alignment = "right", card = { title = "{{title}}", media = { url = "https://img.example/{{sku}}.png", height = "short" } } }
+"#;
+    Config::from_toml(toml, &|_| Some("k".into())).unwrap()
+}
+
+fn rcs(to: &str) -> SendRequest {
+    SendRequest {
+        channel: Channel::Rcs,
+        content: Some(Content::Text { text: "rich".into(), suggestions: vec![] }),
+        metadata: BTreeMap::new(),
+        ..sms(to)
+    }
+}
+
+fn recipient(to: &str, vars: &[(&str, &str)]) -> Recipient {
+    Recipient {
+        to: to.into(),
+        message_id: None,
+        variables: vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        metadata: BTreeMap::new(),
+    }
+}
+
+#[test]
+fn templates_render_per_recipient_and_a_missing_variable_names_it() {
+    let config = rich_config();
+    let mut request = sms("+15551234567");
+    request.content = None;
+    request.to = None;
+    request.template = Some(sendfleet_protocol::TemplateRef {
+        id: "shipped".into(),
+        variables: BTreeMap::from([("order".to_owned(), "A-1".to_owned())]),
+    });
+    request.recipients = vec![
+        recipient("+15551234567", &[("name", "Asha")]),
+        recipient("+15551234568", &[("name", "Ravi"), ("order", "B-2")]),
+    ];
+    let jobs = plan(request.clone(), &config).unwrap();
+    assert_eq!(jobs[0].content, Content::Text { text: "Hi Asha, order A-1 shipped".into(), suggestions: vec![] });
+    assert_eq!(jobs[1].content, Content::Text { text: "Hi Ravi, order B-2 shipped".into(), suggestions: vec![] });
+
+    request.recipients.push(recipient("+15551234569", &[]));
+    let err = plan(request.clone(), &config).unwrap_err();
+    assert_eq!(err.code, "missing_variable");
+    assert!(err.reason.contains("'name'") && err.reason.contains("'shipped'"), "{}", err.reason);
+
+    // The planner reports it per recipient, as bulk does per line.
+    request.recipients.clear();
+    let planner = Planner::new(request.clone(), &config).unwrap();
+    assert!(planner.job(recipient("+15551234567", &[("name", "A")])).is_ok());
+    assert_eq!(planner.job(recipient("+15551234567", &[])).unwrap_err().code, "missing_variable");
+
+    request.template.as_mut().unwrap().id = "nope".into();
+    let err = Planner::new(request, &config).err().unwrap();
+    assert_eq!(err.code, "unknown_template");
+    assert!(err.reason.contains("'nope'"));
+}
+
+#[test]
+fn rich_card_templates_render_and_are_checked_for_the_channel() {
+    let config = rich_config();
+    let mut request = rcs("+15551234567");
+    request.content = None;
+    request.template = Some(sendfleet_protocol::TemplateRef {
+        id: "card".into(),
+        variables: BTreeMap::from([("title".to_owned(), "Sale".to_owned()), ("sku".to_owned(), "X1".to_owned())]),
+    });
+    let jobs = plan(request.clone(), &config).unwrap();
+    let Content::Card { card, .. } = &jobs[0].content else { panic!("a card") };
+    assert_eq!(card.title.as_deref(), Some("Sale"));
+    assert_eq!(card.media.as_ref().unwrap().url, "https://img.example/X1.png");
+    // The same card template on SMS is refused: SMS carries text only.
+    request.channel = Channel::Sms;
+    assert_eq!(plan(request, &config).unwrap_err().code, "content_not_for_channel");
+}
+
+#[test]
+fn the_fallback_takes_sender_and_india_dlt_from_the_provider_settings() {
+    let config = rich_config();
+    let mut request = rcs("+919876543210");
+    request.fallback = Some(SmsFallback {
+        text: "plain".into(),
+        sender: None,
+        provider: None,
+        regional: None,
+        validity_period_seconds: None,
+    });
+    let job = plan(request.clone(), &config).unwrap().remove(0);
+    let fallback = job.fallback.unwrap();
+    assert_eq!(fallback.sender.as_deref(), Some("ACMEFB"));
+    assert_eq!(fallback.regional.unwrap().india_dlt.unwrap().principal_entity_id, "PE-1");
+    // Without India settings, a +91 fallback through a DLT-requiring SMS provider is refused.
+    request.provider = Some("rcs-plain".into());
+    let err = plan(request.clone(), &config).unwrap_err();
+    assert_eq!(err.code, "missing_india_dlt");
+    assert!(err.reason.contains("fallback"), "{}", err.reason);
+    // Outside India it passes.
+    request.to = Some("+15551234567".into());
+    assert!(plan(request.clone(), &config).is_ok());
+    // A provider with its fallback disabled refuses requests that carry one.
+    request.provider = Some("rcs-off".into());
+    assert_eq!(plan(request.clone(), &config).unwrap_err().code, "fallback_disabled");
+    // SMS requests have no fallback.
+    request.provider = None;
+    request.channel = Channel::Sms;
+    request.content = Some(Content::Text { text: "x".into(), suggestions: vec![] });
+    assert_eq!(plan(request, &config).unwrap_err().code, "fallback_not_for_channel");
+}
+
+#[test]
+fn sms_regional_defaults_fill_turkey_iys() {
+    let config = rich_config();
+    let job = plan(sms("+905321234567"), &config).unwrap().remove(0);
+    let iys = job.options.regional.unwrap().turkey_iys.unwrap();
+    assert_eq!((iys.recipient_type.as_str(), iys.brand_code), ("TACIR", Some(777)));
+    // Other countries are untouched.
+    let job = plan(sms("+15551234567"), &config).unwrap().remove(0);
+    assert!(job.options.regional.is_none());
 }

@@ -4,6 +4,8 @@
 mod dispatch;
 mod fallback;
 mod faults;
+mod features;
+mod http_api;
 mod metrics;
 mod python;
 mod quorum;

@@ -17,10 +17,13 @@ use sendfleet_config::ProviderConfig;
 use sendfleet_protocol::{Channel, Event, ProviderStatus, SendJob};
 
 pub use callback::parse_callback;
+pub use request::OutboundEvent;
 pub use request::infobip_time;
-use request::{build_rcs_body, build_sms_body};
+use request::{build_event_body, build_rcs_body, build_sms_body};
 
-use crate::{AdapterError, AdapterSettings, CallbackError, Capability, CapabilityError, Provider, SendOutcome, http};
+use crate::{
+    AdapterError, AdapterSettings, CallbackError, Capability, CapabilityError, Provider, RawAnswer, SendOutcome, http,
+};
 
 const JSON: reqwest::header::HeaderValue = reqwest::header::HeaderValue::from_static("application/json");
 
@@ -32,6 +35,8 @@ pub const RCS_SEND_PATH: &str = "/rcs/2/messages";
 pub const CAPABILITY_PATH: &str = "/rcs/2/capability-check/query";
 /// Most numbers one capability query may carry.
 pub const CAPABILITY_MAX_NUMBERS: usize = 500;
+/// Path of the outbound RCS events endpoint (typing indicator, read receipt).
+pub const RCS_EVENTS_PATH: &str = "/rcs/1/events";
 
 /// The Infobip/JioCX adapter.
 pub struct InfobipAdapter {
@@ -78,20 +83,7 @@ impl Provider for InfobipAdapter {
 
     fn send<'a>(&'a self, job: &'a SendJob) -> BoxFuture<'a, SendOutcome> {
         Box::pin(async move {
-            let body = match self.body(job) {
-                Ok(body) => body,
-                Err(reason) => {
-                    return SendOutcome::Rejected { code: "unsupported_content", reason, status: None, error: None };
-                }
-            };
-            let request = self
-                .client
-                .post(&self.send_url)
-                .header(reqwest::header::AUTHORIZATION, self.authorization.clone())
-                .header(reqwest::header::CONTENT_TYPE, JSON.clone())
-                .header(reqwest::header::ACCEPT, JSON.clone())
-                .body(body);
-            match http::execute(request).await {
+            match self.exchange(job).await {
                 Ok(answer) => classify(answer.status, answer.retry_after, &answer.body),
                 Err(outcome) => outcome,
             }
@@ -141,6 +133,29 @@ impl Provider for InfobipAdapter {
             }
         })
     }
+
+    fn send_raw<'a>(&'a self, job: &'a SendJob) -> BoxFuture<'a, RawAnswer> {
+        Box::pin(async move {
+            match self.exchange(job).await {
+                Ok(answer) => {
+                    let outcome = classify(answer.status, answer.retry_after, &answer.body);
+                    let provider_message_id = serde_json::from_slice::<wire::SendResponse>(&answer.body)
+                        .ok()
+                        .and_then(|r| r.messages.into_iter().next())
+                        .and_then(|m| m.message_id);
+                    RawAnswer {
+                        http_status: Some(answer.status),
+                        provider_message_id,
+                        body: String::from_utf8_lossy(&answer.body).into_owned(),
+                        outcome,
+                    }
+                }
+                Err(outcome) => {
+                    RawAnswer { http_status: None, provider_message_id: None, body: String::new(), outcome }
+                }
+            }
+        })
+    }
 }
 
 /// Infobip's capability `code` as the worker acts on it. Codes added later are unknown,
@@ -183,6 +198,55 @@ pub fn capability_answer(
         .iter()
         .map(|n| (n.clone(), by_digits.get(n.trim_start_matches('+')).copied().unwrap_or(Capability::Unknown)))
         .collect())
+}
+
+impl InfobipAdapter {
+    /// One HTTP exchange for a job; a body that cannot be built is a rejection.
+    async fn exchange(&self, job: &SendJob) -> Result<http::Answer, SendOutcome> {
+        let body = self.body(job).map_err(|reason| SendOutcome::Rejected {
+            code: "unsupported_content",
+            reason,
+            status: None,
+            error: None,
+        })?;
+        self.post(&self.send_url, body).await
+    }
+
+    async fn post(&self, url: &str, body: Vec<u8>) -> Result<http::Answer, SendOutcome> {
+        let request = self
+            .client
+            .post(url)
+            .header(reqwest::header::AUTHORIZATION, self.authorization.clone())
+            .header(reqwest::header::CONTENT_TYPE, JSON.clone())
+            .header(reqwest::header::ACCEPT, JSON.clone())
+            .body(body);
+        http::execute(request).await
+    }
+
+    /// Sends an outbound RCS event (typing indicator or read receipt) to
+    /// `POST {base}/rcs/1/events` and returns the raw answer. RCS providers only.
+    pub async fn send_event(&self, event: &OutboundEvent) -> RawAnswer {
+        if self.config.channel() != Channel::Rcs {
+            let reason = format!("provider {} is not an RCS provider; events are RCS only", self.config.id);
+            return RawAnswer {
+                http_status: None,
+                provider_message_id: None,
+                body: String::new(),
+                outcome: SendOutcome::Rejected { code: "unsupported_content", reason, status: None, error: None },
+            };
+        }
+        let url = format!("{}{RCS_EVENTS_PATH}", self.config.base_url.trim_end_matches('/'));
+        let body = build_event_body(event, self.config.default_sender().unwrap_or_default());
+        match self.post(&url, body).await {
+            Ok(answer) => RawAnswer {
+                http_status: Some(answer.status),
+                provider_message_id: None,
+                outcome: classify(answer.status, answer.retry_after, &answer.body),
+                body: String::from_utf8_lossy(&answer.body).into_owned(),
+            },
+            Err(outcome) => RawAnswer { http_status: None, provider_message_id: None, body: String::new(), outcome },
+        }
+    }
 }
 
 /// Classifies an Infobip answer. A 200 can still carry a REJECTED (group 5) status for

@@ -236,3 +236,45 @@ fn rcs_suggestion(suggestion: &Suggestion) -> Result<wire::Suggestion, String> {
         }
     })
 }
+
+/// An outbound RCS event: what the business shows the user outside a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboundEvent {
+    /// "The agent is typing" (shown about five seconds on the device).
+    TypingIndicator {
+        /// Destination, E.164.
+        to: String,
+        /// Sender (RCS agent); empty means the provider's default sender.
+        sender: String,
+    },
+    /// Read receipt for an inbound (MO) message.
+    ReadReceipt {
+        /// Destination (the user who wrote), E.164.
+        to: String,
+        /// Sender (RCS agent); empty means the provider's default sender.
+        sender: String,
+        /// The inbound message's id.
+        message_id: String,
+    },
+}
+
+/// `POST /rcs/1/events` body for one event.
+pub(crate) fn build_event_body(event: &OutboundEvent, default_sender: &str) -> Vec<u8> {
+    let pick = |sender: &str| if sender.is_empty() { default_sender.to_owned() } else { sender.to_owned() };
+    let (to, sender, content) = match event {
+        OutboundEvent::TypingIndicator { to, sender } => {
+            (to, pick(sender), serde_json::json!({ "type": "TYPING_INDICATOR" }))
+        }
+        OutboundEvent::ReadReceipt { to, sender, message_id } => {
+            (to, pick(sender), serde_json::json!({ "type": "SEEN", "messageId": message_id }))
+        }
+    };
+    let body = serde_json::json!({
+        "events": [{
+            "sender": sender,
+            "destinations": [{ "to": to.trim_start_matches('+') }],
+            "content": content,
+        }]
+    });
+    body.to_string().into_bytes()
+}

@@ -420,3 +420,18 @@ fn reports_about_an_sms_fallback_carry_the_rcs_message_id() {
     assert_eq!(events[0].details.get("fallback_message_id").map(String::as_str), Some("rcs-1.sms"));
     assert_eq!(events[0].channel, sendfleet_protocol::Channel::Sms);
 }
+
+#[test]
+fn outbound_events_have_infobip_shapes() {
+    let typing = OutboundEvent::TypingIndicator { to: "+447700900123".into(), sender: String::new() };
+    let body: serde_json::Value = serde_json::from_slice(&request::build_event_body(&typing, "Agent")).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"events": [{"sender": "Agent", "destinations": [{"to": "447700900123"}], "content": {"type": "TYPING_INDICATOR"}}]})
+    );
+    let seen =
+        OutboundEvent::ReadReceipt { to: "+447700900123".into(), sender: "Other".into(), message_id: "mo-1".into() };
+    let body: serde_json::Value = serde_json::from_slice(&request::build_event_body(&seen, "Agent")).unwrap();
+    assert_eq!(body["events"][0]["sender"], "Other");
+    assert_eq!(body["events"][0]["content"], serde_json::json!({"type": "SEEN", "messageId": "mo-1"}));
+}

@@ -1,0 +1,121 @@
+use axum::body::Body;
+use futures_util::stream;
+use tower::ServiceExt;
+
+use super::*;
+
+fn config(token: bool) -> Arc<Config> {
+    let dispatcher = if token { "[dispatcher]\napi_token_env = \"TOKEN\"\n" } else { "" };
+    let toml = format!(
+        r#"{dispatcher}
+[[providers]]
+id = "sms"
+kind = "infobip_sms"
+base_url = "http://127.0.0.1:9"
+api_key_env = "K"
+sender_ids = ["ACME"]
+default_for_channel = true
+
+[[templates]]
+id = "hello"
+content = {{ type = "text", text = "Hi {{{{name}}}}" }}
+"#
+    );
+    let lookup = |name: &str| match name {
+        "TOKEN" => Some("token-0123456789abcdef".to_owned()),
+        _ => Some("k".to_owned()),
+    };
+    Arc::new(Config::from_toml(&toml, &lookup).unwrap())
+}
+
+async fn call(router: Router, path: &str, auth: Option<&str>, body: &str) -> (StatusCode, serde_json::Value) {
+    let mut request = axum::http::Request::post(path).header("content-type", "application/json");
+    if let Some(auth) = auth {
+        request = request.header("authorization", auth);
+    }
+    let response = router.oneshot(request.body(Body::from(body.to_owned())).unwrap()).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+const GOOD: &str = r#"{"schema_version":1,"channel":"sms","to":"+15551234567","content":{"type":"text","text":"hi"}}"#;
+
+#[tokio::test]
+async fn the_bearer_token_is_required_when_configured() {
+    let router = super::router(Arc::new(ApiState::new(config(true))));
+    let (status, body) = call(router.clone(), "/v1/messages", None, GOOD).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "unauthorized");
+    let (status, _) = call(router.clone(), "/v1/messages", Some("Bearer wrong-token-0123456789"), GOOD).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Right token: past auth; no broker session yet, so 503 rather than a silent loss.
+    let (status, body) = call(router, "/v1/messages", Some("Bearer token-0123456789abcdef"), GOOD).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "broker_unavailable");
+}
+
+#[tokio::test]
+async fn bad_messages_get_4xx_with_reasons() {
+    let router = super::router(Arc::new(ApiState::new(config(false))));
+    let (status, body) = call(router.clone(), "/v1/messages", None, "{not json").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "malformed");
+    let (status, body) = call(router.clone(), "/v1/messages", None, &GOOD.replace("+15551234567", "12345")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"], "invalid_destination");
+    assert!(body["reason"].as_str().unwrap().contains("12345"));
+    let (status, body) =
+        call(router.clone(), "/v1/messages", None, &GOOD.replace("\"schema_version\":1", "\"schema_version\":7")).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unsupported_version")));
+    let template = r#"{"schema_version":1,"channel":"sms","to":"+15551234567","template":{"id":"hello"}}"#;
+    let (status, body) = call(router.clone(), "/v1/messages", None, template).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"], "missing_variable");
+    assert!(body["reason"].as_str().unwrap().contains("'name'"), "{body}");
+    let unknown = template.replace("hello", "nope");
+    let (_, body) = call(router, "/v1/messages", None, &unknown).await;
+    assert_eq!(body["error"], "unknown_template");
+}
+
+#[tokio::test]
+async fn send_test_and_events_refuse_bad_forms() {
+    let router = super::router(Arc::new(ApiState::new(config(false))));
+    let (status, body) = call(
+        router.clone(),
+        "/v1/send-test",
+        None,
+        r#"{"provider":"nope","country_code":"91","number":"9876543210","text":"x"}"#,
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_provider")));
+    let (status, body) =
+        call(router.clone(), "/v1/events", None, r#"{"provider":"sms","to":"+15551234567","type":"typing_indicator"}"#)
+            .await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unsupported_provider")));
+    let (status, _) = call(router, "/v1/events", None, r#"{"provider":"sms"}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+async fn read_all(chunks: Vec<&'static str>, max: usize) -> Vec<Option<String>> {
+    let stream = stream::iter(chunks.into_iter().map(|c| Ok::<_, std::convert::Infallible>(Bytes::from(c))));
+    let mut reader = LineReader::new(stream, max);
+    let mut out = Vec::new();
+    while let Some(line) = reader.next_line().await.unwrap() {
+        out.push(match line {
+            Line::Data(bytes) => Some(String::from_utf8(bytes).unwrap()),
+            Line::TooLong => None,
+        });
+    }
+    out
+}
+
+#[tokio::test]
+async fn lines_are_split_across_chunks_and_overlong_lines_are_flagged_not_buffered() {
+    let lines = read_all(vec!["ab", "c\r\nde", "f\n\nlast"], 100).await;
+    assert_eq!(lines, [Some("abc".into()), Some("def".into()), Some(String::new()), Some("last".into())]);
+    let lines = read_all(vec!["short\n", "0123456789", "0123456789", "xx\nok\n"], 8).await;
+    assert_eq!(lines, [Some("short".into()), None, Some("ok".into())]);
+    let lines = read_all(vec!["0123456789abc"], 8).await;
+    assert_eq!(lines, [None]);
+}
