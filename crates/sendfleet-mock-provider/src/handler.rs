@@ -15,12 +15,18 @@ use serde_json::{Value, json};
 
 use crate::{Behaviour, Received, State, dlr::PendingReport, validate::Endpoint};
 
+pub(crate) type SharedState = Shared;
+
 type Shared = Arc<State>;
 
 pub(crate) fn router(state: Shared) -> Router {
     Router::new()
         .route("/sms/3/messages", post(sms_send))
         .route("/rcs/2/messages", post(rcs_send))
+        .route("/generic/rcs", post(crate::generic::rcs_send).put(crate::generic::rcs_send))
+        .route("/generic/sms", post(crate::generic::sms_send).put(crate::generic::sms_send))
+        .route("/oauth/token", post(crate::generic::token))
+        .route("/mock/oauth/revoke", post(crate::generic::revoke))
         .route("/mock/stats", get(stats))
         .route("/mock/count", get(count))
         .route("/mock/received", get(received))
@@ -53,6 +59,8 @@ async fn send(state: Shared, endpoint: Endpoint, headers: HeaderMap, body: Bytes
         Received {
             at_us,
             path: endpoint.path().to_owned(),
+            method: "POST".to_owned(),
+            headers: header_map(&headers),
             authorization,
             status: status.as_u16(),
             message_ids,
@@ -112,7 +120,15 @@ fn decide(
     (StatusCode::OK, accepted_response(endpoint, request))
 }
 
-async fn latency(behaviour: &Behaviour) {
+/// Headers as recorded: lower-case names, values as text.
+pub(crate) fn header_map(headers: &HeaderMap) -> std::collections::BTreeMap<String, String> {
+    headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect()
+}
+
+pub(crate) async fn latency(behaviour: &Behaviour) {
     let jitter =
         if behaviour.latency_jitter_ms > 0 { rand::rng().random_range(0..=behaviour.latency_jitter_ms) } else { 0 };
     let total = behaviour.latency_ms + jitter;

@@ -10,6 +10,10 @@ use crate::MockError;
 pub(crate) enum Endpoint {
     SmsSend,
     RcsSend,
+    /// Our Generic API, RCS endpoint.
+    GenericRcs,
+    /// Our Generic API, SMS endpoint.
+    GenericSms,
 }
 
 impl Endpoint {
@@ -17,6 +21,8 @@ impl Endpoint {
         match self {
             Endpoint::SmsSend => "/sms/3/messages",
             Endpoint::RcsSend => "/rcs/2/messages",
+            Endpoint::GenericRcs => "/generic/rcs",
+            Endpoint::GenericSms => "/generic/sms",
         }
     }
 }
@@ -24,6 +30,7 @@ impl Endpoint {
 pub(crate) struct Validators {
     sms_send: jsonschema::Validator,
     rcs_send: jsonschema::Validator,
+    generic_send: jsonschema::Validator,
 }
 
 fn compile(name: &'static str, text: &str) -> Result<jsonschema::Validator, MockError> {
@@ -38,6 +45,7 @@ impl Validators {
             // field name fails here as it would be silently ignored by the provider.
             sms_send: compile("sms-send-strict.json", include_str!("../schemas/sms-send-strict.json"))?,
             rcs_send: compile("rcs-send-strict.json", include_str!("../schemas/rcs-send-strict.json"))?,
+            generic_send: compile("generic-send-strict.json", include_str!("../schemas/generic-send-strict.json"))?,
         })
     }
 
@@ -46,6 +54,7 @@ impl Validators {
         let validator = match endpoint {
             Endpoint::SmsSend => &self.sms_send,
             Endpoint::RcsSend => &self.rcs_send,
+            Endpoint::GenericRcs | Endpoint::GenericSms => &self.generic_send,
         };
         let errors: Vec<(String, String, bool)> = validator
             .iter_errors(body)
@@ -61,6 +70,25 @@ impl Validators {
         let real = errors.iter().any(|(_, _, unexpected)| !unexpected);
         errors.into_iter().filter(|(_, _, unexpected)| !real || !unexpected).take(20).map(|(p, m, _)| (p, m)).collect()
     }
+}
+
+/// What our Generic API requires beyond the schema: the channel matches the endpoint,
+/// and SMS carries plain text only.
+pub(crate) fn generic_channel_violations(endpoint: Endpoint, body: &Value) -> Vec<(String, String)> {
+    let mut violations = Vec::new();
+    let expected = if endpoint == Endpoint::GenericSms { "sms" } else { "rcs" };
+    if body["channel"].as_str().is_some_and(|c| c != expected) {
+        violations.push(("channel".to_owned(), format!("must be \"{expected}\" on {}", endpoint.path())));
+    }
+    if endpoint == Endpoint::GenericSms {
+        if body["content"]["type"].as_str().is_some_and(|t| t != "text") {
+            violations.push(("content.type".to_owned(), "SMS carries text content only".to_owned()));
+        }
+        if body["content"].get("suggestions").is_some() {
+            violations.push(("content.suggestions".to_owned(), "SMS cannot carry suggestions".to_owned()));
+        }
+    }
+    violations
 }
 
 /// `/messages/0/content/text` → `messages[0].content.text` (Infobip's `property` style).
@@ -123,6 +151,46 @@ mod tests {
         content.insert("sugestions".into(), suggestions);
         let violations = validators.violations(Endpoint::RcsSend, &misspelled);
         assert!(violations.iter().any(|(_, m)| m.contains("sugestions")), "{violations:?}");
+    }
+
+    fn generic(content: Value) -> Value {
+        serde_json::json!({
+            "message_id": "m-1", "channel": "rcs", "to": "+919876543210", "sender": "Acme", "attempt": 1,
+            "content": content, "callback_url": "http://127.0.0.1:1/cb", "account": "acme"
+        })
+    }
+
+    #[test]
+    fn generic_requests_are_checked_strictly() {
+        let validators = Validators::load().unwrap();
+        let ok = generic(serde_json::json!({"type": "text", "text": "hi", "suggestions": [
+            {"type": "reply", "text": "Yes", "postback_data": "y"},
+            {"type": "dial_phone", "text": "Call", "postback_data": "c", "phone_number": "+14155550100"}
+        ]}));
+        assert_eq!(validators.violations(Endpoint::GenericRcs, &ok), vec![]);
+        let carousel = generic(serde_json::json!({"type": "carousel", "card_width": "medium", "cards": [
+            {"title": "A", "media": {"url": "https://x/a.png", "height": "short"}}, {"description": "B"}
+        ]}));
+        assert_eq!(validators.violations(Endpoint::GenericRcs, &carousel), vec![]);
+
+        let mut misspelled = ok.clone();
+        misspelled["content"]["sugestions"] = serde_json::json!([]);
+        assert!(!validators.violations(Endpoint::GenericRcs, &misspelled).is_empty());
+        let mut bad_number = ok.clone();
+        bad_number["to"] = Value::String("919876543210".into());
+        let violations = validators.violations(Endpoint::GenericRcs, &bad_number);
+        assert!(violations.iter().any(|(p, _)| p == "to"), "{violations:?}");
+        let mut no_id = ok.clone();
+        no_id.as_object_mut().unwrap().remove("message_id");
+        assert!(!validators.violations(Endpoint::GenericRcs, &no_id).is_empty());
+        let mut non_string_parameter = ok.clone();
+        non_string_parameter["account"] = serde_json::json!(7);
+        assert!(!validators.violations(Endpoint::GenericRcs, &non_string_parameter).is_empty());
+
+        assert_eq!(generic_channel_violations(Endpoint::GenericRcs, &ok), vec![]);
+        let sms = generic_channel_violations(Endpoint::GenericSms, &ok);
+        let fields: Vec<&str> = sms.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(fields, ["channel", "content.suggestions"]);
     }
 
     #[test]
