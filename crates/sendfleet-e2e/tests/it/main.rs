@@ -3,5 +3,6 @@
 
 mod dispatch;
 mod faults;
+mod generic;
 mod python;
 mod send;
