@@ -224,8 +224,8 @@ async fn a_wrong_client_secret_pauses_without_leaking_it() {
         ..Behaviour::default()
     })
     .await;
-    let adapter = adapter("generic_rcs", &mock.handle, OAUTH);
-    let outcome = adapter.send(&job("m-1", Channel::Rcs)).await;
+    let refused = adapter("generic_rcs", &mock.handle, OAUTH);
+    let outcome = refused.send(&job("m-1", Channel::Rcs)).await;
     assert_eq!(
         outcome,
         SendOutcome::AuthFailure {

@@ -209,7 +209,8 @@ pub fn classify(status: u16, retry_after: Option<std::time::Duration>, body: &[u
         }
         _ => {
             let end = body.len().min(300);
-            format!("HTTP {status}: {}", String::from_utf8_lossy(&body[..end]).trim())
+            let text = String::from_utf8_lossy(&body[..end]);
+            if text.trim().is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {}", text.trim()) }
         }
     };
     match http::classify_status(status, retry_after, reason) {

@@ -142,7 +142,7 @@ impl TokenSource {
         let mut request = self.client.post(&settings.token_url).header(reqwest::header::ACCEPT, "application/json");
         match settings.client_auth {
             OAuthClientAuth::Body => {
-                form.push(("client_id", &settings.client_id));
+                form.push(("client_id", settings.client_id.as_str()));
                 form.push(("client_secret", settings.client_secret.expose()));
             }
             OAuthClientAuth::Basic => {

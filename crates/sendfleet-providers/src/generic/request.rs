@@ -97,7 +97,7 @@ pub(crate) fn build_body(job: &SendJob, ctx: &BodyContext<'_>) -> Result<Vec<u8>
     let request = request(job, ctx)?;
     let mut value = serde_json::to_value(&request).map_err(|e| e.to_string())?;
     let Some(object) = value.as_object_mut() else { return Err("request did not serialise to an object".into()) };
-    let fallback = if job.fallback_for.is_some() { ctx.fallback_parameters } else { &[] };
+    let fallback: &[BodyParameter] = if job.fallback_for.is_some() { ctx.fallback_parameters } else { &[] };
     for parameter in ctx.parameters.iter().chain(fallback) {
         // Validation refuses reserved keys; this guard keeps a config built without
         // validation from replacing our fields.

@@ -172,7 +172,7 @@ fn answers_are_classified() {
     let retry = Some(std::time::Duration::from_secs(2));
     assert_eq!(
         classify(429, retry, b""),
-        SendOutcome::Transient { code: "throttled", reason: "HTTP 429:".into(), retry_after: retry }
+        SendOutcome::Transient { code: "throttled", reason: "HTTP 429".into(), retry_after: retry }
     );
     assert_eq!(classify(503, None, b"").label(), "transient");
     assert_eq!(classify(500, None, b"").label(), "transient");
@@ -251,12 +251,11 @@ fn secrets_stay_out_of_debug_and_errors() {
         r#"auth = { type = "basic", username = "u", password_env = "P" }
 secret_headers = { "X-Api-Key" = "K" }"#,
     );
-    if let Some(generic) = config.generic.as_mut() {
-        if let sendfleet_config::GenericAuthConfig::Basic { password, .. } = &mut generic.auth {
-            *password = Secret::new("pa55word-very-secret");
-        }
-        generic.secret_header_values.insert("X-Api-Key".into(), Secret::new("key-very-secret"));
+    let generic = config.generic.as_mut().unwrap();
+    if let sendfleet_config::GenericAuthConfig::Basic { password, .. } = &mut generic.auth {
+        *password = Secret::new("pa55word-very-secret");
     }
+    generic.secret_header_values.insert("X-Api-Key".into(), Secret::new("key-very-secret"));
     let adapter = GenericAdapter::new(config, &AdapterSettings::default()).unwrap();
     let Auth::Basic(value) = adapter.auth.as_ref() else { panic!("basic") };
     assert!(value.is_sensitive());
