@@ -52,8 +52,7 @@ pub enum TemplatePart {
 }
 
 /// Names accepted inside `{{…}}`, for error messages and docs.
-pub const MESSAGE_FIELD_NAMES: &str =
-    "to, to_digits, message_id, sender, text, channel, metadata.<key>";
+pub const MESSAGE_FIELD_NAMES: &str = "to, to_digits, message_id, sender, text, channel, metadata.<key>";
 
 /// Parses a body-parameter value into literal text and field references.
 /// `{{ name }}` (spaces allowed) references a field; anything else is literal.
@@ -92,8 +91,7 @@ pub fn parse_parameter_template(value: &str) -> Result<Vec<TemplatePart>, String
 
 /// True for an HTTP header name (RFC 9110 token).
 pub(crate) fn is_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// True for a header value that can be sent as is (visible ASCII, spaces, tabs).

@@ -137,7 +137,10 @@ fn a_generic_provider_loads_with_its_secrets_resolved() {
 fn bad_generic_headers_and_parameters_are_named() {
     let bad = GENERIC
         .replace("method = \"PUT\"", "method = \"PATCH\"")
-        .replace("\"X-Account\" = \"acme\"", "\"X Account\" = \"acme\", \"Authorization\" = \"Bearer x\", \"Content-Type\" = \"text/plain\"")
+        .replace(
+            "\"X-Account\" = \"acme\"",
+            "\"X Account\" = \"acme\", \"Authorization\" = \"Bearer x\", \"Content-Type\" = \"text/plain\"",
+        )
         .replace("\"CB_TOKEN\"", "\"NOT_SET\"")
         .replace("account = \"acme\"", "message_id = \"x\", bad = \"{{recipient}}\"");
     let err = Config::from_toml(&bad, &env).unwrap_err();

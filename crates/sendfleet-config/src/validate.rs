@@ -206,7 +206,11 @@ fn validate_generic_extras(
 ) {
     let has_auth = !matches!(generic.auth, GenericAuthConfig::None);
     let mut seen = HashSet::new();
-    let names = generic.headers.keys().map(|n| (n, "headers")).chain(generic.secret_headers.keys().map(|n| (n, "secret_headers")));
+    let names = generic
+        .headers
+        .keys()
+        .map(|n| (n, "headers"))
+        .chain(generic.secret_headers.keys().map(|n| (n, "secret_headers")));
     for (name, section) in names {
         let field = format!("{at}.generic.{section}.{name}");
         if !is_header_name(name) {
@@ -241,10 +245,8 @@ fn validate_generic_extras(
                 format!("{at}.generic.secret_headers.{name}"),
                 format!("the value of {env} contains characters not allowed in an HTTP header"),
             ),
-            None => errors.push(
-                format!("{at}.generic.secret_headers.{name}"),
-                format!("environment variable {env} is not set"),
-            ),
+            None => errors
+                .push(format!("{at}.generic.secret_headers.{name}"), format!("environment variable {env} is not set")),
         }
     }
     for (section, parameters) in

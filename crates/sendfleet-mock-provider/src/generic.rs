@@ -213,7 +213,8 @@ fn schedule_report(state: &State, endpoint: Endpoint, behaviour: &Behaviour, req
         "details": {"price": "0.0015", "currency": "EUR"},
     });
     if not_capable {
-        result["error"] = json!({"code": "NOT_RCS_CAPABLE", "message": "The handset does not support RCS.", "permanent": true});
+        result["error"] =
+            json!({"code": "NOT_RCS_CAPABLE", "message": "The handset does not support RCS.", "permanent": true});
     } else if undelivered {
         result["error"] = json!({"code": "UNKNOWN_SUBSCRIBER", "message": "Unknown subscriber.", "permanent": true});
     }

@@ -28,7 +28,11 @@ async fn mock(behaviour: Behaviour) -> Mock {
     let shutdown = CancellationToken::new();
     let handle = sendfleet_mock_provider::start(
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        MockConfig { api_keys: vec![], default_dlr_url: None, behaviour: Behaviour { delivery_reports: false, ..behaviour } },
+        MockConfig {
+            api_keys: vec![],
+            default_dlr_url: None,
+            behaviour: Behaviour { delivery_reports: false, ..behaviour },
+        },
         shutdown.clone(),
     )
     .await
@@ -154,10 +158,17 @@ async fn basic_auth_is_sent_and_a_wrong_password_pauses() {
         ..Behaviour::default()
     };
     let mock = mock(behaviour).await;
-    let good = adapter("generic_rcs", &mock.handle, r#"auth = { type = "basic", username = "acme", password_env = "GEN_PASSWORD" }"#);
+    let good = adapter(
+        "generic_rcs",
+        &mock.handle,
+        r#"auth = { type = "basic", username = "acme", password_env = "GEN_PASSWORD" }"#,
+    );
     assert_eq!(good.send(&job("m-1", Channel::Rcs)).await, SendOutcome::Accepted { status: None });
-    let wrong =
-        adapter("generic_rcs", &mock.handle, r#"auth = { type = "basic", username = "acme", password_env = "GEN_WRONG_PASSWORD" }"#);
+    let wrong = adapter(
+        "generic_rcs",
+        &mock.handle,
+        r#"auth = { type = "basic", username = "acme", password_env = "GEN_WRONG_PASSWORD" }"#,
+    );
     let outcome = wrong.send(&job("m-2", Channel::Rcs)).await;
     let SendOutcome::AuthFailure { http_status, reason } = &outcome else { panic!("{outcome:?}") };
     assert_eq!(*http_status, 401);

@@ -22,12 +22,10 @@ pub fn parse_callback(config: &ProviderConfig, body: &[u8]) -> Result<Vec<Event>
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| CallbackError::Malformed(format!("not JSON: {e}")))?;
     let reports: Vec<serde_json::Value> = match value {
-        serde_json::Value::Object(mut object) if object.contains_key("results") => {
-            match object.remove("results") {
-                Some(serde_json::Value::Array(items)) => items,
-                _ => return Err(CallbackError::Malformed("\"results\" must be an array of reports".into())),
-            }
-        }
+        serde_json::Value::Object(mut object) if object.contains_key("results") => match object.remove("results") {
+            Some(serde_json::Value::Array(items)) => items,
+            _ => return Err(CallbackError::Malformed("\"results\" must be an array of reports".into())),
+        },
         serde_json::Value::Object(object) => vec![serde_json::Value::Object(object)],
         serde_json::Value::Array(items) => items,
         _ => {
@@ -38,8 +36,8 @@ pub fn parse_callback(config: &ProviderConfig, body: &[u8]) -> Result<Vec<Event>
     };
     let mut events = Vec::with_capacity(reports.len());
     for (index, report) in reports.into_iter().enumerate() {
-        let report: DeliveryReport = serde_json::from_value(report)
-            .map_err(|e| CallbackError::Malformed(format!("results[{index}]: {e}")))?;
+        let report: DeliveryReport =
+            serde_json::from_value(report).map_err(|e| CallbackError::Malformed(format!("results[{index}]: {e}")))?;
         if let Some(event) = report_event(config, report).map_err(|e| match e {
             CallbackError::Malformed(m) => CallbackError::Malformed(format!("results[{index}]: {m}")),
             CallbackError::Unrecognised(m) => CallbackError::Unrecognised(format!("results[{index}]: {m}")),
@@ -98,7 +96,9 @@ fn report_event(config: &ProviderConfig, report: DeliveryReport) -> Result<Optio
             Some(serde_json::Value::String(code)) => Some(code),
             Some(serde_json::Value::Number(code)) => Some(code.to_string()),
             Some(serde_json::Value::Null) | None => None,
-            Some(other) => return Err(CallbackError::Malformed(format!("error.code {other} is not a string or number"))),
+            Some(other) => {
+                return Err(CallbackError::Malformed(format!("error.code {other} is not a string or number")));
+            }
         };
         event.error = Some(ProviderErrorInfo {
             group_id: 0,

@@ -82,8 +82,8 @@ impl GenericAdapter {
         let auth = match &generic.auth {
             GenericAuthConfig::None => Auth::None,
             GenericAuthConfig::Basic { username, password, .. } => {
-                let encoded = base64::engine::general_purpose::STANDARD
-                    .encode(format!("{username}:{}", password.expose()));
+                let encoded =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{username}:{}", password.expose()));
                 let mut value = HeaderValue::from_str(&format!("Basic {encoded}"))
                     .map_err(|_| invalid("Basic credentials".into()))?;
                 value.set_sensitive(true);

@@ -151,9 +151,8 @@ impl TokenSource {
                     .basic_auth(form_escape(&settings.client_id), Some(form_escape(settings.client_secret.expose())));
             }
         }
-        let request = request
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(form_encode(&form));
+        let request =
+            request.header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(form_encode(&form));
         let started = Instant::now();
         let answer = http::execute(request).await.map_err(|outcome| match outcome {
             SendOutcome::Transient { code, reason, retry_after } => {
@@ -176,11 +175,12 @@ impl TokenSource {
                 reason: format!("OAuth token type {kind:?} is not supported (only Bearer)"),
             });
         }
-        let mut header =
-            HeaderValue::from_str(&format!("Bearer {}", response.access_token)).map_err(|_| SendOutcome::AuthFailure {
+        let mut header = HeaderValue::from_str(&format!("Bearer {}", response.access_token)).map_err(|_| {
+            SendOutcome::AuthFailure {
                 http_status: answer.status,
                 reason: "OAuth access token contains characters not allowed in an HTTP header".into(),
-            })?;
+            }
+        })?;
         header.set_sensitive(true);
         let lifetime = lifetime(response.expires_in.as_ref());
         let margin = (lifetime / 5).min(MAX_REFRESH_MARGIN);
@@ -243,7 +243,8 @@ mod tests {
 
     #[test]
     fn token_endpoint_refusals_pause_and_overload_retries() {
-        let refused = token_failure(401, None, br#"{"error":"invalid_client","error_description":"bad secret s3cr3t"}"#);
+        let refused =
+            token_failure(401, None, br#"{"error":"invalid_client","error_description":"bad secret s3cr3t"}"#);
         assert_eq!(
             refused,
             SendOutcome::AuthFailure {

@@ -1,9 +1,7 @@
 use std::collections::BTreeMap;
 
 use sendfleet_config::{ProviderConfig, Secret};
-use sendfleet_protocol::{
-    Channel, Content, EventKind, IndiaDlt, Regional, SendJob, SendOptions, Suggestion,
-};
+use sendfleet_protocol::{Channel, Content, EventKind, IndiaDlt, Regional, SendJob, SendOptions, Suggestion};
 use serde_json::{Value, json};
 
 use super::*;
@@ -18,8 +16,11 @@ fn provider(kind: &str, generic: &str) -> ProviderConfig {
 }
 
 fn adapter(kind: &str, generic: &str) -> GenericAdapter {
-    GenericAdapter::new(provider(kind, generic), &AdapterSettings { callback_base_url: "https://hooks.example.com".into() })
-        .unwrap()
+    GenericAdapter::new(
+        provider(kind, generic),
+        &AdapterSettings { callback_base_url: "https://hooks.example.com".into() },
+    )
+    .unwrap()
 }
 
 fn job(content: Content) -> SendJob {
@@ -223,8 +224,9 @@ fn single_reports_and_bare_arrays_are_accepted() {
     let one = parse_callback(&config, br#"{"message_id":"m-1","status":"DELIVERED"}"#).unwrap();
     assert_eq!(one.len(), 1);
     assert_eq!(one[0].channel, Channel::Sms);
-    let many = parse_callback(&config, br#"[{"message_id":"a","status":"DELIVERED"},{"message_id":"b","status":"REJECTED"}]"#)
-        .unwrap();
+    let many =
+        parse_callback(&config, br#"[{"message_id":"a","status":"DELIVERED"},{"message_id":"b","status":"REJECTED"}]"#)
+            .unwrap();
     assert_eq!(many.iter().map(|e| e.kind).collect::<Vec<_>>(), [EventKind::Delivered, EventKind::Undelivered]);
 }
 
