@@ -31,11 +31,11 @@ use request::{BodyContext, BodyParameter, build_body, parse_parameters};
 
 use crate::{AdapterError, AdapterSettings, CallbackError, Provider, SendOutcome, http};
 
-enum Auth {
+enum Credentials {
     None,
     /// `Basic …`, built once and marked sensitive.
     Basic(HeaderValue),
-    OAuth(TokenSource),
+    OAuth2(Box<TokenSource>),
 }
 
 /// The Generic RCS / Generic SMS adapter.
@@ -45,7 +45,7 @@ pub struct GenericAdapter {
     endpoint: String,
     method: Method,
     headers: HeaderMap,
-    auth: Arc<Auth>,
+    auth: Arc<Credentials>,
     parameters: Vec<BodyParameter>,
     fallback_parameters: Vec<BodyParameter>,
     callback_url: Option<String>,
@@ -80,17 +80,17 @@ impl GenericAdapter {
             headers.insert(name, value);
         }
         let auth = match &generic.auth {
-            GenericAuthConfig::None => Auth::None,
+            GenericAuthConfig::None => Credentials::None,
             GenericAuthConfig::Basic { username, password, .. } => {
                 let encoded =
                     base64::engine::general_purpose::STANDARD.encode(format!("{username}:{}", password.expose()));
                 let mut value = HeaderValue::from_str(&format!("Basic {encoded}"))
                     .map_err(|_| invalid("Basic credentials".into()))?;
                 value.set_sensitive(true);
-                Auth::Basic(value)
+                Credentials::Basic(value)
             }
             GenericAuthConfig::Oauth2 { token_url, client_id, client_secret, scope, client_auth, .. } => {
-                Auth::OAuth(TokenSource::new(
+                Credentials::OAuth2(Box::new(TokenSource::new(
                     client.clone(),
                     OAuthSettings {
                         token_url: token_url.clone(),
@@ -99,7 +99,7 @@ impl GenericAdapter {
                         scope: scope.clone(),
                         client_auth: *client_auth,
                     },
-                ))
+                )))
             }
         };
         let parameters = parse_parameters(&generic.body_parameters).map_err(invalid)?;
@@ -135,7 +135,7 @@ impl GenericAdapter {
     /// OAuth token requests made so far (0 for other auth modes).
     pub fn token_fetches(&self) -> u64 {
         match self.auth.as_ref() {
-            Auth::OAuth(source) => source.fetches(),
+            Credentials::OAuth2(source) => source.fetches(),
             _ => 0,
         }
     }
@@ -156,9 +156,9 @@ impl GenericAdapter {
             }
         };
         let answer = match self.auth.as_ref() {
-            Auth::None => self.attempt(body, None).await,
-            Auth::Basic(value) => self.attempt(body, Some(value.clone())).await,
-            Auth::OAuth(source) => {
+            Credentials::None => self.attempt(body, None).await,
+            Credentials::Basic(value) => self.attempt(body, Some(value.clone())).await,
+            Credentials::OAuth2(source) => {
                 let token = match source.token().await {
                     Ok(token) => token,
                     Err(outcome) => return outcome,

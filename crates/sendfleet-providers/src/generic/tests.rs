@@ -259,7 +259,7 @@ secret_headers = { "X-Api-Key" = "K" }"#,
     }
     generic.secret_header_values.insert("X-Api-Key".into(), Secret::new("key-very-secret"));
     let adapter = GenericAdapter::new(config, &AdapterSettings::default()).unwrap();
-    let Auth::Basic(value) = adapter.auth.as_ref() else { panic!("basic") };
+    let Credentials::Basic(value) = adapter.auth.as_ref() else { panic!("basic") };
     assert!(value.is_sensitive());
     assert!(adapter.headers.get("x-api-key").unwrap().is_sensitive());
     let debug = format!("{:?} {:?}", adapter.headers, adapter.config);
