@@ -9,6 +9,7 @@
 //! its path (`providers[1].rate_per_second: …`).
 
 pub mod cli;
+mod generic;
 mod model;
 mod secret;
 mod validate;
@@ -20,6 +21,9 @@ use figment::{
     providers::{Format, Serialized, Toml},
 };
 
+pub use generic::{
+    GENERIC_RESERVED_BODY_KEYS, MESSAGE_FIELD_NAMES, MessageField, TemplatePart, parse_parameter_template,
+};
 pub use model::*;
 pub use secret::{RedactedUrl, Secret};
 

@@ -516,9 +516,16 @@ pub struct GenericConfig {
     /// Authentication.
     #[serde(default)]
     pub auth: GenericAuthConfig,
-    /// Extra headers on every request.
+    /// Extra headers on every request (not secret: they are written in this file).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Extra headers whose values are secrets (vendor API keys): header name →
+    /// environment variable holding the value.
+    #[serde(default)]
+    pub secret_headers: BTreeMap<String, String>,
+    /// The values of `secret_headers`, read at load time. Never logged.
+    #[serde(skip)]
+    pub secret_header_values: BTreeMap<String, Secret>,
     /// Key–value pairs merged into the JSON body; values may reference message fields
     /// as `{{to}}`, `{{message_id}}`, `{{sender}}`, `{{text}}` or `{{metadata.<key>}}`.
     #[serde(default)]
@@ -563,5 +570,20 @@ pub enum GenericAuthConfig {
         /// Optional scope.
         #[serde(default)]
         scope: Option<String>,
+        /// How the client id and secret reach the token endpoint: `body` (form fields,
+        /// the default) or `basic` (an `Authorization: Basic` header, RFC 6749 §2.3.1).
+        #[serde(default)]
+        client_auth: OAuthClientAuth,
     },
+}
+
+/// How an OAuth 2.0 client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthClientAuth {
+    /// `client_id` and `client_secret` as form fields of the token request.
+    #[default]
+    Body,
+    /// HTTP Basic with the client id and secret.
+    Basic,
 }

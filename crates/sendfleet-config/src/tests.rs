@@ -248,3 +248,60 @@ fn the_api_token_is_resolved_and_never_printed() {
     let toml = format!("[dispatcher]\napi_token_env = \"UNSET\"\n{GOOD}");
     assert_eq!(field_errors(&toml), ["dispatcher.api_token_env"]);
 }
+
+const GENERIC: &str = r#"
+[[providers]]
+id = "gen-rcs"
+kind = "generic_rcs"
+sender_ids = ["AcmeAgent"]
+
+[providers.generic]
+endpoint = "https://rcs.vendor.example/v1/send"
+method = "PUT"
+auth = { type = "oauth2", token_url = "https://rcs.vendor.example/oauth/token", client_id = "acme", client_secret_env = "IB_KEY", client_auth = "basic" }
+headers = { "X-Account" = "acme" }
+secret_headers = { "X-Api-Key" = "CB_TOKEN" }
+body_parameters = { account = "acme", campaign = "{{metadata.campaign}}", ref = "sf-{{ message_id }}" }
+"#;
+
+#[test]
+fn a_generic_provider_loads_with_its_secrets_resolved() {
+    let config = Config::from_toml(GENERIC, &env).unwrap();
+    let generic = config.provider("gen-rcs").unwrap().generic.as_ref().unwrap();
+    assert_eq!(generic.method, "PUT");
+    assert_eq!(generic.secret_header_values["X-Api-Key"].expose(), "0123456789abcdef0123");
+    let GenericAuthConfig::Oauth2 { client_secret, client_auth, .. } = &generic.auth else { panic!("oauth2") };
+    assert_eq!(client_secret.expose(), "super-secret-api-key");
+    assert_eq!(*client_auth, OAuthClientAuth::Basic);
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("super-secret-api-key") && !debug.contains("0123456789abcdef0123"), "{debug}");
+}
+
+#[test]
+fn bad_generic_headers_and_parameters_are_named() {
+    let bad = GENERIC
+        .replace("method = \"PUT\"", "method = \"PATCH\"")
+        .replace(
+            "\"X-Account\" = \"acme\"",
+            "\"X Account\" = \"acme\", \"Authorization\" = \"Bearer x\", \"Content-Type\" = \"text/plain\"",
+        )
+        .replace("\"CB_TOKEN\"", "\"NOT_SET\"")
+        .replace("account = \"acme\"", "message_id = \"x\", bad = \"{{recipient}}\"");
+    let err = Config::from_toml(&bad, &env).unwrap_err();
+    let ConfigError::Invalid(errors) = &err else { panic!("{err}") };
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    for expected in [
+        "providers[0].generic.method",
+        "providers[0].generic.headers.X Account",
+        "providers[0].generic.headers.Authorization",
+        "providers[0].generic.headers.Content-Type",
+        "providers[0].generic.secret_headers.X-Api-Key",
+        "providers[0].generic.body_parameters.message_id",
+        "providers[0].generic.body_parameters.bad",
+    ] {
+        assert!(fields.contains(&expected), "{expected} missing from {fields:?}");
+    }
+    let text = err.to_string();
+    assert!(text.contains("unknown field {{recipient}}"), "{text}");
+    assert!(text.contains("conflicts with generic.auth"), "{text}");
+}

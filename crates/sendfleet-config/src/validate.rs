@@ -5,8 +5,10 @@ use std::collections::HashSet;
 use sendfleet_protocol::{Channel, Content};
 
 use crate::{
-    Config, FallbackMode, FieldError, GenericAuthConfig, MAX_RATE_PER_SECOND, ProviderConfig, ProviderKind, Secret,
-    TemplateConfig,
+    Config, FallbackMode, FieldError, GENERIC_RESERVED_BODY_KEYS, GenericAuthConfig, GenericConfig,
+    MAX_RATE_PER_SECOND, ProviderConfig, ProviderKind, Secret, TemplateConfig,
+    generic::{is_header_name, is_header_value},
+    parse_parameter_template,
 };
 
 struct Errors(Vec<FieldError>);
@@ -186,6 +188,7 @@ fn validate_provider(
                 if !matches!(generic.method.as_str(), "POST" | "PUT") {
                     errors.push(format!("{at}.generic.method"), "must be POST or PUT");
                 }
+                validate_generic_extras(generic, at, lookup, errors);
                 match &mut generic.auth {
                     GenericAuthConfig::None => {}
                     GenericAuthConfig::Basic { password_env, password, .. } => match resolve(lookup, password_env) {
@@ -300,6 +303,74 @@ fn load_template(template: &TemplateConfig) -> Result<Content, (&'static str, St
         }
         (Some(_), Some(_)) => Err(("file", "give content or file, not both".into())),
         (None, None) => Err(("content", "required (or file)".into())),
+    }
+}
+
+/// Headers and body parameters of a generic provider: every problem named by its key.
+fn validate_generic_extras(
+    generic: &mut GenericConfig,
+    at: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Errors,
+) {
+    let has_auth = !matches!(generic.auth, GenericAuthConfig::None);
+    let mut seen = HashSet::new();
+    let names = generic
+        .headers
+        .keys()
+        .map(|n| (n, "headers"))
+        .chain(generic.secret_headers.keys().map(|n| (n, "secret_headers")));
+    for (name, section) in names {
+        let field = format!("{at}.generic.{section}.{name}");
+        if !is_header_name(name) {
+            errors.push(field, "is not a valid HTTP header name");
+            continue;
+        }
+        let lower = name.to_ascii_lowercase();
+        if !seen.insert(lower.clone()) {
+            errors.push(field, "set more than once (header names are case-insensitive)");
+        } else if lower == "authorization" && has_auth {
+            errors.push(field, "conflicts with generic.auth, which sets Authorization; use auth type \"none\"");
+        } else if matches!(lower.as_str(), "content-length" | "host" | "transfer-encoding" | "connection") {
+            errors.push(field, "is set by the HTTP client and cannot be configured");
+        }
+    }
+    for (name, value) in &generic.headers {
+        if name.eq_ignore_ascii_case("content-type") && !value.to_ascii_lowercase().contains("json") {
+            errors.push(
+                format!("{at}.generic.headers.{name}"),
+                "the Generic API body is JSON; Content-Type must be a JSON media type",
+            );
+        } else if !is_header_value(value) {
+            errors.push(format!("{at}.generic.headers.{name}"), "contains characters not allowed in an HTTP header");
+        }
+    }
+    for (name, env) in &generic.secret_headers {
+        match resolve(lookup, env) {
+            Some(value) if is_header_value(value.expose()) => {
+                generic.secret_header_values.insert(name.clone(), value);
+            }
+            Some(_) => errors.push(
+                format!("{at}.generic.secret_headers.{name}"),
+                format!("the value of {env} contains characters not allowed in an HTTP header"),
+            ),
+            None => errors
+                .push(format!("{at}.generic.secret_headers.{name}"), format!("environment variable {env} is not set")),
+        }
+    }
+    for (section, parameters) in
+        [("body_parameters", &generic.body_parameters), ("fallback_body_parameters", &generic.fallback_body_parameters)]
+    {
+        for (key, value) in parameters {
+            let field = format!("{at}.generic.{section}.{key}");
+            if key.is_empty() {
+                errors.push(field, "parameter names must be non-empty");
+            } else if GENERIC_RESERVED_BODY_KEYS.contains(&key.as_str()) {
+                errors.push(field, format!("'{key}' is a field of the Generic API body and cannot be replaced"));
+            } else if let Err(problem) = parse_parameter_template(value) {
+                errors.push(field, problem);
+            }
+        }
     }
 }
 

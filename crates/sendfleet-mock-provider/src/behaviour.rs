@@ -47,6 +47,35 @@ pub struct Behaviour {
     pub dlr_duplicate_bases: Vec<String>,
     /// Keep request bodies (tests); the bench turns this off to save memory.
     pub record_bodies: bool,
+    /// How the Generic API endpoints (`/generic/rcs`, `/generic/sms`) authenticate.
+    pub generic_auth: GenericAuth,
+    /// `expires_in` of the OAuth tokens `POST /oauth/token` issues, seconds; a token is
+    /// refused (401) once it is older than this.
+    pub oauth_token_ttl_seconds: u64,
+}
+
+/// Authentication the Generic API endpoints require.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum GenericAuth {
+    /// Anything goes.
+    #[default]
+    None,
+    /// `Authorization: Basic` with exactly these credentials.
+    Basic {
+        /// User id.
+        username: String,
+        /// Password.
+        password: String,
+    },
+    /// `Authorization: Bearer <token>` with a live token from `POST /oauth/token`,
+    /// which issues tokens to this client only.
+    Oauth2 {
+        /// Client id.
+        client_id: String,
+        /// Client secret.
+        client_secret: String,
+    },
 }
 
 impl Default for Behaviour {
@@ -69,6 +98,8 @@ impl Default for Behaviour {
             capability_error_ratio: 0.0,
             dlr_duplicate_bases: Vec::new(),
             record_bodies: true,
+            generic_auth: GenericAuth::None,
+            oauth_token_ttl_seconds: 3_600,
         }
     }
 }

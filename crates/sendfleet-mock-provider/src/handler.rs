@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 
 use crate::{Behaviour, Received, State, dlr::PendingReport, validate::Endpoint};
 
+pub(crate) type SharedState = Shared;
+
 type Shared = Arc<State>;
 
 pub(crate) fn router(state: Shared) -> Router {
@@ -24,6 +26,10 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/rcs/2/capability-check/query", post(capability_query))
         .route("/mock/capability", get(capability_stats))
         .route("/rcs/1/events", post(rcs_events))
+        .route("/generic/rcs", post(crate::generic::rcs_send).put(crate::generic::rcs_send))
+        .route("/generic/sms", post(crate::generic::sms_send).put(crate::generic::sms_send))
+        .route("/oauth/token", post(crate::generic::token))
+        .route("/mock/oauth/revoke", post(crate::generic::revoke))
         .route("/mock/stats", get(stats))
         .route("/mock/count", get(count))
         .route("/mock/received", get(received))
@@ -106,6 +112,8 @@ async fn send(state: Shared, endpoint: Endpoint, headers: HeaderMap, body: Bytes
         Received {
             at_us,
             path: endpoint.path().to_owned(),
+            method: "POST".to_owned(),
+            headers: header_map(&headers),
             authorization,
             status: status.as_u16(),
             message_ids,
@@ -166,7 +174,15 @@ fn decide(
     (StatusCode::OK, accepted_response(endpoint, request))
 }
 
-async fn latency(behaviour: &Behaviour) {
+/// Headers as recorded: lower-case names, values as text.
+pub(crate) fn header_map(headers: &HeaderMap) -> std::collections::BTreeMap<String, String> {
+    headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect()
+}
+
+pub(crate) async fn latency(behaviour: &Behaviour) {
     let jitter =
         if behaviour.latency_jitter_ms > 0 { rand::rng().random_range(0..=behaviour.latency_jitter_ms) } else { 0 };
     let total = behaviour.latency_ms + jitter;
@@ -301,7 +317,7 @@ fn schedule_reports(state: &State, endpoint: Endpoint, behaviour: &Behaviour, re
 }
 
 /// `url`'s path on each duplicate base URL.
-fn duplicate_urls(url: &str, bases: &[String]) -> Vec<String> {
+pub(crate) fn duplicate_urls(url: &str, bases: &[String]) -> Vec<String> {
     if bases.is_empty() {
         return Vec::new();
     }

@@ -1,5 +1,8 @@
 //! A mock of the providers' HTTP APIs, for tests, the demo and the bench.
 //!
+//! It also implements our Generic RCS/SMS API (`/generic/rcs`, `/generic/sms`, with an
+//! OAuth token endpoint at `/oauth/token`), see the `generic` module.
+//!
 //! It speaks Infobip's wire format (SMS `/sms/3/messages`, RCS `/rcs/2/messages`,
 //! which JioCX shares): it checks `Authorization: App <key>`, validates every body
 //! against JSON Schemas extracted from Infobip's OpenAPI spec (answering violations with
@@ -16,6 +19,7 @@
 
 mod behaviour;
 mod dlr;
+mod generic;
 mod handler;
 mod record;
 mod validate;
@@ -25,7 +29,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
-pub use behaviour::Behaviour;
+pub use behaviour::{Behaviour, GenericAuth};
 pub use record::{CapabilityStats, Received, Stats};
 
 /// Start-up settings of the mock.
@@ -46,6 +50,7 @@ pub(crate) struct State {
     pub record: record::Recorder,
     pub dlr: dlr::DlrSender,
     pub validators: validate::Validators,
+    pub oauth: generic::OAuthServer,
 }
 
 /// A running mock provider.
@@ -81,6 +86,7 @@ pub async fn start(
         record: record::Recorder::default(),
         dlr: dlr::DlrSender::start(shutdown.clone()),
         validators: validate::Validators::load()?,
+        oauth: generic::OAuthServer::default(),
     });
     let router = handler::router(state.clone());
     let token = shutdown.clone();
@@ -149,6 +155,26 @@ impl MockHandle {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// `POST /oauth/token` requests received (any outcome).
+    pub fn oauth_token_requests(&self) -> u64 {
+        self.state.oauth.requests()
+    }
+
+    /// OAuth tokens issued.
+    pub fn oauth_tokens_issued(&self) -> u64 {
+        self.state.oauth.issued()
+    }
+
+    /// Generic sends refused because their bearer token was unknown, revoked or expired.
+    pub fn oauth_tokens_refused(&self) -> u64 {
+        self.state.oauth.refused_tokens()
+    }
+
+    /// Invalidates every issued OAuth token: the next Generic send using one gets a 401.
+    pub fn revoke_tokens(&self) {
+        self.state.oauth.revoke_all();
     }
 
     /// Stops the server and the report sender.

@@ -15,6 +15,12 @@ pub struct Received {
     pub at_us: i64,
     /// Request path.
     pub path: String,
+    /// HTTP method.
+    #[serde(default)]
+    pub method: String,
+    /// Every request header, names lower-cased (a repeated header keeps its last value).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
     /// The `Authorization` header.
     pub authorization: Option<String>,
     /// The status the mock answered.

@@ -12,6 +12,10 @@ pub(crate) enum Endpoint {
     RcsSend,
     CapabilityQuery,
     RcsEvents,
+    /// Our Generic API, RCS endpoint.
+    GenericRcs,
+    /// Our Generic API, SMS endpoint.
+    GenericSms,
 }
 
 impl Endpoint {
@@ -21,6 +25,8 @@ impl Endpoint {
             Endpoint::RcsSend => "/rcs/2/messages",
             Endpoint::CapabilityQuery => "/rcs/2/capability-check/query",
             Endpoint::RcsEvents => "/rcs/1/events",
+            Endpoint::GenericRcs => "/generic/rcs",
+            Endpoint::GenericSms => "/generic/sms",
         }
     }
 }
@@ -30,6 +36,7 @@ pub(crate) struct Validators {
     rcs_send: jsonschema::Validator,
     capability_query: jsonschema::Validator,
     rcs_events: jsonschema::Validator,
+    generic_send: jsonschema::Validator,
 }
 
 fn compile(name: &'static str, text: &str) -> Result<jsonschema::Validator, MockError> {
@@ -49,6 +56,7 @@ impl Validators {
                 include_str!("../schemas/rcs-capability-query-strict.json"),
             )?,
             rcs_events: compile("rcs-events-strict.json", include_str!("../schemas/rcs-events-strict.json"))?,
+            generic_send: compile("generic-send-strict.json", include_str!("../schemas/generic-send-strict.json"))?,
         })
     }
 
@@ -59,6 +67,7 @@ impl Validators {
             Endpoint::RcsSend => &self.rcs_send,
             Endpoint::CapabilityQuery => &self.capability_query,
             Endpoint::RcsEvents => &self.rcs_events,
+            Endpoint::GenericRcs | Endpoint::GenericSms => &self.generic_send,
         };
         let errors: Vec<(String, String, bool)> = validator
             .iter_errors(body)
@@ -74,6 +83,25 @@ impl Validators {
         let real = errors.iter().any(|(_, _, unexpected)| !unexpected);
         errors.into_iter().filter(|(_, _, unexpected)| !real || !unexpected).take(20).map(|(p, m, _)| (p, m)).collect()
     }
+}
+
+/// What our Generic API requires beyond the schema: the channel matches the endpoint,
+/// and SMS carries plain text only.
+pub(crate) fn generic_channel_violations(endpoint: Endpoint, body: &Value) -> Vec<(String, String)> {
+    let mut violations = Vec::new();
+    let expected = if endpoint == Endpoint::GenericSms { "sms" } else { "rcs" };
+    if body["channel"].as_str().is_some_and(|c| c != expected) {
+        violations.push(("channel".to_owned(), format!("must be \"{expected}\" on {}", endpoint.path())));
+    }
+    if endpoint == Endpoint::GenericSms {
+        if body["content"]["type"].as_str().is_some_and(|t| t != "text") {
+            violations.push(("content.type".to_owned(), "SMS carries text content only".to_owned()));
+        }
+        if body["content"].get("suggestions").is_some() {
+            violations.push(("content.suggestions".to_owned(), "SMS cannot carry suggestions".to_owned()));
+        }
+    }
+    violations
 }
 
 /// `/messages/0/content/text` → `messages[0].content.text` (Infobip's `property` style).
@@ -142,6 +170,46 @@ mod tests {
         content.insert("sugestions".into(), suggestions);
         let violations = validators.violations(Endpoint::RcsSend, &misspelled);
         assert!(violations.iter().any(|(_, m)| m.contains("sugestions")), "{violations:?}");
+    }
+
+    fn generic(content: Value) -> Value {
+        serde_json::json!({
+            "message_id": "m-1", "channel": "rcs", "to": "+919876543210", "sender": "Acme", "attempt": 1,
+            "content": content, "callback_url": "http://127.0.0.1:1/cb", "account": "acme"
+        })
+    }
+
+    #[test]
+    fn generic_requests_are_checked_strictly() {
+        let validators = Validators::load().unwrap();
+        let ok = generic(serde_json::json!({"type": "text", "text": "hi", "suggestions": [
+            {"type": "reply", "text": "Yes", "postback_data": "y"},
+            {"type": "dial_phone", "text": "Call", "postback_data": "c", "phone_number": "+14155550100"}
+        ]}));
+        assert_eq!(validators.violations(Endpoint::GenericRcs, &ok), vec![]);
+        let carousel = generic(serde_json::json!({"type": "carousel", "card_width": "medium", "cards": [
+            {"title": "A", "media": {"url": "https://x/a.png", "height": "short"}}, {"description": "B"}
+        ]}));
+        assert_eq!(validators.violations(Endpoint::GenericRcs, &carousel), vec![]);
+
+        let mut misspelled = ok.clone();
+        misspelled["content"]["sugestions"] = serde_json::json!([]);
+        assert!(!validators.violations(Endpoint::GenericRcs, &misspelled).is_empty());
+        let mut bad_number = ok.clone();
+        bad_number["to"] = Value::String("919876543210".into());
+        let violations = validators.violations(Endpoint::GenericRcs, &bad_number);
+        assert!(violations.iter().any(|(p, _)| p == "to"), "{violations:?}");
+        let mut no_id = ok.clone();
+        no_id.as_object_mut().unwrap().remove("message_id");
+        assert!(!validators.violations(Endpoint::GenericRcs, &no_id).is_empty());
+        let mut non_string_parameter = ok.clone();
+        non_string_parameter["account"] = serde_json::json!(7);
+        assert!(!validators.violations(Endpoint::GenericRcs, &non_string_parameter).is_empty());
+
+        assert_eq!(generic_channel_violations(Endpoint::GenericRcs, &ok), vec![]);
+        let sms = generic_channel_violations(Endpoint::GenericSms, &ok);
+        let fields: Vec<&str> = sms.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(fields, ["channel", "content.suggestions"]);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //!
 //! Adding a vendor touches one module plus its tests, and one arm in [`build`].
 
+pub mod generic;
 pub mod http;
 pub mod infobip;
 mod outcome;
@@ -157,6 +158,14 @@ pub enum AdapterError {
         /// Provider id.
         provider: String,
     },
+    /// A generic provider's settings cannot be used (config built without validation).
+    #[error("provider {provider}: generic settings: {what}")]
+    InvalidGeneric {
+        /// Provider id.
+        provider: String,
+        /// What is wrong.
+        what: String,
+    },
     /// This build has no adapter for the kind.
     #[error("provider {provider}: kind {kind} is not supported by this build")]
     Unsupported {
@@ -173,8 +182,8 @@ pub fn build(config: &ProviderConfig, settings: &AdapterSettings) -> Result<Arc<
         ProviderKind::InfobipRcs | ProviderKind::InfobipSms | ProviderKind::JiocxRcs => {
             Ok(Arc::new(infobip::InfobipAdapter::new(config.clone(), settings)?))
         }
-        kind @ (ProviderKind::GenericRcs | ProviderKind::GenericSms) => {
-            Err(AdapterError::Unsupported { provider: config.id.clone(), kind: kind.as_str() })
+        ProviderKind::GenericRcs | ProviderKind::GenericSms => {
+            Ok(Arc::new(generic::GenericAdapter::new(config.clone(), settings)?))
         }
     }
 }

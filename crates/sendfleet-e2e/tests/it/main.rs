@@ -5,6 +5,7 @@ mod dispatch;
 mod fallback;
 mod faults;
 mod features;
+mod generic;
 mod http_api;
 mod metrics;
 mod python;

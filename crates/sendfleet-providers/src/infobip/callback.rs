@@ -46,7 +46,7 @@ pub(crate) fn encode_callback_data(
     serde_json::to_string(&short).unwrap_or_default()
 }
 
-fn decode_callback_data(data: Option<String>, event: &mut Event) {
+pub(crate) fn decode_callback_data(data: Option<String>, event: &mut Event) {
     let Some(data) = data else { return };
     match serde_json::from_str::<CallbackData>(&data) {
         Ok(decoded) if decoded.sf == 1 => {

@@ -8,7 +8,7 @@
 //! Our message id is sent as `destinations[].messageId`, so delivery reports carry it
 //! back and a retried send reuses it.
 
-mod callback;
+pub(crate) mod callback;
 mod request;
 pub mod wire;
 
