@@ -94,7 +94,7 @@ default_for_channel = true
         let client = redis::Client::open(redis_url()).unwrap();
         let mut redis = client.get_multiplexed_async_connection().await.unwrap();
         let keys: Vec<String> =
-            redis::cmd("KEYS").arg(format!("{}:*", self.prefix)).query_async(&mut redis).await.unwrap();
+            redis::cmd("KEYS").arg(format!("{}:*", self.prefix)).query_async(&mut redis).await.unwrap_or_default();
         if !keys.is_empty() {
             let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await.unwrap();
         }
