@@ -399,15 +399,7 @@ mod tests {
         }
 
         async fn cleanup(self) {
-            let mut connection = self.pool.get().await.unwrap();
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{}:*", self.prefix))
-                .query_async(&mut *connection)
-                .await
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut *connection).await.unwrap();
-            }
+            sendfleet_test_support::delete_redis_keys(&self.prefix).await;
         }
     }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 pub use collector::EventCollector;
 pub use fleet::{Fleet, FleetOptions, TEST_API_KEY, TEST_CALLBACK_TOKEN, TEST_JIOCX_API_KEY};
-pub use namespace::Namespace;
+pub use namespace::{Namespace, delete_redis_keys};
 
 /// The broker tests use: `SENDFLEET_TEST_AMQP_URL` or the local default.
 pub fn amqp_url() -> String {

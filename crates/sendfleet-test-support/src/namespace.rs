@@ -71,13 +71,29 @@ impl Namespace {
     }
 }
 
-async fn delete_redis_keys(prefix: &str) {
+/// Deletes every Redis key under `<prefix>:`, best effort. SCAN, not KEYS: the test Redis
+/// may hold many keys, and KEYS blocks it (and timed out) on a large one.
+pub async fn delete_redis_keys(prefix: &str) {
     let Ok(client) = redis::Client::open(crate::redis_url()) else { return };
     let Ok(mut connection) = client.get_multiplexed_async_connection().await else { return };
-    let keys: Vec<String> =
-        redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut connection).await.unwrap_or_default();
-    if !keys.is_empty() {
-        let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut connection).await;
+    let mut cursor: u64 = 0;
+    loop {
+        let scanned: Result<(u64, Vec<String>), _> = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut connection)
+            .await;
+        let Ok((next, keys)) = scanned else { return };
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut connection).await;
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
     }
 }
 
