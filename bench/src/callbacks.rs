@@ -1,6 +1,7 @@
-//! The `callback-ingest` scenario: delivery reports posted at a real callback-ingest
-//! process as fast as it takes them, over keep-alive connections, each answered only
-//! after the broker confirmed its events.
+//! The `callback-ingest` scenarios: delivery reports posted at a real callback-ingest
+//! process over keep-alive connections, each answered only after the broker confirmed
+//! its events — on a fixed schedule (offered load, latency from when each POST was due)
+//! or back to back (the ingest's peak).
 
 use std::{
     sync::{
@@ -34,13 +35,32 @@ fn report_body(connection: usize, request: u64, batch: usize) -> String {
     format!(r#"{{"results":[{}]}}"#, results.join(","))
 }
 
-/// Runs the scenario once: `connections` clients each post bodies of `batch` reports
-/// back to back until `reports` were accepted or `scenario.max_seconds` passed.
+/// How the reports are posted.
+#[derive(Debug, Clone, Copy)]
+pub struct CallbackLoad {
+    /// Reports to post in all.
+    pub reports: u64,
+    /// Keep-alive connections (POSTs in flight at most).
+    pub connections: usize,
+    /// Reports per POST.
+    pub batch: usize,
+    /// Offered reports/s; `None`: back to back.
+    pub per_second: Option<u32>,
+}
+
+impl CallbackLoad {
+    /// When POST number `index` is due after the start (`None`: at once).
+    fn due(&self, index: u64) -> Option<Duration> {
+        let rate = u64::from(self.per_second?.max(1));
+        Some(Duration::from_micros(index * self.batch as u64 * 1_000_000 / rate))
+    }
+}
+
+/// Runs the scenario once: `load.connections` clients take POSTs of `load.batch` reports
+/// in turn until `load.reports` were posted or `scenario.max_seconds` passed.
 pub async fn run_once(
     scenario: &Scenario,
-    reports: u64,
-    connections: usize,
-    batch: usize,
+    load: CallbackLoad,
     amqp_url: &str,
     redis_url: &str,
     run_dir: &std::path::Path,
@@ -65,12 +85,14 @@ pub async fn run_once(
     let fleet = ProcessFleet::start(spec).await?;
     let url = format!("{}/callbacks/{}/{CALLBACK_TOKEN}/delivery", fleet.ingest_url(), PROVIDERS[0]);
     // One pooled client: connections stay open between requests (keep-alive).
+    let CallbackLoad { reports, connections, batch, .. } = load;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
         .timeout(Duration::from_secs(30))
         .build()
         .context("http client")?;
     let accepted = Arc::new(AtomicU64::new(0));
+    let next_post = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
     let deadline = Instant::now() + Duration::from_secs(scenario.max_seconds);
@@ -79,13 +101,25 @@ pub async fn run_once(
     for connection in 0..connections {
         let (client, url) = (client.clone(), url.clone());
         let (accepted, refused, latencies) = (accepted.clone(), refused.clone(), latencies.clone());
+        let next_post = next_post.clone();
         tasks.spawn(async move {
             let mut mine = Vec::new();
-            let mut request = 0;
-            while accepted.load(Ordering::Relaxed) < reports && Instant::now() < deadline {
+            loop {
+                let request = next_post.fetch_add(1, Ordering::Relaxed);
+                if request * batch as u64 >= reports || Instant::now() >= deadline {
+                    break;
+                }
                 let body = report_body(connection, request, batch);
-                request += 1;
-                let sent = Instant::now();
+                // Latency counts from when the POST was due, so a slow answer that
+                // delays the next POSTs shows in their latency too.
+                let sent = match load.due(request) {
+                    Some(due) => {
+                        let due = started + due;
+                        tokio::time::sleep_until(due.into()).await;
+                        due
+                    }
+                    None => Instant::now(),
+                };
                 let answer = client.post(&url).header("content-type", "application/json").body(body).send().await;
                 match answer {
                     Ok(response) if response.status().is_success() => {
@@ -137,6 +171,20 @@ pub async fn run_once(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use super::CallbackLoad;
+
+    #[test]
+    fn offered_load_spaces_posts_by_batch_over_rate() {
+        let load = CallbackLoad { reports: 100, connections: 4, batch: 10, per_second: Some(10_000) };
+        assert_eq!(load.due(0), Some(Duration::ZERO));
+        assert_eq!(load.due(1), Some(Duration::from_millis(1)));
+        assert_eq!(load.due(1_000), Some(Duration::from_secs(1)));
+        let back_to_back = CallbackLoad { per_second: None, ..load };
+        assert_eq!(back_to_back.due(5), None);
+    }
+
     #[test]
     fn a_report_body_parses_as_an_infobip_delivery_report_batch() {
         let body = super::report_body(3, 7, 2);

@@ -46,6 +46,10 @@ struct RunArgs {
     /// Where the report goes (a timestamped directory inside).
     #[arg(long, default_value = "reports")]
     out: std::path::PathBuf,
+    /// Override the per-worker concurrency of the chosen worker scenarios (prefetch
+    /// follows at twice this).
+    #[arg(long)]
+    concurrency: Option<u32>,
 }
 
 #[tokio::main]
@@ -80,6 +84,17 @@ async fn run_scenarios(args: RunArgs, amqp_url: &str, redis_url: &str) -> anyhow
         }
         chosen
     };
+    let chosen: Vec<scenario::Scenario> = chosen
+        .into_iter()
+        .map(|mut scenario| {
+            if let Some(concurrency) = args.concurrency
+                && scenario.workers > 0
+            {
+                scenario.concurrency = concurrency;
+            }
+            scenario
+        })
+        .collect();
     let stamp = chrono_like_stamp();
     let dir = args.out.join(&stamp);
     let total = (chosen.len() * args.runs) as u64;

@@ -37,15 +37,19 @@ pub enum Load {
         /// Duration.
         seconds: u64,
     },
-    /// No jobs: delivery reports posted at callback-ingest as fast as it takes them
-    /// (`jobs` in the report are reports, latency is per POST).
+    /// No jobs: delivery reports posted at callback-ingest (`jobs` in the report are
+    /// reports, latency is per POST).
     Callbacks {
         /// Reports to post (the run also ends at `max_seconds`).
         reports: u64,
-        /// Concurrent keep-alive connections.
+        /// Concurrent keep-alive connections (at most this many POSTs in flight).
         connections: usize,
         /// Reports per POST (Infobip batches up to 100).
         batch: usize,
+        /// Offered load in reports/s: POSTs are due on a fixed schedule and latency is
+        /// measured from when each was due (no coordinated omission). `None`: every
+        /// connection posts back to back, as fast as the ingest answers.
+        per_second: Option<u32>,
     },
 }
 
@@ -162,7 +166,7 @@ pub fn defaults() -> Vec<Scenario> {
         },
         Scenario {
             name: "callback-ingest",
-            description: "delivery reports (10 per POST) at callback-ingest over 32 keep-alive connections, confirms on",
+            description: "delivery reports offered at 10,000/s (10 per POST) to callback-ingest for 10 s, confirms on",
             cap: None,
             burst: 1,
             latency_ms: 0,
@@ -170,7 +174,21 @@ pub fn defaults() -> Vec<Scenario> {
             workers: 0,
             concurrency: 0,
             kind: WorkerKind::Sendfleet,
-            load: Load::Callbacks { reports: 200_000, connections: 32, batch: 10 },
+            load: Load::Callbacks { reports: 100_000, connections: 64, batch: 10, per_second: Some(10_000) },
+            max_seconds: 12,
+            changes: &[],
+        },
+        Scenario {
+            name: "callback-ingest-max",
+            description: "delivery reports (10 per POST) over 32 connections posting back to back: the ingest's peak",
+            cap: None,
+            burst: 1,
+            latency_ms: 0,
+            jitter_ms: 0,
+            workers: 0,
+            concurrency: 0,
+            kind: WorkerKind::Sendfleet,
+            load: Load::Callbacks { reports: 300_000, connections: 32, batch: 10, per_second: None },
             max_seconds: 10,
             changes: &[],
         },
@@ -214,8 +232,9 @@ pub async fn run_once(
     redis_url: &str,
     run_dir: &std::path::Path,
 ) -> anyhow::Result<RunResult> {
-    if let Load::Callbacks { reports, connections, batch } = scenario.load {
-        return crate::callbacks::run_once(scenario, reports, connections, batch, amqp_url, redis_url, run_dir).await;
+    if let Load::Callbacks { reports, connections, batch, per_second } = scenario.load {
+        let load = crate::callbacks::CallbackLoad { reports, connections, batch, per_second };
+        return crate::callbacks::run_once(scenario, load, amqp_url, redis_url, run_dir).await;
     }
     let prefix = format!("sendfleet-bench-{}-{}", scenario.name, &uuid::Uuid::new_v4().simple().to_string()[..6]);
     let spec = FleetSpec {

@@ -38,6 +38,11 @@ pub struct Behaviour {
     pub rcs_dlr_fail_ratio: f64,
     /// Error id of those failing RCS reports (7002 EC_UNKNOWN_USER, 7005, 7201, 7003, …).
     pub rcs_dlr_error_id: i32,
+    /// RCS send requests to these destinations (digits, `+` optional) are answered with
+    /// this status and Infobip's error body: 400 refuses them for good, 500/503 fails
+    /// them every time until the sender's retries run out. SMS requests to the same
+    /// numbers go through, as an SMS fallback's would.
+    pub rcs_status_by_number: std::collections::BTreeMap<String, u16>,
     /// Share of capability queries answered 429 (0.0–1.0), to exercise failing open.
     pub capability_error_ratio: f64,
     /// Every delivery-report POST also goes, concurrently, to the same path on each of
@@ -95,6 +100,7 @@ impl Default for Behaviour {
             not_rcs_capable_ratio: 0.0,
             rcs_dlr_fail_ratio: 0.0,
             rcs_dlr_error_id: 7002,
+            rcs_status_by_number: Default::default(),
             capability_error_ratio: 0.0,
             dlr_duplicate_bases: Vec::new(),
             record_bodies: true,
@@ -114,6 +120,12 @@ impl Behaviour {
         let listed = self.not_rcs_capable_numbers.iter().any(|n| n.trim_start_matches('+') == digits);
         let prefixed = self.not_rcs_capable_prefixes.iter().any(|p| digits.starts_with(p.trim_start_matches('+')));
         !(listed || prefixed || unit_hash(digits, b'c') < self.not_rcs_capable_ratio)
+    }
+
+    /// The status an RCS send to `number` is forced to, from `rcs_status_by_number`.
+    pub fn rcs_status_for(&self, number: &str) -> Option<u16> {
+        let digits = number.trim_start_matches('+');
+        self.rcs_status_by_number.iter().find(|(n, _)| n.trim_start_matches('+') == digits).map(|(_, s)| *s)
     }
 
     /// Whether an RCS message to a capable `number` gets a failing delivery report

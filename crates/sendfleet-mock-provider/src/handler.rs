@@ -164,6 +164,14 @@ fn decide(
     {
         return (forced, error_for(forced));
     }
+    if endpoint == Endpoint::RcsSend
+        && let Some(forced) = destinations(request)
+            .filter_map(|(_, d)| d["to"].as_str())
+            .find_map(|to| behaviour.rcs_status_for(to))
+            .and_then(|s| StatusCode::from_u16(s).ok())
+    {
+        return (forced, error_for(forced));
+    }
     let roll: f64 = rand::rng().random();
     if roll < behaviour.error_503_ratio {
         return (StatusCode::SERVICE_UNAVAILABLE, error_for(StatusCode::SERVICE_UNAVAILABLE));

@@ -34,9 +34,10 @@ pub(crate) async fn handle(ctx: Arc<SessionContext>, provider: Arc<ProviderRunti
             tracing::warn!(provider = provider.id(), reason = %err, "undecodable job; dead-lettering");
             metrics::dead_lettered(provider.id(), err.label());
             let dead = ctx.topology.dead_exchange();
-            if let Err(broker) = inbound
-                .dead_letter(&ctx.publisher, &dead, Topology::dead_letter_key(), err.label(), &err.to_string())
-                .await
+            let reason = err.to_string();
+            if let Err(broker) =
+                Box::pin(inbound.dead_letter(&ctx.publisher, &dead, Topology::dead_letter_key(), err.label(), &reason))
+                    .await
             {
                 tracing::warn!(error = %broker, "could not dead-letter; the broker will redeliver");
             }
@@ -49,24 +50,27 @@ pub(crate) async fn handle(ctx: Arc<SessionContext>, provider: Arc<ProviderRunti
     process(ctx, provider, inbound, job).instrument(span).await;
 }
 
+// Each stage is boxed: a worker holds up to its prefetch (2 × concurrency) of these
+// futures at once, most of them waiting for a permit, and unboxed the whole state
+// machine (~16 KiB) would be held by each one (~16 MiB at a prefetch of 1,024).
 async fn process(ctx: Arc<SessionContext>, provider: Arc<ProviderRuntime>, inbound: Inbound, job: SendJob) {
     provider.metrics.queue_lag(job.created_at_ms);
-    let next = match already_sent(&ctx, &inbound, &job).await {
+    let next = match Box::pin(already_sent(&ctx, &inbound, &job)).await {
         Some(next) => next,
-        None => match prepare_rcs(&ctx, &provider, &job).await {
+        None => match Box::pin(prepare_rcs(&ctx, &provider, &job)).await {
             Some(next) => next,
-            None => match send(&ctx, &provider, &job).await {
+            None => match Box::pin(send(&ctx, &provider, &job)).await {
                 Some(next) => next,
                 None => {
                     // Held past the pause limit: back to the queue, untouched.
-                    drop(inbound.requeue().await);
+                    drop(Box::pin(inbound.requeue()).await);
                     return;
                 }
             },
         },
     };
     tracing::debug!(next = ?next, "send finished");
-    if let Err(err) = settle(&ctx, &provider, inbound, &job, next).await {
+    if let Err(err) = Box::pin(settle(&ctx, &provider, inbound, &job, next)).await {
         tracing::warn!(message_id = %job.message_id, trace_id = %job.trace_id, error = %err, "could not settle job; it will be redelivered");
     }
 }
@@ -213,21 +217,7 @@ async fn send(ctx: &SessionContext, provider: &ProviderRuntime, job: &SendJob) -
         // The concurrency permit first, then the rate slot: a slot is only taken by a
         // task that can use it at once, so leased slots are not wasted.
         let permit = provider.concurrency.acquire().await;
-        let waiting = Instant::now();
-        let outcome = match provider.rate.acquire().await {
-            Ok(()) => {
-                provider.metrics.rate_wait(waiting.elapsed());
-                provider.metrics.inflight(1.0);
-                let started = Instant::now();
-                let outcome = provider.adapter.send(job).await;
-                provider.metrics.inflight(-1.0);
-                provider.metrics.request(outcome.label(), started.elapsed());
-                outcome
-            }
-            Err(err) => {
-                SendOutcome::Transient { code: "rate_store_unavailable", reason: err.to_string(), retry_after: None }
-            }
-        };
+        let outcome = Box::pin(attempt(provider, job)).await;
         drop(permit);
         match &outcome {
             SendOutcome::AuthFailure { reason, .. } => {
@@ -254,6 +244,25 @@ async fn send(ctx: &SessionContext, provider: &ProviderRuntime, job: &SendJob) -
     }
     let config = provider.adapter.config();
     Some(decide(outcome, job, &config.retry, &provider.backoff, now_ms(), rand::random::<f64>()))
+}
+
+/// One request within the rate: waits for a slot, sends, records the metrics.
+async fn attempt(provider: &ProviderRuntime, job: &SendJob) -> SendOutcome {
+    let waiting = Instant::now();
+    match provider.rate.acquire().await {
+        Ok(()) => {
+            provider.metrics.rate_wait(waiting.elapsed());
+            provider.metrics.inflight(1.0);
+            let started = Instant::now();
+            let outcome = provider.adapter.send(job).await;
+            provider.metrics.inflight(-1.0);
+            provider.metrics.request(outcome.label(), started.elapsed());
+            outcome
+        }
+        Err(err) => {
+            SendOutcome::Transient { code: "rate_store_unavailable", reason: err.to_string(), retry_after: None }
+        }
+    }
 }
 
 /// Publishes the consequences of `next` with confirms, then acks. If a publish fails

@@ -109,8 +109,7 @@ async fn second_ingest(fleet: &Fleet, shutdown: &CancellationToken) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_capable_and_failed_rcs_get_exactly_one_sms_each() {
-    // 10,000 passes too but took ~100 s on this shared 2-core machine; 2,000 keeps CI fast.
-    const N: usize = 2_000;
+    const N: usize = 10_000;
     let behaviour = Behaviour {
         not_rcs_capable_ratio: 0.3,
         rcs_dlr_fail_ratio: 0.1,
@@ -272,5 +271,79 @@ async fn not_capable_without_a_fallback_fails_without_an_rcs_request() {
     assert_eq!(received.len(), 2, "no request for the number that cannot receive RCS");
     assert!(received.iter().all(|r| r.message_ids[0] != message_id(1)));
     assert!(fleet.drain_queue(&fleet.ns.topology().dead_letter_queue()).await.is_empty());
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_and_exhausted_rcs_sends_fall_back_to_one_sms_each() {
+    const N: usize = 6;
+    let (refused, failing) = (1, 2);
+    let behaviour = Behaviour {
+        rcs_status_by_number: [(number(refused), 400), (number(failing), 503)].into(),
+        ..Behaviour::default()
+    };
+    // Two attempts with a short backoff: the failing number exhausts its retries in ~1 s
+    // (the shortest retry tier) instead of hours.
+    let retry = "[providers.retry]\nmax_attempts = 2\ninitial_delay_ms = 100\nmax_delay_ms = 500";
+    let options = FleetOptions { providers_toml: providers(retry), behaviour, ..FleetOptions::infobip("sendfail") };
+    let fleet = Fleet::start(options).await;
+    for request in requests(0..N) {
+        fleet.publish_request(&request).await;
+    }
+    assert_eq!(fleet.events.wait_for(EventKind::FallbackTriggered, 2, Duration::from_secs(60)).await, 2);
+    // Four RCS delivered plus the two SMS.
+    assert_eq!(fleet.events.wait_for(EventKind::Delivered, N, Duration::from_secs(60)).await, N);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let received = fleet.mock.received();
+    let to = |path: &str, i: usize| {
+        received
+            .iter()
+            .filter(|r| r.path == path && r.message_ids.iter().any(|id| id.starts_with(&message_id(i))))
+            .count()
+    };
+    assert_eq!(to("/rcs/2/messages", refused), 1, "a refused send is not retried");
+    assert_eq!(to("/rcs/2/messages", failing), 2, "a failing send is tried max_attempts times");
+    assert_eq!(to("/sms/3/messages", refused), 1);
+    assert_eq!(to("/sms/3/messages", failing), 1);
+    for i in (0..N).filter(|&i| i != refused && i != failing) {
+        assert_eq!((to("/rcs/2/messages", i), to("/sms/3/messages", i)), (1, 0), "{}", message_id(i));
+    }
+
+    let events = fleet.events.events();
+    let reason_of = |i: usize| {
+        events
+            .iter()
+            .find(|e| e.kind == EventKind::FallbackTriggered && e.message_id.as_deref() == Some(message_id(i).as_str()))
+            .and_then(|e| e.details.get("reason_code").cloned())
+    };
+    assert_eq!(reason_of(refused).as_deref(), Some("send_rejected"));
+    assert_eq!(reason_of(failing).as_deref(), Some("retries_exhausted"));
+    let failed_rcs = |i: usize| {
+        events
+            .iter()
+            .find(|e| {
+                e.kind == EventKind::Failed
+                    && e.channel == Channel::Rcs
+                    && e.message_id.as_deref() == Some(&message_id(i))
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("no failed event for {}", message_id(i)))
+    };
+    assert_eq!(failed_rcs(refused).details.get("reason_code").map(String::as_str), Some("bad_request"));
+    assert_eq!(failed_rcs(failing).details.get("reason_code").map(String::as_str), Some("retries_exhausted"));
+    for i in [refused, failing] {
+        let fallback_id = failed_rcs(i).details.get("fallback_message_id").cloned();
+        assert_eq!(fallback_id, Some(format!("{}.sms", message_id(i))), "the failed event names the SMS");
+    }
+    let sms_delivered: HashSet<String> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Delivered && e.channel == Channel::Sms)
+        .filter_map(|e| e.message_id.clone())
+        .collect();
+    assert_eq!(sms_delivered, [message_id(refused), message_id(failing)].into());
+    // Retries exhausted: the RCS job itself is kept in the dead-letter queue as well.
+    let dead = fleet.drain_queue(&fleet.ns.topology().dead_letter_queue()).await;
+    assert_eq!(dead.len(), 1, "only the exhausted job is dead-lettered");
     fleet.stop().await;
 }
