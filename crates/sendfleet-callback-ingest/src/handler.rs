@@ -171,9 +171,9 @@ async fn handle(
             "SMS fallback store unavailable; try again later".into(),
         );
     }
-    for event in &events {
-        counter!(CALLBACKS_TOTAL, "provider" => provider_id.to_owned(), "kind" => event.kind.as_str(), "outcome" => "ok")
-            .increment(1);
+    for (kind, count) in crate::broker::count_by_kind(&events) {
+        counter!(CALLBACKS_TOTAL, "provider" => provider_id.to_owned(), "kind" => kind, "outcome" => "ok")
+            .increment(count);
     }
     (StatusCode::OK, Json(json!({ "accepted": events.len() }))).into_response()
 }
