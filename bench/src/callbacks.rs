@@ -75,7 +75,7 @@ pub async fn run_once(
         delivery_reports: false,
         front: true,
         rate_limiter: "off",
-        queue_type: "classic",
+        queue_type: procs::queue_type_name(),
         rate_per_second: 4_600,
         burst: None,
         concurrency: 1,
@@ -94,7 +94,8 @@ pub async fn run_once(
     let accepted = Arc::new(AtomicU64::new(0));
     let next_post = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
-    let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
+    // (ms after the start the POST was due or sent, latency ms)
+    let latencies = Arc::new(Mutex::new(Vec::<(f64, f64)>::new()));
     let deadline = Instant::now() + Duration::from_secs(scenario.max_seconds);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -123,7 +124,7 @@ pub async fn run_once(
                 let answer = client.post(&url).header("content-type", "application/json").body(body).send().await;
                 match answer {
                     Ok(response) if response.status().is_success() => {
-                        mine.push(sent.elapsed().as_secs_f64() * 1_000.0);
+                        mine.push(((sent - started).as_secs_f64() * 1_000.0, sent.elapsed().as_secs_f64() * 1_000.0));
                         accepted.fetch_add(batch as u64, Ordering::Relaxed);
                     }
                     _ => {
@@ -151,7 +152,15 @@ pub async fn run_once(
         bail!("callback-ingest refused {refused} requests (see the logs in {})", run_dir.display());
     }
     let done = accepted.load(Ordering::Relaxed);
-    let mut latencies = std::mem::take(&mut *latencies.lock());
+    let mut timeline = std::mem::take(&mut *latencies.lock());
+    timeline.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Every POST's latency by when it was due: where the slow ones cluster in time.
+    let csv: String = timeline.iter().map(|(at, latency)| format!("{at:.3},{latency:.3}\n")).collect();
+    let csv_path = run_dir.join(format!("{prefix}-latency.csv"));
+    if let Err(err) = std::fs::write(&csv_path, format!("due_ms,latency_ms\n{csv}")) {
+        eprintln!("could not write {}: {err}", csv_path.display());
+    }
+    let mut latencies: Vec<f64> = timeline.iter().map(|(_, latency)| *latency).collect();
     let cpu = sample.map_or(0.0, |s| s.cpu_seconds);
     Ok(RunResult {
         scenario: scenario.name.to_owned(),

@@ -21,6 +21,10 @@ struct Args {
     /// Redis URL.
     #[arg(long, env = "SENDFLEET_REDIS_URL", default_value = "redis://127.0.0.1:6379", global = true)]
     redis_url: String,
+    /// RabbitMQ queue type of every run: `quorum` (sendfleet's production setting, and
+    /// steadier confirm latency) or `classic`.
+    #[arg(long, default_value = "quorum", value_parser = ["quorum", "classic"], global = true)]
+    queue_type: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,6 +59,11 @@ struct RunArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    procs::set_queue_type(if args.queue_type == "classic" {
+        sendfleet_config::QueueType::Classic
+    } else {
+        sendfleet_config::QueueType::Quorum
+    });
     let ok = match args.command {
         Command::Demo(demo) => demo::run(demo, &args.amqp_url, &args.redis_url).await?,
         Command::Run(run) => run_scenarios(run, &args.amqp_url, &args.redis_url).await?,

@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use sendfleet_broker::{Topology, lapin::options::QueueDeleteOptions};
-use sendfleet_config::{BrokerConfig, RedactedUrl};
+use sendfleet_config::{BrokerConfig, QueueType, RedactedUrl};
 use tokio::process::{Child, Command};
 
 /// API key the mock accepts and the providers send.
@@ -113,6 +113,26 @@ pub async fn check_broker(url: &str) -> anyhow::Result<()> {
             "cannot reach RabbitMQ at {}.\nStart it with:  rabbitmq-server -detached\n(or: docker compose up -d rabbitmq), then run this again.",
             config.url
         ),
+    }
+}
+
+static QUEUE_TYPE: std::sync::OnceLock<QueueType> = std::sync::OnceLock::new();
+
+/// Sets the queue type every bench and demo run declares (once, from the command line).
+pub fn set_queue_type(queue_type: QueueType) {
+    drop(QUEUE_TYPE.set(queue_type));
+}
+
+/// The queue type runs declare: quorum unless set otherwise.
+pub fn queue_type() -> QueueType {
+    QUEUE_TYPE.get().copied().unwrap_or(QueueType::Quorum)
+}
+
+/// [`queue_type`] as the config file spells it.
+pub fn queue_type_name() -> &'static str {
+    match queue_type() {
+        QueueType::Classic => "classic",
+        QueueType::Quorum => "quorum",
     }
 }
 

@@ -246,7 +246,7 @@ pub async fn run_once(
         delivery_reports: false,
         front: false,
         rate_limiter: if scenario.cap.is_some() { "fleet" } else { "off" },
-        queue_type: "classic",
+        queue_type: procs::queue_type_name(),
         rate_per_second: scenario.cap.unwrap_or(4_600),
         burst: Some(scenario.burst),
         concurrency: scenario.concurrency,
@@ -352,6 +352,7 @@ async fn start_worker(
         WorkerKind::Bare => {
             let topology = sendfleet_broker::Topology::new(&sendfleet_config::BrokerConfig {
                 prefix: prefix.to_owned(),
+                queue_type: procs::queue_type(),
                 ..Default::default()
             });
             let args = [
