@@ -120,7 +120,8 @@ static QUEUE_TYPE: std::sync::OnceLock<QueueType> = std::sync::OnceLock::new();
 
 /// Sets the queue type every bench and demo run declares (once, from the command line).
 pub fn set_queue_type(queue_type: QueueType) {
-    drop(QUEUE_TYPE.set(queue_type));
+    // Set once from the command line; a second call keeps the first value.
+    let _ = QUEUE_TYPE.set(queue_type);
 }
 
 /// The queue type runs declare: quorum unless set otherwise.

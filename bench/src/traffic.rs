@@ -16,12 +16,7 @@ use sendfleet_config::{BrokerConfig, RedactedUrl};
 use sendfleet_protocol::{Channel, Content, Event, EventKind, SendJob, SendRequest, decode, encode, now_ms};
 
 fn broker(url: &str, prefix: &str) -> BrokerConfig {
-    BrokerConfig {
-        url: RedactedUrl::new(url),
-        prefix: prefix.to_owned(),
-        queue_type: crate::procs::queue_type(),
-        ..BrokerConfig::default()
-    }
+    BrokerConfig { url: RedactedUrl::new(url), prefix: prefix.to_owned(), queue_type: crate::procs::queue_type() }
 }
 
 /// The `i`-th demo request: alternating SMS and RCS text, each with its own number.
