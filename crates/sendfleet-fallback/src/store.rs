@@ -202,9 +202,7 @@ mod tests {
 
     use super::*;
 
-    fn redis_url() -> String {
-        std::env::var("SENDFLEET_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-    }
+    use sendfleet_test_support::redis_url;
 
     /// A store under a unique prefix, and a guard deleting its keys.
     struct TestStore {
@@ -241,15 +239,7 @@ mod tests {
         }
 
         async fn cleanup(self) {
-            let mut connection = self.pool.get().await.unwrap();
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{}:*", self.prefix))
-                .query_async(&mut *connection)
-                .await
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut *connection).await.unwrap();
-            }
+            sendfleet_test_support::delete_redis_keys(&self.prefix).await;
         }
     }
 

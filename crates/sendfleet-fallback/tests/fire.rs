@@ -5,10 +5,7 @@ use std::time::Duration;
 
 use sendfleet_broker::{
     Publisher, Topology,
-    lapin::{
-        Connection, ConnectionProperties,
-        options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions},
-    },
+    lapin::{Connection, options::BasicGetOptions},
 };
 use sendfleet_config::Config;
 use sendfleet_fallback::{FallbackReason, Fallbacks, FireOutcome, fallback_job};
@@ -16,23 +13,18 @@ use sendfleet_protocol::{
     Channel, Content, Event, EventKind, ProviderErrorInfo, ProviderStatus, SendJob, SendOptions, SmsFallback, decode,
 };
 
-fn amqp_url() -> String {
-    std::env::var("SENDFLEET_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-fn redis_url() -> String {
-    std::env::var("SENDFLEET_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+use sendfleet_test_support::{Namespace, amqp_url, redis_url};
 
 struct Env {
     config: Config,
     connection: Connection,
-    prefix: String,
+    ns: Namespace,
 }
 
 impl Env {
     async fn new(name: &str) -> Env {
-        let prefix = format!("sft-{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let ns = Namespace::new(name, &["rcs", "sms"]);
+        let prefix = &ns.prefix;
         let toml = format!(
             r#"
 [broker]
@@ -60,8 +52,8 @@ default_for_channel = true
             redis_url()
         );
         let config = Config::from_toml(&toml, &|_| Some("key".into())).expect("config");
-        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.expect("RabbitMQ");
-        Env { config, connection, prefix }
+        let connection = ns.connect().await;
+        Env { config, connection, ns }
     }
 
     fn topology(&self) -> Topology {
@@ -84,21 +76,8 @@ default_for_channel = true
     }
 
     async fn cleanup(self) {
-        let channel = self.connection.create_channel().await.unwrap();
-        for queue in self.topology().all_queues(["rcs", "sms"]) {
-            drop(channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await);
-        }
-        for exchange in self.topology().all_exchanges() {
-            drop(channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await);
-        }
-        let client = redis::Client::open(redis_url()).unwrap();
-        let mut redis = client.get_multiplexed_async_connection().await.unwrap();
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg(format!("{}:*", self.prefix)).query_async(&mut redis).await.unwrap_or_default();
-        if !keys.is_empty() {
-            let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await.unwrap();
-        }
         drop(self.connection.close(200, "".into()).await);
+        self.ns.cleanup().await;
     }
 }
 
