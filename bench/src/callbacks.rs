@@ -36,15 +36,17 @@ fn report_body(connection: usize, request: u64, batch: usize) -> String {
 }
 
 /// How the reports are posted.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct CallbackLoad {
-    /// Reports to post in all.
+    /// Reports to post (the run also ends at `max_seconds`).
     pub reports: u64,
-    /// Keep-alive connections (POSTs in flight at most).
+    /// Concurrent keep-alive connections (at most this many POSTs in flight).
     pub connections: usize,
-    /// Reports per POST.
+    /// Reports per POST (Infobip batches up to 100).
     pub batch: usize,
-    /// Offered reports/s; `None`: back to back.
+    /// Offered load in reports/s: POSTs are due on a fixed schedule and latency is
+    /// measured from when each was due (no coordinated omission). `None`: every
+    /// connection posts back to back, as fast as the ingest answers.
     pub per_second: Option<u32>,
 }
 
@@ -75,7 +77,6 @@ pub async fn run_once(
         delivery_reports: false,
         front: true,
         rate_limiter: "off",
-        queue_type: procs::queue_type_name(),
         rate_per_second: 4_600,
         burst: None,
         concurrency: 1,
@@ -84,8 +85,8 @@ pub async fn run_once(
     };
     let fleet = ProcessFleet::start(spec).await?;
     let url = format!("{}/callbacks/{}/{CALLBACK_TOKEN}/delivery", fleet.ingest_url(), PROVIDERS[0]);
-    // One pooled client: connections stay open between requests (keep-alive).
     let CallbackLoad { reports, connections, batch, .. } = load;
+    // One pooled client: connections stay open between requests (keep-alive).
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
         .timeout(Duration::from_secs(30))
@@ -95,13 +96,13 @@ pub async fn run_once(
     let next_post = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     // (ms after the start the POST was due or sent, latency ms)
-    let latencies = Arc::new(Mutex::new(Vec::<(f64, f64)>::new()));
+    let timeline = Arc::new(Mutex::new(Vec::<(f64, f64)>::new()));
     let deadline = Instant::now() + Duration::from_secs(scenario.max_seconds);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for connection in 0..connections {
         let (client, url) = (client.clone(), url.clone());
-        let (accepted, refused, latencies) = (accepted.clone(), refused.clone(), latencies.clone());
+        let (accepted, refused, timeline) = (accepted.clone(), refused.clone(), timeline.clone());
         let next_post = next_post.clone();
         tasks.spawn(async move {
             let mut mine = Vec::new();
@@ -132,7 +133,7 @@ pub async fn run_once(
                     }
                 }
             }
-            latencies.lock().extend(mine);
+            timeline.lock().extend(mine);
         });
     }
     while tasks.join_next().await.is_some() {}
@@ -152,7 +153,7 @@ pub async fn run_once(
         bail!("callback-ingest refused {refused} requests (see the logs in {})", run_dir.display());
     }
     let done = accepted.load(Ordering::Relaxed);
-    let mut timeline = std::mem::take(&mut *latencies.lock());
+    let mut timeline = std::mem::take(&mut *timeline.lock());
     timeline.sort_by(|a, b| a.0.total_cmp(&b.0));
     // Every POST's latency by when it was due: where the slow ones cluster in time.
     let csv: String = timeline.iter().map(|(at, latency)| format!("{at:.3},{latency:.3}\n")).collect();

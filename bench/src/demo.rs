@@ -38,7 +38,6 @@ pub async fn run(args: DemoArgs, amqp_url: &str, redis_url: &str) -> anyhow::Res
         delivery_reports: true,
         front: true,
         rate_limiter: "fleet",
-        queue_type: procs::queue_type_name(),
         rate_per_second: 4_600,
         burst: None,
         concurrency: 256,

@@ -27,8 +27,6 @@ pub struct FleetSpec {
     pub front: bool,
     /// `fleet`, `local` or `off`.
     pub rate_limiter: &'static str,
-    /// `classic` or `quorum`.
-    pub queue_type: &'static str,
     /// Fleet-wide rate cap of each provider.
     pub rate_per_second: u32,
     /// Token-bucket burst.
@@ -220,7 +218,7 @@ public_base_url = "http://127.0.0.1:{ingest_port}"
         amqp = spec.amqp_url,
         prefix = spec.prefix,
         redis = spec.redis_url,
-        queue_type = spec.queue_type,
+        queue_type = crate::procs::queue_type_name(),
         rate_limiter = spec.rate_limiter,
         sms = provider(PROVIDERS[0], "infobip_sms", "SENDFLEET", true),
         rcs = provider(PROVIDERS[1], "infobip_rcs", "SendfleetAgent", true),

@@ -6,6 +6,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    callbacks::CallbackLoad,
     fleet::{FleetSpec, PROVIDERS, ProcessFleet},
     measure::{self, ProcSample},
     procs::{self, API_KEY, Proc},
@@ -39,18 +40,7 @@ pub enum Load {
     },
     /// No jobs: delivery reports posted at callback-ingest (`jobs` in the report are
     /// reports, latency is per POST).
-    Callbacks {
-        /// Reports to post (the run also ends at `max_seconds`).
-        reports: u64,
-        /// Concurrent keep-alive connections (at most this many POSTs in flight).
-        connections: usize,
-        /// Reports per POST (Infobip batches up to 100).
-        batch: usize,
-        /// Offered load in reports/s: POSTs are due on a fixed schedule and latency is
-        /// measured from when each was due (no coordinated omission). `None`: every
-        /// connection posts back to back, as fast as the ingest answers.
-        per_second: Option<u32>,
-    },
+    Callbacks(CallbackLoad),
 }
 
 /// A change to the fleet during a run.
@@ -174,7 +164,12 @@ pub fn defaults() -> Vec<Scenario> {
             workers: 0,
             concurrency: 0,
             kind: WorkerKind::Sendfleet,
-            load: Load::Callbacks { reports: 100_000, connections: 64, batch: 10, per_second: Some(10_000) },
+            load: Load::Callbacks(CallbackLoad {
+                reports: 100_000,
+                connections: 64,
+                batch: 10,
+                per_second: Some(10_000),
+            }),
             max_seconds: 12,
             changes: &[],
         },
@@ -188,7 +183,7 @@ pub fn defaults() -> Vec<Scenario> {
             workers: 0,
             concurrency: 0,
             kind: WorkerKind::Sendfleet,
-            load: Load::Callbacks { reports: 300_000, connections: 32, batch: 10, per_second: None },
+            load: Load::Callbacks(CallbackLoad { reports: 300_000, connections: 32, batch: 10, per_second: None }),
             max_seconds: 10,
             changes: &[],
         },
@@ -232,8 +227,7 @@ pub async fn run_once(
     redis_url: &str,
     run_dir: &std::path::Path,
 ) -> anyhow::Result<RunResult> {
-    if let Load::Callbacks { reports, connections, batch, per_second } = scenario.load {
-        let load = crate::callbacks::CallbackLoad { reports, connections, batch, per_second };
+    if let Load::Callbacks(load) = scenario.load {
         return crate::callbacks::run_once(scenario, load, amqp_url, redis_url, run_dir).await;
     }
     let prefix = format!("sendfleet-bench-{}-{}", scenario.name, &uuid::Uuid::new_v4().simple().to_string()[..6]);
@@ -246,7 +240,6 @@ pub async fn run_once(
         delivery_reports: false,
         front: false,
         rate_limiter: if scenario.cap.is_some() { "fleet" } else { "off" },
-        queue_type: procs::queue_type_name(),
         rate_per_second: scenario.cap.unwrap_or(4_600),
         burst: Some(scenario.burst),
         concurrency: scenario.concurrency,
@@ -272,12 +265,12 @@ pub async fn run_once(
             let (url, prefix) = (amqp_url.to_owned(), prefix.clone());
             Some(tokio::spawn(async move { traffic::paced_jobs(&url, &prefix, provider, per_second, seconds).await }))
         }
-        Load::Backlog { .. } | Load::Callbacks { .. } => None,
+        Load::Backlog { .. } | Load::Callbacks(_) => None,
     };
     let target = match scenario.load {
         Load::Backlog { jobs } => jobs as u64,
         Load::Open { per_second, seconds } => u64::from(per_second) * seconds,
-        Load::Callbacks { reports, .. } => reports,
+        Load::Callbacks(load) => load.reports,
     };
 
     let mut samples: Vec<ProcSample> = Vec::new();
@@ -323,7 +316,7 @@ pub async fn run_once(
                 client.get(format!("{}/mock/received", fleet.mock_url())).send().await?.json().await?;
             Some(measure::latencies_ms(&received))
         }
-        Load::Backlog { .. } | Load::Callbacks { .. } => None,
+        Load::Backlog { .. } | Load::Callbacks(_) => None,
     };
     let mut exit_codes = Vec::new();
     for mut worker in bare {

@@ -7,27 +7,12 @@ use sendfleet_broker::{BrokerError, Outgoing, Publisher, TRACE_HEADER, Topology}
 use sendfleet_config::{BrokerConfig, Config};
 use sendfleet_protocol::{Event, encode};
 use sendfleet_telemetry::Readiness;
-use sendfleet_telemetry::metrics::EVENTS_PUBLISHED_TOTAL;
 use tokio_util::sync::CancellationToken;
 
 use crate::IngestState;
 
 /// How long a callback waits for its confirms before answering 503.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Events counted by kind, in order of first appearance: a batch of reports is
-/// usually one kind, so its counters are looked up once per body, not once per event.
-pub(crate) fn count_by_kind(events: &[Event]) -> Vec<(&'static str, u64)> {
-    let mut counts: Vec<(&'static str, u64)> = Vec::with_capacity(2);
-    for event in events {
-        let kind = event.kind.as_str();
-        match counts.iter_mut().find(|(k, _)| *k == kind) {
-            Some((_, count)) => *count += 1,
-            None => counts.push((kind, 1)),
-        }
-    }
-    counts
-}
 
 /// The current publisher, if connected.
 pub(crate) struct BrokerSlot {
@@ -60,9 +45,6 @@ impl BrokerSlot {
         match tokio::time::timeout(PUBLISH_TIMEOUT, futures_util::future::try_join_all(publishes)).await {
             Ok(result) => result.map(|_| ())?,
             Err(_) => return Err(BrokerError::ConnectionLost),
-        }
-        for (kind, count) in count_by_kind(events) {
-            metrics::counter!(EVENTS_PUBLISHED_TOTAL, "kind" => kind).increment(count);
         }
         Ok(())
     }
@@ -128,18 +110,4 @@ async fn set_up(connection: &sendfleet_broker::lapin::Connection, config: &Confi
     let channel = connection.create_channel().await?;
     Topology::new(&config.broker).declare(&channel, &config.provider_ids()).await?;
     Publisher::open(connection).await
-}
-
-#[cfg(test)]
-mod tests {
-    use sendfleet_protocol::{Channel, Event, EventKind};
-
-    #[test]
-    fn events_are_counted_once_per_kind_in_first_seen_order() {
-        let kinds = [EventKind::Delivered, EventKind::Seen, EventKind::Delivered, EventKind::Delivered];
-        let events: Vec<Event> = kinds.iter().map(|k| Event::new(*k, "p", Channel::Rcs)).collect();
-        let counts = super::count_by_kind(&events);
-        assert_eq!(counts, vec![(EventKind::Delivered.as_str(), 3), (EventKind::Seen.as_str(), 1)]);
-        assert!(super::count_by_kind(&[]).is_empty());
-    }
 }

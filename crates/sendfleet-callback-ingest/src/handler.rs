@@ -13,8 +13,9 @@ use axum::{
 use base64::Engine;
 use futures_util::StreamExt;
 use metrics::counter;
+use sendfleet_protocol::Event;
 use sendfleet_providers::CallbackError;
-use sendfleet_telemetry::metrics::CALLBACKS_TOTAL;
+use sendfleet_telemetry::metrics::{CALLBACKS_TOTAL, EVENTS_PUBLISHED_TOTAL};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
@@ -154,6 +155,12 @@ async fn handle(
             "broker unavailable; try again later".into(),
         );
     }
+    // Counted once per kind per body (a batch of reports is usually one kind), for both
+    // counters, rather than a label lookup per event.
+    let counts = count_by_kind(&events);
+    for (kind, count) in &counts {
+        counter!(EVENTS_PUBLISHED_TOTAL, "kind" => *kind).increment(*count);
+    }
     if events.is_empty() {
         counter!(CALLBACKS_TOTAL, "provider" => provider_id.to_owned(), "kind" => route_kind, "outcome" => "no_event")
             .increment(1);
@@ -171,11 +178,25 @@ async fn handle(
             "SMS fallback store unavailable; try again later".into(),
         );
     }
-    for (kind, count) in crate::broker::count_by_kind(&events) {
+    for (kind, count) in counts {
         counter!(CALLBACKS_TOTAL, "provider" => provider_id.to_owned(), "kind" => kind, "outcome" => "ok")
             .increment(count);
     }
     (StatusCode::OK, Json(json!({ "accepted": events.len() }))).into_response()
+}
+
+/// Events counted by kind, in order of first appearance: a batch of reports is
+/// usually one kind, so its counters are looked up once per body, not once per event.
+fn count_by_kind(events: &[Event]) -> Vec<(&'static str, u64)> {
+    let mut counts: Vec<(&'static str, u64)> = Vec::with_capacity(2);
+    for event in events {
+        let kind = event.kind.as_str();
+        match counts.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((kind, 1)),
+        }
+    }
+    counts
 }
 
 /// Counts and logs a refusal and answers it with `{"error": reason}`.
@@ -225,4 +246,18 @@ fn authorised(provider: &IngestProvider, token: &str, headers: &HeaderMap) -> bo
     };
     let wanted = format!("{user}:{}", password.expose());
     bool::from(given.as_slice().ct_eq(wanted.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use sendfleet_protocol::{Channel, Event, EventKind};
+
+    #[test]
+    fn events_are_counted_once_per_kind_in_first_seen_order() {
+        let kinds = [EventKind::Delivered, EventKind::Seen, EventKind::Delivered, EventKind::Delivered];
+        let events: Vec<Event> = kinds.iter().map(|k| Event::new(*k, "p", Channel::Rcs)).collect();
+        let counts = super::count_by_kind(&events);
+        assert_eq!(counts, vec![(EventKind::Delivered.as_str(), 3), (EventKind::Seen.as_str(), 1)]);
+        assert!(super::count_by_kind(&[]).is_empty());
+    }
 }

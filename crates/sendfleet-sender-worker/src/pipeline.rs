@@ -44,8 +44,8 @@ pub(crate) async fn handle(ctx: Arc<SessionContext>, provider: Arc<ProviderRunti
             return;
         }
     };
-    // A debug span: per-job spans at info would cost on every job; the warn lines that
-    // matter name the message themselves.
+    // At INFO so every log line about the message carries its trace id (OPERATIONS.md);
+    // its cost is inside the bench figures (PERFORMANCE.md).
     let span = tracing::info_span!("job", message_id = %job.message_id, provider = provider.id(), trace_id = %job.trace_id, attempt = job.attempts + 1);
     process(ctx, provider, inbound, job).instrument(span).await;
 }

@@ -25,8 +25,8 @@ enum Command {
     CallbackUrls,
 }
 
-// glibc's malloc spent about a fifth of the worker's CPU under load (arena locks and
-// consolidation with many threads freeing what others allocated); mimalloc does not.
+// The same allocator as sender-worker, where glibc's malloc spent about a fifth of the
+// CPU under load (docs/PERFORMANCE.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

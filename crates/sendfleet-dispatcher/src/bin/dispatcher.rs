@@ -65,8 +65,8 @@ fn parse_pair(value: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("'{value}' is not NAME=VALUE"))
 }
 
-// glibc's malloc spent about a fifth of the worker's CPU under load (arena locks and
-// consolidation with many threads freeing what others allocated); mimalloc does not.
+// The same allocator as sender-worker, where glibc's malloc spent about a fifth of the
+// CPU under load (docs/PERFORMANCE.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
