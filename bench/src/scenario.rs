@@ -154,40 +154,37 @@ pub fn defaults() -> Vec<Scenario> {
             max_seconds: 20,
             changes: &[],
         },
-        Scenario {
-            name: "callback-ingest",
-            description: "delivery reports offered at 10,000/s (10 per POST) to callback-ingest for 10 s, confirms on",
-            cap: None,
-            burst: 1,
-            latency_ms: 0,
-            jitter_ms: 0,
-            workers: 0,
-            concurrency: 0,
-            kind: WorkerKind::Sendfleet,
-            load: Load::Callbacks(CallbackLoad {
-                reports: 100_000,
-                connections: 64,
-                batch: 10,
-                per_second: Some(10_000),
-            }),
-            max_seconds: 12,
-            changes: &[],
-        },
-        Scenario {
-            name: "callback-ingest-max",
-            description: "delivery reports (10 per POST) over 32 connections posting back to back: the ingest's peak",
-            cap: None,
-            burst: 1,
-            latency_ms: 0,
-            jitter_ms: 0,
-            workers: 0,
-            concurrency: 0,
-            kind: WorkerKind::Sendfleet,
-            load: Load::Callbacks(CallbackLoad { reports: 300_000, connections: 32, batch: 10, per_second: None }),
-            max_seconds: 10,
-            changes: &[],
-        },
+        callbacks(
+            "callback-ingest",
+            "delivery reports offered at 10,000/s (10 per POST) to callback-ingest for 10 s, confirms on",
+            CallbackLoad { reports: 100_000, connections: 64, batch: 10, per_second: Some(10_000) },
+            12,
+        ),
+        callbacks(
+            "callback-ingest-max",
+            "delivery reports (10 per POST) over 32 connections posting back to back: the ingest's peak",
+            CallbackLoad { reports: 300_000, connections: 32, batch: 10, per_second: None },
+            10,
+        ),
     ]
+}
+
+/// A callback-ingest scenario: no workers, no provider, only reports posted.
+fn callbacks(name: &'static str, description: &'static str, load: CallbackLoad, max_seconds: u64) -> Scenario {
+    Scenario {
+        name,
+        description,
+        cap: None,
+        burst: 1,
+        latency_ms: 0,
+        jitter_ms: 0,
+        workers: 0,
+        concurrency: 0,
+        kind: WorkerKind::Sendfleet,
+        load: Load::Callbacks(load),
+        max_seconds,
+        changes: &[],
+    }
 }
 
 /// What one run measured.
