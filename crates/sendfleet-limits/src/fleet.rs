@@ -71,20 +71,44 @@ struct Slots {
     queue: VecDeque<i64>,
     /// Time of the last slot leased (server clock, µs).
     leased_until: i64,
-    /// Server time ↔ local instant, measured at the last lease.
-    anchor: Option<(Instant, i64)>,
+    /// Server time ↔ local instant: the most certain of the leases' readings.
+    anchor: Option<Anchor>,
+}
+
+/// One reading of the lease store's clock: it read `server_us` somewhere within a round
+/// trip of `rtt_us` centred on the local instant `at`.
+#[derive(Debug, Clone, Copy)]
+struct Anchor {
+    at: Instant,
+    server_us: i64,
+    rtt_us: i64,
+}
+
+/// The most two clocks are assumed to drift apart, in parts per million (NTP slews a
+/// clock by at most 500 ppm).
+const MAX_DRIFT_PPM: i64 = 500;
+
+impl Anchor {
+    /// How far off this reading may be at `now`: half its round trip, plus drift since.
+    fn uncertainty_us(&self, now: Instant) -> i64 {
+        self.rtt_us / 2 + signed_micros(now, self.at).max(0) * MAX_DRIFT_PPM / 1_000_000
+    }
 }
 
 impl Slots {
     fn server_now(&self, local: Instant) -> Option<i64> {
-        let (at, server) = self.anchor?;
-        Some(server + signed_micros(local, at))
+        let anchor = self.anchor?;
+        Some(anchor.server_us + signed_micros(local, anchor.at))
     }
 
     fn local_time(&self, server_us: i64) -> Instant {
         match self.anchor {
-            Some((at, server)) if server_us >= server => at + Duration::from_micros((server_us - server) as u64),
-            Some((at, server)) => at.checked_sub(Duration::from_micros((server - server_us) as u64)).unwrap_or(at),
+            Some(Anchor { at, server_us: server, .. }) if server_us >= server => {
+                at + Duration::from_micros((server_us - server) as u64)
+            }
+            Some(Anchor { at, server_us: server, .. }) => {
+                at.checked_sub(Duration::from_micros((server - server_us) as u64)).unwrap_or(at)
+            }
             None => Instant::now(),
         }
     }
@@ -217,9 +241,16 @@ impl FleetLimiter {
     fn store(&self, lease: Lease, asked_at: Instant, answered_at: Instant) {
         let mut slots = self.slots.lock();
         // The server read its clock somewhere during the round trip; the midpoint is
-        // the best local estimate (error ≤ half the round trip).
+        // the best local estimate (error ≤ half the round trip). On a busy host most
+        // round trips are stretched by our own scheduling, by milliseconds, so a new
+        // reading replaces the anchor only when it is more certain: the mapping stays
+        // as good as the fastest recent round trip (as NTP picks its samples).
         let midpoint = asked_at + (answered_at - asked_at) / 2;
-        slots.anchor = Some((midpoint, lease.now_us));
+        let reading =
+            Anchor { at: midpoint, server_us: lease.now_us, rtt_us: (answered_at - asked_at).as_micros() as i64 };
+        if slots.anchor.is_none_or(|anchor| reading.uncertainty_us(midpoint) <= anchor.uncertainty_us(midpoint)) {
+            slots.anchor = Some(reading);
+        }
         for k in 0..i64::from(lease.granted) {
             slots.queue.push_back(lease.start_us + k * lease.interval_us);
         }

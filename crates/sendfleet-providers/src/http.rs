@@ -19,8 +19,22 @@ pub fn client_for(config: &ProviderConfig) -> Result<reqwest::Client, AdapterErr
         .timeout(Duration::from_millis(config.request_timeout_ms))
         .connect_timeout(Duration::from_millis(config.request_timeout_ms.min(5_000)))
         .user_agent(concat!("sendfleet/", env!("CARGO_PKG_VERSION")))
+        // A provider API answers, it does not redirect; following a 301/302 would turn
+        // a send into a GET elsewhere. A 3xx is an answer like any other.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|source| AdapterError::Client { provider: config.id.clone(), source })
+}
+
+/// `base_url` of the provider joined with `path`, parsed once for every request.
+pub fn endpoint_url(config: &ProviderConfig, path: &str) -> Result<reqwest::Url, AdapterError> {
+    parse_url(config, &format!("{}{path}", config.base_url.trim_end_matches('/')))
+}
+
+/// A configured URL, parsed; an error names the provider.
+pub fn parse_url(config: &ProviderConfig, url: &str) -> Result<reqwest::Url, AdapterError> {
+    reqwest::Url::parse(url)
+        .map_err(|source| AdapterError::InvalidUrl { provider: config.id.clone(), reason: source.to_string() })
 }
 
 /// A provider's answer, read whole.

@@ -152,6 +152,14 @@ pub enum AdapterError {
         /// The cause.
         source: reqwest::Error,
     },
+    /// A configured URL does not parse (config built without validation).
+    #[error("provider {provider}: invalid URL: {reason}")]
+    InvalidUrl {
+        /// Provider id.
+        provider: String,
+        /// Why it does not parse.
+        reason: String,
+    },
     /// The API key cannot be sent in an HTTP header (control characters).
     #[error("provider {provider}: the API key contains characters not allowed in an HTTP header")]
     InvalidKey {

@@ -102,3 +102,46 @@ async fn an_unavailable_store_fails_closed_after_the_deadline() {
     assert!(started.elapsed() <= Duration::from_secs(2), "gave up within the deadline");
     assert_eq!(limiter.granted(), 0, "nothing was sent unguarded");
 }
+
+/// A lease store whose answers reach us late every other time (the server read its
+/// clock at once, our side picked the reply up 20 ms later), as on a busy host.
+struct SlowRepliesGcra {
+    inner: Arc<ClockGcra>,
+    calls: std::sync::atomic::AtomicU32,
+}
+
+impl LeaseSource for SlowRepliesGcra {
+    fn lease(&self, wanted: u32) -> BoxFuture<'_, Result<Lease, LimitError>> {
+        Box::pin(async move {
+            let lease = self.inner.lease(wanted).await?;
+            if self.calls.fetch_add(1, Ordering::Relaxed) % 2 == 1 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(lease)
+        })
+    }
+}
+
+/// Slow replies do not move the clock mapping: every permit is used at its slot's
+/// true time, not 10 ms (half the slow round trip) off.
+#[tokio::test(start_paused = true)]
+async fn slow_lease_replies_do_not_skew_slot_times() {
+    let params = SlotParams::new(1_000, 10);
+    let inner = ClockGcra::new(params);
+    let base = inner.base;
+    let source = Arc::new(SlowRepliesGcra { inner, calls: 0.into() });
+    let limiter = Arc::new(FleetLimiter::new(source, params, 20));
+    let tasks = (0..400).map(|_| {
+        let limiter = limiter.clone();
+        tokio::spawn(async move {
+            let permit = limiter.acquire(Duration::from_secs(5)).await.expect("slot");
+            ((Instant::now() - base).as_micros() as i64, permit.slot_us)
+        })
+    });
+    let uses: Vec<(i64, i64)> = join_all(tasks).await.into_iter().map(|r| r.expect("task")).collect();
+    assert_eq!(uses.len(), 400);
+    for (used_at, slot) in uses {
+        let late = used_at - slot;
+        assert!((0..=1_000).contains(&late), "slot {slot} used {late} µs after its time");
+    }
+}

@@ -42,7 +42,7 @@ enum Credentials {
 pub struct GenericAdapter {
     config: ProviderConfig,
     client: reqwest::Client,
-    endpoint: String,
+    endpoint: reqwest::Url,
     method: Method,
     headers: HeaderMap,
     auth: Arc<Credentials>,
@@ -104,7 +104,7 @@ impl GenericAdapter {
         };
         let parameters = parse_parameters(&generic.body_parameters).map_err(invalid)?;
         let fallback_parameters = parse_parameters(&generic.fallback_body_parameters).map_err(invalid)?;
-        let endpoint = generic.endpoint.clone();
+        let endpoint = http::parse_url(&config, &generic.endpoint)?;
         let callback_url = settings.callback_url(&config);
         Ok(GenericAdapter {
             config,
@@ -141,7 +141,7 @@ impl GenericAdapter {
     }
 
     async fn attempt(&self, body: Vec<u8>, authorization: Option<HeaderValue>) -> Result<http::Answer, SendOutcome> {
-        let mut request = self.client.request(self.method.clone(), &self.endpoint).headers(self.headers.clone());
+        let mut request = self.client.request(self.method.clone(), self.endpoint.clone()).headers(self.headers.clone());
         if let Some(authorization) = authorization {
             request = request.header(reqwest::header::AUTHORIZATION, authorization);
         }

@@ -42,8 +42,9 @@ pub const RCS_EVENTS_PATH: &str = "/rcs/1/events";
 pub struct InfobipAdapter {
     config: ProviderConfig,
     client: reqwest::Client,
-    send_url: String,
-    capability_url: String,
+    send_url: reqwest::Url,
+    capability_url: reqwest::Url,
+    events_url: reqwest::Url,
     authorization: reqwest::header::HeaderValue,
     callback_url: Option<String>,
 }
@@ -56,14 +57,16 @@ impl InfobipAdapter {
             Channel::Sms => SMS_SEND_PATH,
             Channel::Rcs => RCS_SEND_PATH,
         };
-        let send_url = format!("{}{path}", config.base_url.trim_end_matches('/'));
-        let capability_url = format!("{}{CAPABILITY_PATH}", config.base_url.trim_end_matches('/'));
+        // Parsed once: reqwest would parse (and IDNA-check) a string URL per request.
+        let send_url = http::endpoint_url(&config, path)?;
+        let capability_url = http::endpoint_url(&config, CAPABILITY_PATH)?;
+        let events_url = http::endpoint_url(&config, RCS_EVENTS_PATH)?;
         // Built once and marked sensitive: no per-request parsing, and never printed.
         let mut authorization = reqwest::header::HeaderValue::from_str(&format!("App {}", config.api_key.expose()))
             .map_err(|_| AdapterError::InvalidKey { provider: config.id.clone() })?;
         authorization.set_sensitive(true);
         let callback_url = settings.callback_url(&config);
-        Ok(InfobipAdapter { config, client, send_url, capability_url, authorization, callback_url })
+        Ok(InfobipAdapter { config, client, send_url, capability_url, events_url, authorization, callback_url })
     }
 
     /// The JSON body for a job.
@@ -119,7 +122,7 @@ impl Provider for InfobipAdapter {
             let body = serde_json::to_vec(&query).map_err(|e| CapabilityError::Failed(e.to_string()))?;
             let request = self
                 .client
-                .post(&self.capability_url)
+                .post(self.capability_url.clone())
                 .header(reqwest::header::AUTHORIZATION, self.authorization.clone())
                 .header(reqwest::header::CONTENT_TYPE, JSON.clone())
                 .header(reqwest::header::ACCEPT, JSON.clone())
@@ -212,10 +215,10 @@ impl InfobipAdapter {
         self.post(&self.send_url, body).await
     }
 
-    async fn post(&self, url: &str, body: Vec<u8>) -> Result<http::Answer, SendOutcome> {
+    async fn post(&self, url: &reqwest::Url, body: Vec<u8>) -> Result<http::Answer, SendOutcome> {
         let request = self
             .client
-            .post(url)
+            .post(url.clone())
             .header(reqwest::header::AUTHORIZATION, self.authorization.clone())
             .header(reqwest::header::CONTENT_TYPE, JSON.clone())
             .header(reqwest::header::ACCEPT, JSON.clone())
@@ -235,9 +238,8 @@ impl InfobipAdapter {
                 outcome: SendOutcome::Rejected { code: "unsupported_content", reason, status: None, error: None },
             };
         }
-        let url = format!("{}{RCS_EVENTS_PATH}", self.config.base_url.trim_end_matches('/'));
         let body = build_event_body(event, self.config.default_sender().unwrap_or_default());
-        match self.post(&url, body).await {
+        match self.post(&self.events_url, body).await {
             Ok(answer) => RawAnswer {
                 http_status: Some(answer.status),
                 provider_message_id: None,
