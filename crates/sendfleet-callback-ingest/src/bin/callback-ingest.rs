@@ -25,13 +25,13 @@ enum Command {
     CallbackUrls,
 }
 
-// The same allocator as sender-worker, where glibc's malloc spent about a fifth of the
-// CPU under load (docs/PERFORMANCE.md).
+// The fleet's allocator (sendfleet-alloc says why).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: sendfleet_alloc::Allocator = sendfleet_alloc::ALLOCATOR;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    sendfleet_alloc::tune();
     let args = Args::parse();
     let config = args.config.load_or_exit();
     if let Some(Command::CallbackUrls) = args.command {

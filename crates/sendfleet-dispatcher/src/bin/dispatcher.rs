@@ -65,13 +65,13 @@ fn parse_pair(value: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("'{value}' is not NAME=VALUE"))
 }
 
-// The same allocator as sender-worker, where glibc's malloc spent about a fifth of the
-// CPU under load (docs/PERFORMANCE.md).
+// The fleet's allocator (sendfleet-alloc says why).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: sendfleet_alloc::Allocator = sendfleet_alloc::ALLOCATOR;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    sendfleet_alloc::tune();
     let args = Args::parse();
     let config = args.config.load_or_exit();
     sendfleet_telemetry::init_tracing(&config.telemetry);

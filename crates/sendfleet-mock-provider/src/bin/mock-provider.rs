@@ -5,10 +5,9 @@ use sendfleet_mock_provider::{Behaviour, MockConfig};
 use tokio_util::sync::CancellationToken;
 
 // The mock stands for a provider on another machine; in the bench it shares two cores
-// with the fleet, and its allocations (JSON trees, recorded requests) under glibc's
-// malloc made it a large share of the machine's CPU.
+// with the fleet, so it uses the fleet's lean allocator set-up too.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: sendfleet_alloc::Allocator = sendfleet_alloc::ALLOCATOR;
 
 /// Serves Infobip-compatible SMS/RCS endpoints, records what arrives and posts
 /// delivery reports back. Control it with GET /mock/stats, PUT /mock/behaviour.
@@ -40,6 +39,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    sendfleet_alloc::tune();
     let args = Args::parse();
     sendfleet_telemetry::init_tracing(&sendfleet_config::TelemetryConfig::default());
     let shutdown = CancellationToken::new();

@@ -15,13 +15,13 @@ struct Args {
     config: ConfigArgs,
 }
 
-// glibc's malloc spent about a fifth of the worker's CPU under load (arena locks and
-// consolidation with many threads freeing what others allocated); mimalloc does not.
+// The fleet's allocator (sendfleet-alloc says why).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: sendfleet_alloc::Allocator = sendfleet_alloc::ALLOCATOR;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    sendfleet_alloc::tune();
     let config = Args::parse().config.load_or_exit();
     sendfleet_telemetry::init_tracing(&config.telemetry);
     let shutdown = CancellationToken::new();
