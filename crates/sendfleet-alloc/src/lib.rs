@@ -18,7 +18,7 @@ pub const ALLOCATOR: Allocator = mimalloc::MiMalloc;
 /// decommitting pages (a system call) and faulting them back in (zeroed): about 15 % of
 /// its CPU per job in the bench (`uncapped`, 0.092 → 0.078 CPU s per 1,000 jobs). A
 /// second keeps that memory; it is a few MiB of RSS.
-pub const PURGE_DELAY_MS: i64 = 1_000;
+pub const PURGE_DELAY_MS: std::ffi::c_long = 1_000;
 
 /// `mi_option_purge_delay` in mimalloc v2's `mi_option_e` (between
 /// `mi_option_eager_commit_delay` = 14 and `mi_option_use_numa_nodes` = 16, which the
@@ -36,16 +36,17 @@ pub fn tune() {
     // SAFETY: `mi_option_set` only stores an integer in mimalloc's option table (an
     // atomic write); any value is valid for this option.
     unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS as _);
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS);
     }
 }
 
 /// The purge delay mimalloc is using now, ms.
-pub fn purge_delay_ms() -> i64 {
+pub fn purge_delay_ms() -> std::ffi::c_long {
     #[allow(unsafe_code)]
     // SAFETY: `mi_option_get` reads mimalloc's option table; no pointers involved.
-    let value = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
-    i64::from(value)
+    unsafe {
+        libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY)
+    }
 }
 
 #[cfg(test)]
