@@ -15,9 +15,10 @@ pub const ALLOCATOR: Allocator = mimalloc::MiMalloc;
 ///
 /// mimalloc's default (10 ms) suits bursty programs; a worker at thousands of jobs/s
 /// frees and reuses the same pages within milliseconds, so with the default it kept
-/// decommitting pages (a system call) and faulting them back in (zeroed): about 15 % of
-/// its CPU per job in the bench (`uncapped`, 0.092 → 0.078 CPU s per 1,000 jobs). A
-/// second keeps that memory; it is a few MiB of RSS.
+/// decommitting pages (a system call) and faulting them back in (zeroed). In alternating
+/// bench rounds of `uncapped` and `bare`, the worker's CPU per job against the bare loop's
+/// was 1.05–1.21 with 10 ms, 1.26–1.29 with 100 ms and 0.89–0.94 with 1 s
+/// (docs/PERFORMANCE.md). A second keeps that memory: ~8 MiB more peak RSS.
 pub const PURGE_DELAY_MS: std::ffi::c_long = 1_000;
 
 /// `mi_option_purge_delay` in mimalloc v2's `mi_option_e` (between

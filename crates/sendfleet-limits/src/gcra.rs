@@ -90,7 +90,8 @@ impl SlotParams {
     /// The largest number of slots whose use can fall in one window of `window_us` at
     /// the provider, with the arrival jitter allowed for.
     pub fn bound(&self, window_us: i64) -> i64 {
-        (window_us + self.tolerance_us + self.grace_us + ARRIVAL_JITTER_US) / self.interval_us + 1
+        // Arrivals in a window were sent in a window longer by the jitter.
+        self.send_bound(window_us + ARRIVAL_JITTER_US)
     }
 
     /// The largest number of slot uses in one window of `window_us` at the sender.

@@ -120,14 +120,7 @@ impl Provider for InfobipAdapter {
                 phone_numbers: numbers.iter().map(|n| n.trim_start_matches('+').to_owned()).collect(),
             };
             let body = serde_json::to_vec(&query).map_err(|e| CapabilityError::Failed(e.to_string()))?;
-            let request = self
-                .client
-                .post(self.capability_url.clone())
-                .header(reqwest::header::AUTHORIZATION, self.authorization.clone())
-                .header(reqwest::header::CONTENT_TYPE, JSON.clone())
-                .header(reqwest::header::ACCEPT, JSON.clone())
-                .body(body);
-            match http::execute(request).await {
+            match self.post(&self.capability_url, body).await {
                 Ok(answer) => capability_answer(answer.status, &answer.body, numbers),
                 Err(outcome) => Err(CapabilityError::Failed(match outcome {
                     SendOutcome::Transient { reason, .. } => reason,
