@@ -72,6 +72,8 @@ static ALLOCATOR: sendfleet_alloc::Allocator = sendfleet_alloc::ALLOCATOR;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     sendfleet_alloc::tune();
+    // Fault tests only: without the failpoints feature this reads nothing.
+    sendfleet_failpoints::setup();
     let args = Args::parse();
     let config = args.config.load_or_exit();
     sendfleet_telemetry::init_tracing(&config.telemetry);

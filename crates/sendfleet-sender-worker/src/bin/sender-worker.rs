@@ -22,6 +22,8 @@ static ALLOCATOR: sendfleet_alloc::Allocator = sendfleet_alloc::ALLOCATOR;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     sendfleet_alloc::tune();
+    // Fault tests only: without the failpoints feature this reads nothing.
+    sendfleet_failpoints::setup();
     let config = Args::parse().config.load_or_exit();
     sendfleet_telemetry::init_tracing(&config.telemetry);
     let shutdown = CancellationToken::new();
