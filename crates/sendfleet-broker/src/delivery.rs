@@ -9,6 +9,8 @@ use lapin::{
 
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::{
     BrokerError, Outgoing, Publisher, REASON_CODE_HEADER, REASON_HEADER, TRACE_HEADER, acks::AckBatcher,
     publisher::header_str,
@@ -32,9 +34,33 @@ pub async fn consume(
 /// A consumed message. Its exits all consume it, so a message is settled exactly once:
 /// [`Inbound::ack`] after its consequences are confirmed, [`Inbound::dead_letter`] /
 /// [`Inbound::republish_then_ack`] (confirmed copy, then ack), or [`Inbound::requeue`].
+/// Dropped without an exit (an error path, an abandoned task) it is requeued, so an
+/// unsettled delivery never holds a prefetch slot or the ack batcher's run forever.
 pub struct Inbound {
     delivery: Delivery,
     acks: Option<Arc<AckBatcher>>,
+    settled: bool,
+    /// Cancelled when the broker session that delivered this message is lost.
+    lost: Option<CancellationToken>,
+}
+
+impl Drop for Inbound {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let tag = self.delivery.delivery_tag;
+        if let Some(acks) = &self.acks {
+            acks.settle(tag, true);
+        }
+        let acker = self.delivery.acker.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                // Fails only when the channel is gone, and then the broker requeues it.
+                drop(acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await);
+            });
+        }
+    }
 }
 
 impl std::fmt::Debug for Inbound {
@@ -45,7 +71,7 @@ impl std::fmt::Debug for Inbound {
 
 impl From<Delivery> for Inbound {
     fn from(delivery: Delivery) -> Self {
-        Inbound { delivery, acks: None }
+        Inbound { delivery, acks: None, settled: false, lost: None }
     }
 }
 
@@ -72,12 +98,36 @@ impl Inbound {
 
     /// A delivery whose ack goes through `acks` (one `multiple` ack for many jobs).
     pub fn batched(delivery: Delivery, acks: Arc<AckBatcher>) -> Inbound {
-        Inbound { delivery, acks: Some(acks) }
+        Inbound { delivery, acks: Some(acks), settled: false, lost: None }
+    }
+
+    /// Ties the delivery to its broker session: `lost` is cancelled when the session's
+    /// connection is gone (see [`Inbound::session_lost`]).
+    pub fn in_session(mut self, lost: CancellationToken) -> Inbound {
+        self.lost = Some(lost);
+        self
+    }
+
+    /// Whether the session that delivered this message is gone. Its delivery tag died
+    /// with the channel: the broker redelivers the message (maybe to another process),
+    /// so work on it must stop rather than act a second time.
+    pub fn is_session_lost(&self) -> bool {
+        self.lost.as_ref().is_some_and(CancellationToken::is_cancelled)
+    }
+
+    /// Resolves when the session that delivered this message is lost (never, for a
+    /// delivery outside a session).
+    pub async fn session_lost(&self) {
+        match &self.lost {
+            Some(lost) => lost.cancelled().await,
+            None => std::future::pending().await,
+        }
     }
 
     /// Acknowledges: the broker forgets the message (batched when consumed through a
     /// batcher; call only once its consequences are confirmed).
-    pub async fn ack(self) -> Result<(), BrokerError> {
+    pub async fn ack(mut self) -> Result<(), BrokerError> {
+        self.settled = true;
         match &self.acks {
             Some(acks) => acks.settle(self.delivery.delivery_tag, false),
             None => {
@@ -88,7 +138,8 @@ impl Inbound {
     }
 
     /// Gives the message back to the queue (shutdown before it was handled).
-    pub async fn requeue(self) -> Result<(), BrokerError> {
+    pub async fn requeue(mut self) -> Result<(), BrokerError> {
+        self.settled = true;
         let result = self.delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
         if let Some(acks) = &self.acks {
             acks.settle(self.delivery.delivery_tag, true);

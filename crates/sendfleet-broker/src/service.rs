@@ -76,6 +76,10 @@ where
     let (connection, specs) = setup(connection).await?;
     let tracker = TaskTracker::new();
     let lost = CancellationToken::new();
+    // Handed to every delivery: cancelled when the session's connection is gone (or
+    // about to be closed), so tasks still waiting to send stop instead of sending jobs
+    // the broker redelivers elsewhere.
+    let session = CancellationToken::new();
     let mut consumers = Vec::new();
     for spec in specs {
         let channel = connection.create_channel().await?;
@@ -83,7 +87,7 @@ where
         let consumer = crate::consume(&channel, &spec.queue, spec.prefetch, &tag).await?;
         let acks = AckBatcher::start(channel.clone());
         consumers.push((channel, tag, acks.clone()));
-        tokio::spawn(consume_loop(consumer, spec.handler, acks, tracker.clone(), lost.clone()));
+        tokio::spawn(consume_loop(consumer, spec.handler, acks, tracker.clone(), lost.clone(), session.clone()));
     }
     options.readiness.set(true);
     tracing::info!(service = options.service, queues = consumers.len(), "consuming");
@@ -91,6 +95,7 @@ where
     tokio::select! {
         () = options.shutdown.cancelled() => {}
         () = lost.cancelled() => {
+            session.cancel();
             options.readiness.set(false);
             // Unacked messages return to their queues when the connection closes; tasks
             // still running find their acks failing and end.
@@ -116,6 +121,7 @@ where
     for (_, _, acks) in &consumers {
         drop(acks.flush(Duration::ZERO).await);
     }
+    session.cancel();
     drop(connection.close(200, "shutdown".into()).await);
     Ok(())
 }
@@ -126,11 +132,12 @@ async fn consume_loop(
     acks: Arc<AckBatcher>,
     tracker: TaskTracker,
     lost: CancellationToken,
+    session: CancellationToken,
 ) {
     while let Some(delivery) = consumer.next().await {
         match delivery {
             Ok(delivery) => {
-                tracker.spawn(handler(Inbound::batched(delivery, acks.clone())));
+                tracker.spawn(handler(Inbound::batched(delivery, acks.clone()).in_session(session.clone())));
             }
             Err(err) => {
                 tracing::warn!(queue = %consumer.queue(), error = %err, "consumer failed");
