@@ -91,6 +91,16 @@ impl Inbound {
         header_str(self.delivery.properties.headers().as_ref(), name)
     }
 
+    /// The AMQP `message_id` property, if the producer set one.
+    pub fn amqp_message_id(&self) -> Option<&str> {
+        self.delivery.properties.message_id().as_ref().map(|id| id.as_str())
+    }
+
+    /// The AMQP `timestamp` property, if the producer set one.
+    pub fn amqp_timestamp(&self) -> Option<u64> {
+        *self.delivery.properties.timestamp()
+    }
+
     /// The trace id header, if any.
     pub fn trace_id(&self) -> Option<String> {
         self.header(TRACE_HEADER)

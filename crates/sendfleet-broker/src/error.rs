@@ -29,4 +29,7 @@ pub enum BrokerError {
     /// Shutdown was requested while waiting for the broker.
     #[error("shutting down")]
     ShuttingDown,
+    /// A fault test failed this step on purpose (failpoints are compiled in test builds only).
+    #[error(transparent)]
+    Injected(#[from] sendfleet_failpoints::Injected),
 }

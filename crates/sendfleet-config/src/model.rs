@@ -101,6 +101,10 @@ pub struct DispatcherConfig {
     /// Jobs of a bulk request published concurrently, each awaiting its confirm; the
     /// body is read no faster than this window drains, so memory stays bounded.
     pub bulk_publish_window: usize,
+    /// Most recipients one queued request may carry (its jobs are planned and published
+    /// as one unit); more is rejected with `too_many_recipients`. Larger lists go to the
+    /// streamed `POST /v1/messages/bulk`.
+    pub max_recipients_per_request: usize,
 }
 
 impl Default for DispatcherConfig {
@@ -114,6 +118,7 @@ impl Default for DispatcherConfig {
             api_max_body_bytes: 1 << 20,
             api_max_line_bytes: 64 << 10,
             bulk_publish_window: 256,
+            max_recipients_per_request: 1_000,
         }
     }
 }

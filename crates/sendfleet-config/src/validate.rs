@@ -60,6 +60,9 @@ pub(crate) fn validate_and_resolve(config: &mut Config, lookup: &dyn Fn(&str) ->
     if config.dispatcher.bulk_publish_window == 0 || config.dispatcher.bulk_publish_window > 10_000 {
         errors.push("dispatcher.bulk_publish_window", "must be between 1 and 10000");
     }
+    if config.dispatcher.max_recipients_per_request == 0 || config.dispatcher.max_recipients_per_request > 100_000 {
+        errors.push("dispatcher.max_recipients_per_request", "must be between 1 and 100000");
+    }
     if config.dispatcher.api_max_line_bytes < 256 {
         errors.push("dispatcher.api_max_line_bytes", "must be at least 256");
     }

@@ -20,7 +20,7 @@ pub use api::{Accepted, BulkReport, LineError};
 pub use pipeline::RejectedRequest;
 pub use send_test::{ProviderAnswer, SendTestRequest, SendTestResult, send_test};
 pub use template::{RenderError, Variables, render_content, render_text};
-pub use validate::{Planner, Rejection, check_destination, plan};
+pub use validate::{Planner, Rejection, RequestIdentity, check_destination, plan, plan_derived};
 
 /// Why the dispatcher stopped with an error.
 #[derive(Debug, thiserror::Error)]

@@ -8,11 +8,12 @@ use sendfleet_broker::{
     BrokerError, Inbound, Outgoing, Publisher, REASON_CODE_HEADER, REASON_HEADER, TRACE_HEADER, Topology,
 };
 use sendfleet_config::Config;
+use sendfleet_failpoints::Point;
 use sendfleet_protocol::{SCHEMA_VERSION, SendJob, SendRequest, Versioned, decode, encode};
 use sendfleet_telemetry::metrics as names;
 use serde::{Deserialize, Serialize};
 
-use crate::{Rejection, plan};
+use crate::{Rejection, RequestIdentity, plan_derived};
 
 pub(crate) struct Context {
     pub config: Arc<Config>,
@@ -48,7 +49,10 @@ pub(crate) async fn handle(ctx: Arc<Context>, inbound: Inbound) {
             if request.trace_id.is_none() {
                 request.trace_id = inbound.trace_id();
             }
-            plan(request, &ctx.config)
+            // Redelivered after a crash or a lost connection, the same request must
+            // plan the same jobs: its generated ids derive from its bytes.
+            let identity = RequestIdentity::new(inbound.data(), inbound.amqp_message_id(), inbound.amqp_timestamp());
+            plan_derived(request, &ctx.config, identity)
         });
     let result = match planned {
         Ok(jobs) => publish_jobs(&ctx, inbound, &jobs).await,
@@ -75,14 +79,18 @@ pub(crate) async fn publish_job(
 async fn publish_jobs(ctx: &Context, inbound: Inbound, jobs: &[SendJob]) -> Result<(), BrokerError> {
     let exchange = ctx.topology.jobs_exchange();
     let publishes = jobs.iter().map(|job| publish_job(&ctx.publisher, &exchange, job, encode(job)));
-    match try_join_all(publishes).await {
-        Ok(_) => {
+    let confirmed = match try_join_all(publishes).await {
+        Ok(_) => sendfleet_failpoints::hit(Point::DispatcherJobsConfirmed).await.map_err(BrokerError::from),
+        Err(err) => Err(err),
+    };
+    match confirmed {
+        Ok(()) => {
             for job in jobs {
                 counter!(names::JOBS_PUBLISHED_TOTAL, "provider" => job.provider.clone()).increment(1);
             }
             counter!(names::REQUESTS_TOTAL, "outcome" => "accepted").increment(1);
             tracing::debug!(jobs = jobs.len(), "request dispatched");
-            inbound.ack().await
+            ack(inbound).await
         }
         Err(err) => {
             drop(inbound.requeue().await);
@@ -109,10 +117,16 @@ async fn reject(ctx: &Context, inbound: Inbound, rejection: Rejection) -> Result
         outgoing = outgoing.header(TRACE_HEADER, trace);
     }
     match ctx.publisher.publish(outgoing).await {
-        Ok(()) => inbound.ack().await,
+        Ok(()) => ack(inbound).await,
         Err(err) => {
             drop(inbound.requeue().await);
             Err(err)
         }
     }
+}
+
+/// Acks a settled request (an injected fault leaves it unacked: the broker redelivers).
+async fn ack(inbound: Inbound) -> Result<(), BrokerError> {
+    sendfleet_failpoints::hit(Point::DispatcherBeforeAck).await?;
+    inbound.ack().await
 }

@@ -31,26 +31,97 @@ pub const MAX_RCS_TEXT: usize = 3_072;
 pub const MAX_MESSAGE_ID: usize = 200;
 
 /// Validates a request and expands it into one job per recipient. Any bad recipient
-/// rejects the whole request (a queued request is settled as one unit).
-pub fn plan(mut request: SendRequest, config: &Config) -> Result<Vec<SendJob>, Rejection> {
+/// rejects the whole request (a queued request is settled as one unit). Ids the request
+/// does not give are fresh ([`plan_derived`] derives them instead).
+pub fn plan(request: SendRequest, config: &Config) -> Result<Vec<SendJob>, Rejection> {
+    plan_with(request, config, None)
+}
+
+/// [`plan`] for a request identified by `identity` (see [`RequestIdentity`]): the
+/// message ids and trace id the request does not give are derived from it, so every
+/// redelivery of the same request plans the same jobs, and the worker's sent record
+/// keeps a job dispatched twice from being sent twice.
+pub fn plan_derived(
+    request: SendRequest,
+    config: &Config,
+    identity: RequestIdentity,
+) -> Result<Vec<SendJob>, Rejection> {
+    plan_with(request, config, Some(identity))
+}
+
+fn plan_with(
+    mut request: SendRequest,
+    config: &Config,
+    identity: Option<RequestIdentity>,
+) -> Result<Vec<SendJob>, Rejection> {
     let to = request.to.take();
     let message_id = request.message_id.take();
     let recipients = std::mem::take(&mut request.recipients);
-    let planner = Planner::new(request, config)?;
+    if recipients.len() > config.dispatcher.max_recipients_per_request {
+        return Err(Rejection::new(
+            "too_many_recipients",
+            format!(
+                "{} recipients; a queued request takes at most {} (dispatcher.max_recipients_per_request): split it, or stream it to POST /v1/messages/bulk",
+                recipients.len(),
+                config.dispatcher.max_recipients_per_request
+            ),
+        ));
+    }
+    if let Some(identity) = identity
+        && request.trace_id.is_none()
+    {
+        request.trace_id = Some(identity.trace_id());
+    }
+    let mut planner = Planner::new(request, config)?;
+    planner.identity = identity;
     if to.is_some() && !recipients.is_empty() {
         return Err(Rejection::new("ambiguous_destination", "give 'to' or 'recipients', not both"));
     }
     match to {
-        Some(to) => Ok(vec![planner.job(Recipient {
-            to,
-            message_id,
-            variables: Default::default(),
-            metadata: Default::default(),
-        })?]),
+        Some(to) => {
+            Ok(vec![planner.job_at(
+                0,
+                Recipient { to, message_id, variables: Default::default(), metadata: Default::default() },
+            )?])
+        }
         None if recipients.is_empty() => {
             Err(Rejection::new("missing_destination", "a request needs 'to' or 'recipients'"))
         }
-        None => recipients.into_iter().map(|recipient| planner.job(recipient)).collect(),
+        None => recipients.into_iter().enumerate().map(|(index, recipient)| planner.job_at(index, recipient)).collect(),
+    }
+}
+
+/// What makes a queued request the same request on every delivery: a digest of its
+/// bytes and of the AMQP properties a producer may set to tell identical bodies apart
+/// (`message_id`, `timestamp`). Two publishes with the same bytes and properties are one
+/// request: give each request a `message_id` (or set the AMQP `message_id`) to send the
+/// same content twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestIdentity(uuid::Uuid);
+
+/// The UUIDv5 namespace of request identities.
+const REQUEST_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5e9d_f1ee_7a3c_4b1d_9c2e_0f6a_8b4d_2c71);
+
+impl RequestIdentity {
+    /// The identity of a request body with its AMQP `message_id` and `timestamp`.
+    pub fn new(body: &[u8], amqp_message_id: Option<&str>, amqp_timestamp: Option<u64>) -> RequestIdentity {
+        let mut name = Vec::with_capacity(body.len() + 64);
+        name.extend_from_slice(body);
+        name.push(0);
+        name.extend_from_slice(amqp_message_id.unwrap_or("").as_bytes());
+        name.push(0);
+        name.extend_from_slice(&amqp_timestamp.unwrap_or(0).to_be_bytes());
+        RequestIdentity(uuid::Uuid::new_v5(&REQUEST_NAMESPACE, &name))
+    }
+
+    /// The message id of the recipient at `index`.
+    fn message_id(&self, index: usize) -> String {
+        uuid::Uuid::new_v5(&self.0, format!("recipient/{index}").as_bytes()).to_string()
+    }
+
+    /// The request's trace id.
+    fn trace_id(&self) -> String {
+        uuid::Uuid::new_v5(&self.0, b"trace").to_string()
     }
 }
 
@@ -72,6 +143,8 @@ pub struct Planner<'c> {
     source: Source<'c>,
     trace_id: String,
     created_at_ms: i64,
+    /// Set for queued requests: generated ids are derived, not fresh.
+    identity: Option<RequestIdentity>,
 }
 
 impl<'c> Planner<'c> {
@@ -123,7 +196,7 @@ impl<'c> Planner<'c> {
             }
         }
         let trace_id = request.trace_id.clone().unwrap_or_else(new_id);
-        Ok(Planner { request, provider, config, sender, source, trace_id, created_at_ms: now_ms() })
+        Ok(Planner { request, provider, config, sender, source, trace_id, created_at_ms: now_ms(), identity: None })
     }
 
     /// The provider the jobs go to.
@@ -132,8 +205,15 @@ impl<'c> Planner<'c> {
     }
 
     /// One recipient's job: destination checked, template rendered with the
-    /// recipient's variables, regional defaults and fallback settings applied.
+    /// recipient's variables, regional defaults and fallback settings applied. Without a
+    /// `message_id` it gets a fresh one.
     pub fn job(&self, recipient: Recipient) -> Result<SendJob, Rejection> {
+        self.job_at(usize::MAX, recipient)
+    }
+
+    /// [`Planner::job`] for the recipient at `index` of the request, whose id (when it
+    /// has none) is derived from the request's identity, if it has one.
+    fn job_at(&self, index: usize, recipient: Recipient) -> Result<SendJob, Rejection> {
         let Recipient { to, message_id, variables, metadata: extra_metadata } = recipient;
         check_destination(&to)?;
         let mut fallback = self.request.fallback.clone();
@@ -157,7 +237,10 @@ impl<'c> Planner<'c> {
         if let Some(fallback) = &mut fallback {
             self.settle_fallback(&to, fallback)?;
         }
-        let message_id = message_id.unwrap_or_else(new_id);
+        let message_id = message_id.unwrap_or_else(|| match &self.identity {
+            Some(identity) => identity.message_id(index),
+            None => new_id(),
+        });
         if message_id.is_empty() || message_id.len() > MAX_MESSAGE_ID {
             return Err(Rejection::new(
                 "invalid_message_id",

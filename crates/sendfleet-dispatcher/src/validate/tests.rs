@@ -293,3 +293,49 @@ fn sms_regional_defaults_fill_turkey_iys() {
     let job = plan(sms("+15551234567"), &config).unwrap().remove(0);
     assert!(job.options.regional.is_none());
 }
+
+fn bulk(count: usize) -> SendRequest {
+    let recipients = (0..count)
+        .map(|i| Recipient {
+            to: format!("+1555{i:07}"),
+            message_id: (i == 1).then(|| "given-id".to_owned()),
+            variables: BTreeMap::new(),
+            metadata: BTreeMap::new(),
+        })
+        .collect();
+    SendRequest { to: None, recipients, ..sms("+15551234567") }
+}
+
+#[test]
+fn a_redelivered_request_plans_the_same_ids() {
+    let identity = RequestIdentity::new(b"the bytes", None, None);
+    let first = plan_derived(bulk(3), &config(), identity).unwrap();
+    let again = plan_derived(bulk(3), &config(), RequestIdentity::new(b"the bytes", None, None)).unwrap();
+    let ids = |jobs: &[SendJob]| jobs.iter().map(|j| (j.message_id.clone(), j.trace_id.clone())).collect::<Vec<_>>();
+    assert_eq!(ids(&first), ids(&again), "same request, same ids");
+    assert_eq!(first[1].message_id, "given-id", "a given id is kept");
+    assert_ne!(first[0].message_id, first[2].message_id, "each recipient its own id");
+    // Other bytes, or the same bytes with another AMQP message id or timestamp, are
+    // another request.
+    for other in [
+        RequestIdentity::new(b"other bytes", None, None),
+        RequestIdentity::new(b"the bytes", Some("amqp-id"), None),
+        RequestIdentity::new(b"the bytes", None, Some(1_700_000_000)),
+    ] {
+        let jobs = plan_derived(bulk(3), &config(), other).unwrap();
+        assert_ne!(jobs[0].message_id, first[0].message_id);
+        assert_ne!(jobs[0].trace_id, first[0].trace_id);
+    }
+    // The HTTP API's plan keeps fresh ids.
+    assert_ne!(plan(bulk(3), &config()).unwrap()[0].message_id, plan(bulk(3), &config()).unwrap()[0].message_id);
+}
+
+#[test]
+fn a_queued_request_with_too_many_recipients_is_rejected() {
+    let mut config = config();
+    config.dispatcher.max_recipients_per_request = 2;
+    let err = plan_derived(bulk(3), &config, RequestIdentity::new(b"x", None, None)).unwrap_err();
+    assert_eq!(err.code, "too_many_recipients", "{err}");
+    assert!(err.reason.contains("max_recipients_per_request"), "{err}");
+    assert_eq!(plan_derived(bulk(2), &config, RequestIdentity::new(b"x", None, None)).unwrap().len(), 2);
+}
