@@ -50,6 +50,8 @@ pub(crate) struct ProviderRuntime {
     pub rate: rate::RateGate,
     pub backoff: sendfleet_limits::Backoff,
     pub prefetch: u16,
+    /// How long a send may hold its message's claim (see `sent`).
+    pub claim_ttl: Duration,
     pub metrics: metrics::ProviderMetrics,
     pub pause: pause::PauseGate,
     /// Present when the provider checks RCS capability before sending.
@@ -60,6 +62,13 @@ impl ProviderRuntime {
     fn id(&self) -> &str {
         &self.adapter.config().id
     }
+}
+
+/// The longest a send holds its message's claim: a rate-slot wait and a request, twice
+/// (a refreshed token's resend), and a margin. A claim outlives its send only when the
+/// worker died, and then it delays the redelivered job by at most this long.
+fn claim_ttl(provider: &sendfleet_config::ProviderConfig) -> Duration {
+    2 * (rate::SLOT_WAIT_LIMIT + Duration::from_millis(provider.request_timeout_ms)) + Duration::from_secs(5)
 }
 
 /// The Redis pool (rate leases and the sent-message record).
@@ -121,6 +130,7 @@ pub async fn run(
                 Duration::from_secs(config.worker.pause_max_hold_seconds),
             ),
             backoff,
+            claim_ttl: claim_ttl(provider),
             // Twice the concurrency keeps every permit busy while finished jobs publish
             // and ack; the prefetch is the hard bound on jobs held by this process.
             prefetch: u16::try_from(provider.concurrency.saturating_mul(2)).unwrap_or(u16::MAX),

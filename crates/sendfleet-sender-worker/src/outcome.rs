@@ -24,6 +24,10 @@ pub(crate) enum Next {
     },
     /// Park the job in a retry tier, publish `retrying`, ack.
     Retry { tier: RetryTier, delay: Duration, code: &'static str, reason: String },
+    /// No request was made (the store that guards sending is unreachable, or another
+    /// delivery is sending this message now): park the job in a retry tier *without*
+    /// counting an attempt, so an outage never exhausts retries or fires a fallback.
+    Defer { code: &'static str, reason: String },
     /// No RCS request: fire the armed SMS fallback instead (publish the SMS job and
     /// `fallback_triggered`), ack. Also used when it was fired before (nothing to do).
     FallBack { reason: sendfleet_fallback::FallbackReason, detail: String },

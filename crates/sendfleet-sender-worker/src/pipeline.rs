@@ -2,8 +2,11 @@
 
 use std::{sync::Arc, time::Instant};
 
-use sendfleet_broker::{Inbound, Outgoing, Publisher, REASON_CODE_HEADER, REASON_HEADER, TRACE_HEADER, Topology};
+use sendfleet_broker::{
+    BrokerError, Inbound, Outgoing, Publisher, REASON_CODE_HEADER, REASON_HEADER, TRACE_HEADER, Topology,
+};
 use sendfleet_config::{Config, FallbackMode};
+use sendfleet_failpoints::Point;
 use sendfleet_fallback::{ArmState, FallbackReason, Fallbacks, FireOutcome, fallback_job, fallback_ttl};
 use sendfleet_protocol::{Channel, Event, EventKind, SendJob, decode, encode, now_ms};
 use sendfleet_providers::{Capability, SendOutcome};
@@ -13,6 +16,7 @@ use crate::{
     ProviderRuntime, metrics,
     outcome::{Next, decide},
     pause::Pass,
+    sent::{Claim, ClaimToken},
 };
 
 /// What every job of a broker session shares.
@@ -59,11 +63,18 @@ async fn process(ctx: Arc<SessionContext>, provider: Arc<ProviderRuntime>, inbou
         Some(next) => next,
         None => match Box::pin(prepare_rcs(&ctx, &provider, &job)).await {
             Some(next) => next,
-            None => match Box::pin(send(&ctx, &provider, &job)).await {
-                Some(next) => next,
-                None => {
+            None => match Box::pin(send(&ctx, &provider, &inbound, &job)).await {
+                Sent::Decided(next) => next,
+                Sent::HoldExpired => {
                     // Held past the pause limit: back to the queue, untouched.
                     drop(Box::pin(inbound.requeue()).await);
+                    return;
+                }
+                Sent::Abandoned => {
+                    // The session is gone (the broker redelivers the job, maybe elsewhere)
+                    // or the answer was lost: settle nothing. Dropped, the delivery is
+                    // requeued if its channel still lives.
+                    tracing::info!(message_id = %job.message_id, "job abandoned before it was settled; the broker redelivers it");
                     return;
                 }
             },
@@ -89,12 +100,7 @@ async fn already_sent(ctx: &SessionContext, inbound: &Inbound, job: &SendJob) ->
         }
         Ok(false) => None,
         // Unknown: sending could duplicate. Park it in a retry tier instead.
-        Err(err) => Some(Next::Retry {
-            tier: sendfleet_broker::RETRY_TIERS[1],
-            delay: std::time::Duration::from_secs(5),
-            code: "sent_store_unavailable",
-            reason: err.to_string(),
-        }),
+        Err(err) => Some(Next::Defer { code: "sent_store_unavailable", reason: err.to_string() }),
     }
 }
 
@@ -157,12 +163,7 @@ async fn prepare_rcs(ctx: &SessionContext, provider: &ProviderRuntime, job: &Sen
         }
         Ok(ArmState::Disarmed) => Some(Next::Accepted { status: None, duplicate: true }),
         // Without the armed fallback a failure report could not send the SMS.
-        Err(err) => Some(Next::Retry {
-            tier: sendfleet_broker::RETRY_TIERS[1],
-            delay: std::time::Duration::from_secs(5),
-            code: "fallback_store_unavailable",
-            reason: err.to_string(),
-        }),
+        Err(err) => Some(Next::Defer { code: "fallback_store_unavailable", reason: err.to_string() }),
     }
 }
 
@@ -205,23 +206,80 @@ async fn fire(
     }
 }
 
-/// Sends through the pause gate, the concurrency limit and the rate, and decides what
-/// follows. `None` when the job was held by a paused provider for too long.
-async fn send(ctx: &SessionContext, provider: &ProviderRuntime, job: &SendJob) -> Option<Next> {
+/// How a send ended.
+enum Sent {
+    /// What follows, decided.
+    Decided(Next),
+    /// Held by a paused provider for too long: requeue untouched.
+    HoldExpired,
+    /// Stopped before it could be settled (session lost, answer lost): leave it to the broker.
+    Abandoned,
+}
+
+/// Sends through the pause gate, the concurrency limit, the message's claim and the
+/// rate, and decides what follows. Every wait ends early if the broker session is lost:
+/// the broker redelivers the job, so this task must not send it too.
+async fn send(ctx: &SessionContext, provider: &ProviderRuntime, inbound: &Inbound, job: &SendJob) -> Sent {
     let id = provider.id();
-    let outcome = loop {
-        let pass = provider.pause.pass().await;
+    let (outcome, claim) = loop {
+        let pass = tokio::select! {
+            pass = provider.pause.pass() => pass,
+            () = inbound.session_lost() => return Sent::Abandoned,
+        };
         if matches!(pass, Pass::HoldExpired) {
-            return None;
+            return Sent::HoldExpired;
         }
-        // The concurrency permit first, then the rate slot: a slot is only taken by a
-        // task that can use it at once, so leased slots are not wasted.
-        let permit = provider.concurrency.acquire().await;
+        // The concurrency permit first, then the claim and the rate slot: a slot is only
+        // taken by a task that can use it at once, so leased slots are not wasted.
+        let permit = tokio::select! {
+            permit = provider.concurrency.acquire() => permit,
+            () = inbound.session_lost() => return Sent::Abandoned,
+        };
+        let claim = match ctx.sent.claim(&job.message_id, provider.claim_ttl).await {
+            Ok(Claim::Mine(claim)) => claim,
+            Ok(Claim::AlreadySent) => {
+                tracing::info!(message_id = %job.message_id, trace_id = %job.trace_id, "already accepted by the provider; not sending again");
+                metrics::duplicate_suppressed(&job.provider);
+                return Sent::Decided(Next::Accepted { status: None, duplicate: true });
+            }
+            Ok(Claim::HeldElsewhere) => {
+                return Sent::Decided(Next::Defer {
+                    code: "send_in_progress",
+                    reason: "another delivery of this message is being sent now".into(),
+                });
+            }
+            Err(err) => return Sent::Decided(Next::Defer { code: "sent_store_unavailable", reason: err.to_string() }),
+        };
+        let waiting = Instant::now();
+        let slot = tokio::select! {
+            slot = provider.rate.acquire() => Some(slot),
+            () = inbound.session_lost() => None,
+        };
+        let Some(slot) = slot else {
+            release(ctx, job, claim).await;
+            return Sent::Abandoned;
+        };
+        if let Err(err) = slot {
+            // Never sent without a slot, and no attempt counted for it.
+            release(ctx, job, claim).await;
+            return Sent::Decided(Next::Defer { code: "rate_store_unavailable", reason: err.to_string() });
+        }
+        provider.metrics.rate_wait(waiting.elapsed());
+        if inbound.is_session_lost() {
+            release(ctx, job, claim).await;
+            return Sent::Abandoned;
+        }
         let outcome = Box::pin(attempt(provider, job)).await;
         drop(permit);
+        if sendfleet_failpoints::hit(Point::WorkerProviderAnswered).await.is_err() {
+            // As if the answer had been lost: the claim stays until it expires, since
+            // the provider may have accepted the message.
+            return Sent::Abandoned;
+        }
         match &outcome {
             SendOutcome::AuthFailure { reason, .. } => {
                 // Not the job's fault: hold it, pause the provider, probe, resume.
+                release(ctx, job, claim).await;
                 provider.pause.pause(id, reason);
                 continue;
             }
@@ -234,35 +292,41 @@ async fn send(ctx: &SessionContext, provider: &ProviderRuntime, job: &SendJob) -
         if matches!(pass, Pass::Probe) {
             provider.pause.resume(id);
         }
-        break outcome;
+        break (outcome, claim);
     };
-    if matches!(outcome, SendOutcome::Accepted { .. })
-        && let Err(err) = ctx.sent.record(&job.message_id).await
-    {
-        // Sent and accepted: the outcome stands. Only a later redelivery could repeat it.
-        tracing::warn!(message_id = %job.message_id, error = %err, "could not record the sent message");
+    if matches!(outcome, SendOutcome::Accepted { .. }) {
+        let recorded = match ctx.sent.record(&job.message_id).await {
+            Ok(()) => sendfleet_failpoints::hit(Point::WorkerSentRecorded).await.map_err(|e| e.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        if let Err(err) = recorded {
+            // Sent and accepted: the outcome stands. The claim still guards the id until
+            // it expires; only a redelivery after that could repeat the send.
+            tracing::warn!(message_id = %job.message_id, error = %err, "could not record the sent message");
+        }
+    } else {
+        release(ctx, job, claim).await;
     }
     let config = provider.adapter.config();
-    Some(decide(outcome, job, &config.retry, &provider.backoff, now_ms(), rand::random::<f64>()))
+    Sent::Decided(decide(outcome, job, &config.retry, &provider.backoff, now_ms(), rand::random::<f64>()))
 }
 
-/// One request within the rate: waits for a slot, sends, records the metrics.
-async fn attempt(provider: &ProviderRuntime, job: &SendJob) -> SendOutcome {
-    let waiting = Instant::now();
-    match provider.rate.acquire().await {
-        Ok(()) => {
-            provider.metrics.rate_wait(waiting.elapsed());
-            provider.metrics.inflight(1.0);
-            let started = Instant::now();
-            let outcome = provider.adapter.send(job).await;
-            provider.metrics.inflight(-1.0);
-            provider.metrics.request(outcome.label(), started.elapsed());
-            outcome
-        }
-        Err(err) => {
-            SendOutcome::Transient { code: "rate_store_unavailable", reason: err.to_string(), retry_after: None }
-        }
+/// Gives the message's claim back: nothing was sent, or the provider did not take it.
+async fn release(ctx: &SessionContext, job: &SendJob, claim: ClaimToken) {
+    if let Err(err) = ctx.sent.release(&job.message_id, claim).await {
+        // The claim then runs out by itself.
+        tracing::debug!(message_id = %job.message_id, error = %err, "could not release the send claim");
     }
+}
+
+/// One request to the provider (the rate slot is already taken), with its metrics.
+async fn attempt(provider: &ProviderRuntime, job: &SendJob) -> SendOutcome {
+    provider.metrics.inflight(1.0);
+    let started = Instant::now();
+    let outcome = provider.adapter.send(job).await;
+    provider.metrics.inflight(-1.0);
+    provider.metrics.request(outcome.label(), started.elapsed());
+    outcome
 }
 
 /// Publishes the consequences of `next` with confirms, then acks. If a publish fails
@@ -274,8 +338,15 @@ async fn settle(
     job: &SendJob,
     next: Next,
 ) -> Result<(), sendfleet_broker::BrokerError> {
-    match publish_consequences(ctx, provider, job, next).await {
-        Ok(()) => inbound.ack().await,
+    let published = match publish_consequences(ctx, provider, job, next).await {
+        Ok(()) => sendfleet_failpoints::hit(Point::WorkerConsequencesConfirmed).await.map_err(BrokerError::from),
+        Err(err) => Err(err),
+    };
+    match published {
+        Ok(()) => {
+            sendfleet_failpoints::hit(Point::WorkerBeforeAck).await?;
+            inbound.ack().await
+        }
         Err(err) => {
             // Best effort: on a dead channel the broker requeues by itself.
             drop(inbound.requeue().await);
@@ -335,6 +406,26 @@ async fn publish_consequences(
             let (dead_result, event_result) = tokio::join!(ctx.publisher.publish(outgoing), publish_event(ctx, &event));
             dead_result.and(event_result)
         }
+        Next::Defer { code, reason } => {
+            provider.metrics.retry(DEFER_TIER.name);
+            // The same job back: no attempt was made, so neither attempts nor the first
+            // attempt's time change.
+            let copy = encode(job);
+            let exchange = ctx.topology.retry_exchange();
+            let key = Topology::retry_routing_key(DEFER_TIER, &job.provider);
+            let outgoing = Outgoing::new(&exchange, &key, &copy)
+                .message_id(&job.message_id)
+                .header(TRACE_HEADER, job.trace_id.clone());
+            let mut event = job_event(job, EventKind::Retrying, attempt);
+            event.reason = Some(reason);
+            event.details.insert("reason_code".into(), code.to_owned());
+            event.details.insert("deferred".into(), "true".into());
+            event.details.insert("retry_in_ms".into(), DEFER_TIER.delay_ms.to_string());
+            event.details.insert("retry_tier".into(), DEFER_TIER.name.to_owned());
+            let (retry_result, event_result) =
+                tokio::join!(ctx.publisher.publish(outgoing), publish_event(ctx, &event));
+            retry_result.and(event_result)
+        }
         Next::Retry { tier, delay, code, reason } => {
             provider.metrics.retry(tier.name);
             let copy = encode(&after_attempt(job));
@@ -354,6 +445,10 @@ async fn publish_consequences(
         }
     }
 }
+
+/// Where a deferred job waits: long enough for a Redis failover or another delivery's
+/// send to finish, short enough that an outage's end is noticed soon.
+const DEFER_TIER: sendfleet_broker::RetryTier = sendfleet_broker::RETRY_TIERS[1];
 
 /// The job as it travels to its next stop: one more attempt made.
 fn after_attempt(job: &SendJob) -> SendJob {

@@ -11,7 +11,7 @@ use crate::ProviderRuntime;
 
 /// How long a job waits for a slot while Redis is unreachable before it is parked in a
 /// retry tier instead (it is never sent without a slot).
-const SLOT_WAIT_LIMIT: Duration = Duration::from_secs(10);
+pub(crate) const SLOT_WAIT_LIMIT: Duration = Duration::from_secs(10);
 
 /// A provider's rate, enforced before every request.
 pub(crate) enum RateGate {
