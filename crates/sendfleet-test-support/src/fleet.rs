@@ -38,6 +38,8 @@ pub struct FleetOptions {
     pub dispatcher: bool,
     /// Start callback-ingest.
     pub ingest: bool,
+    /// Redis the services use instead of the test default ([`crate::redis_url`]).
+    pub redis_url: Option<String>,
 }
 
 impl FleetOptions {
@@ -79,6 +81,7 @@ retry = { initial_delay_ms = 200, max_delay_ms = 2000 }
             workers: 1,
             dispatcher: true,
             ingest: true,
+            redis_url: None,
         }
     }
 }
@@ -136,7 +139,7 @@ impl Fleet {
             options.extra_toml,
             crate::amqp_url(),
             ns.prefix,
-            crate::redis_url(),
+            options.redis_url.clone().unwrap_or_else(crate::redis_url),
             ns.prefix,
             ingest_url,
             options.providers_toml.replace("{mock}", &mock.base_url()),

@@ -195,3 +195,72 @@ async fn broker_connections_closed_mid_run() {
     assert!(duplicates <= 128, "at most the prefetch was sent twice: {duplicates}");
     fleet.stop().await;
 }
+
+/// Redis guards every send (the claim, the rate slot, the armed fallback). An outage
+/// longer than all of a job's retries together (2 attempts, 1 s and 5 s tiers) must not
+/// use them up: nothing is sent while Redis is away (fail closed), nothing is
+/// dead-lettered, no RCS message falls back to SMS, and everything goes once Redis is
+/// back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_longer_than_all_retries_dead_letters_nothing_and_fires_no_fallback() {
+    let mut redis = sendfleet_test_support::RedisServer::start();
+    let retry = "retry = { max_attempts = 2, initial_delay_ms = 200, max_delay_ms = 1000, max_age_seconds = 600 }";
+    let mut options = options("redis-outage", "outage-sms", retry);
+    options.providers_toml.push_str(&format!(
+        r#"
+[[providers]]
+id = "outage-rcs"
+kind = "infobip_rcs"
+base_url = "{{mock}}"
+api_key_env = "TEST_API_KEY"
+sender_ids = ["AcmeAgent"]
+default_for_channel = true
+rate_per_second = 4600
+concurrency = 64
+callback_token_env = "TEST_CALLBACK_TOKEN"
+{retry}
+"#
+    ));
+    options.provider_ids.push("outage-rcs");
+    options.redis_url = Some(redis.url());
+    let fleet = Fleet::start(options).await;
+
+    redis.stop();
+    const N: usize = 100;
+    for i in 0..N {
+        fleet.publish_request(&request(i)).await;
+        let mut rcs = request(N + i);
+        rcs.channel = Channel::Rcs;
+        rcs.fallback = Some(sendfleet_protocol::SmsFallback {
+            text: format!("fallback {i}"),
+            sender: None,
+            provider: None,
+            regional: None,
+            validity_period_seconds: None,
+        });
+        fleet.publish_request(&rcs).await;
+    }
+    // Longer than both attempts together, each a 10 s wait for a rate slot (or an
+    // immediate refusal of the claim) plus the retry tier.
+    tokio::time::sleep(Duration::from_secs(26)).await;
+    assert_eq!(fleet.mock.stats().requests, 0, "nothing is sent while Redis is away");
+    let deferred = fleet
+        .events
+        .events()
+        .iter()
+        .filter(|e| e.kind == EventKind::Retrying && e.details.get("deferred").map(String::as_str) == Some("true"))
+        .count();
+    assert!(deferred >= 2 * N, "jobs wait in the retry tiers, deferred: {deferred}");
+
+    redis.resume();
+    let done = wait_until(Duration::from_secs(90), || unique(&fleet, EventKind::Accepted).len() >= 2 * N).await;
+    assert!(done, "after the outage every job is sent: {} of {}", unique(&fleet, EventKind::Accepted).len(), 2 * N);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stats = fleet.mock.stats();
+    assert_eq!(stats.accepted, 2 * N as u64, "each message once, and no fallback SMS");
+    assert_eq!(stats.duplicate_message_ids, 0);
+    assert_eq!(fleet.events.count(EventKind::Failed), 0, "no job failed");
+    assert_eq!(fleet.events.count(EventKind::FallbackTriggered), 0, "no fallback fired");
+    assert!(fleet.drain_queue(&fleet.ns.topology().dead_letter_queue()).await.is_empty(), "nothing dead-lettered");
+    fleet.stop().await;
+}
