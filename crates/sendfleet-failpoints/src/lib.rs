@@ -162,9 +162,14 @@ pub async fn hit(_point: Point) -> Result<(), Injected> {
 pub const ENABLED: bool = cfg!(feature = "enabled");
 
 /// Reads `FAILPOINTS` from the environment (call first thing in `main`). A bad
-/// `FAILPOINTS` value stops the process with a message: a fault test must not run
-/// silently without its fault.
+/// `FAILPOINTS` value, or one given to a build without failpoints, stops the process
+/// (exit 64) with a message: a fault test must not run silently without its fault.
 pub fn setup() {
+    #[cfg(not(feature = "enabled"))]
+    if std::env::var_os("FAILPOINTS").is_some() {
+        eprintln!("FAILPOINTS is set, but this build has no failpoints (they are compiled into test builds only)");
+        std::process::exit(64);
+    }
     #[cfg(feature = "enabled")]
     if let Ok(spec) = std::env::var("FAILPOINTS") {
         for entry in spec.split(';').map(str::trim).filter(|e| !e.is_empty()) {
@@ -235,8 +240,6 @@ mod tests {
     #[tokio::test]
     async fn without_the_feature_nothing_fires() {
         assert!(!ENABLED);
-        // FAILPOINTS is ignored: setup reads nothing, hit always goes on.
-        setup();
         assert_eq!(hit(Point::WorkerBeforeAck).await, Ok(()));
     }
 }

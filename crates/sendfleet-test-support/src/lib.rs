@@ -6,12 +6,14 @@
 //! - [`Fleet`]: mock provider, dispatcher, sender-worker(s) and callback-ingest running
 //!   in-process on port 0 against one namespace.
 //! - [`EventCollector`]: everything published to the namespace's events queue.
+//! - [`ProcessFleet`]: the same fleet as real processes, for crash and failpoint tests.
 //! - [`RedisServer`]: a Redis of the test's own, for outages.
 //! - [`wait_until`]: a bounded wait; every wait in tests is bounded.
 
 mod collector;
 mod fleet;
 mod namespace;
+mod processes;
 mod redis_server;
 
 use std::time::Duration;
@@ -19,6 +21,7 @@ use std::time::Duration;
 pub use collector::EventCollector;
 pub use fleet::{Fleet, FleetOptions, TEST_API_KEY, TEST_CALLBACK_TOKEN, TEST_JIOCX_API_KEY};
 pub use namespace::{Namespace, delete_redis_keys};
+pub use processes::{ProcessFleet, ProcessFleetOptions, Role};
 pub use redis_server::RedisServer;
 
 /// The broker tests use: `SENDFLEET_TEST_AMQP_URL` or the local default.

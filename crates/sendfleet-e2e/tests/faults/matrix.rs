@@ -1,0 +1,1 @@
+//! The fault matrix: every failpoint × abort / error / stall.
