@@ -16,7 +16,8 @@
 //! | `stall:<ms>` | the task sleeps `<ms>` before going on (past its caller's timeout) |
 //!
 //! fail's own prefixes apply: `3*return(error)` fires three times, `20%return(error)` on a
-//! fifth of the hits.
+//! fifth of the hits. Every fault that fires is written to standard error
+//! (`failpoint worker.before_ack: error`), so a fault test can check that it did.
 
 use std::{fmt, time::Duration};
 
@@ -143,8 +144,12 @@ pub async fn hit(point: Point) -> Result<(), Injected> {
             eprintln!("failpoint {point}: abort");
             std::process::abort()
         }
-        Some(Fault::Error) => Err(Injected(point)),
+        Some(Fault::Error) => {
+            eprintln!("failpoint {point}: error");
+            Err(Injected(point))
+        }
         Some(Fault::Stall(duration)) => {
+            eprintln!("failpoint {point}: stall {} ms", duration.as_millis());
             tokio::time::sleep(duration).await;
             Ok(())
         }

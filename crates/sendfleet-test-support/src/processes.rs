@@ -33,6 +33,13 @@ pub enum Role {
 }
 
 impl Role {
+    fn file_name(self) -> String {
+        match self {
+            Role::Worker(n) => format!("sender-worker-{n}"),
+            other => other.binary().to_owned(),
+        }
+    }
+
     fn binary(self) -> &'static str {
         match self {
             Role::Dispatcher => "dispatcher",
@@ -154,6 +161,7 @@ impl ProcessFleet {
             .env_remove("FAILPOINTS")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .stderr(self.log_file(role))
             .kill_on_drop(true);
         match role {
             Role::Worker(_) => command.env("SENDFLEET_WORKER__LISTEN", format!("127.0.0.1:{port}")),
@@ -184,6 +192,23 @@ impl ProcessFleet {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("{role:?} never became ready on port {port}");
+    }
+
+    fn log_path(&self, role: Role) -> PathBuf {
+        std::env::temp_dir().join(format!("{}-{}.log", self.ns.prefix, role.file_name()))
+    }
+
+    fn log_file(&self, role: Role) -> Stdio {
+        match std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(role)) {
+            Ok(file) => Stdio::from(file),
+            Err(_) => Stdio::inherit(),
+        }
+    }
+
+    /// Everything `role` wrote to standard error (logs, failpoints that fired), over all
+    /// its restarts.
+    pub fn log(&self, role: Role) -> String {
+        std::fs::read_to_string(self.log_path(role)).unwrap_or_default()
     }
 
     /// `kill -9` of `role`, reaped.
@@ -247,6 +272,9 @@ impl ProcessFleet {
         }
         self.mock_shutdown.cancel();
         drop(std::fs::remove_file(&self.config_path));
+        for role in self.ports.keys().copied().collect::<Vec<_>>() {
+            drop(std::fs::remove_file(self.log_path(role)));
+        }
         crate::delete_redis_keys(&self.ns.prefix).await;
         self.ns.cleanup().await;
     }
