@@ -246,8 +246,21 @@ async fn send(ctx: &SessionContext, provider: &ProviderRuntime, job: &SendJob) -
     Some(decide(outcome, job, &config.retry, &provider.backoff, now_ms(), rand::random::<f64>()))
 }
 
-/// One request within the rate: waits for a slot, sends, records the metrics.
+/// One request within the rate: gets the adapter ready, waits for a slot, sends,
+/// records the metrics.
 async fn attempt(provider: &ProviderRuntime, job: &SendJob) -> SendOutcome {
+    // Before the slot: a task that took its slot and then queued on a token fetch would
+    // send late, all at once with the other waiters, above the cap. The fetch itself
+    // takes a slot of its own through the adapter's gate (the same limiter).
+    let preparing = Instant::now();
+    if let Err(outcome) = provider.adapter.prepare().await {
+        // The token endpoint answered (counted as a send's failure was before); a slot
+        // that could not be had is no answer, as below.
+        if !matches!(outcome, SendOutcome::Transient { code: sendfleet_providers::RATE_STORE_UNAVAILABLE, .. }) {
+            provider.metrics.request(outcome.label(), preparing.elapsed());
+        }
+        return outcome;
+    }
     let waiting = Instant::now();
     match provider.rate.acquire().await {
         Ok(()) => {
@@ -259,9 +272,11 @@ async fn attempt(provider: &ProviderRuntime, job: &SendJob) -> SendOutcome {
             provider.metrics.request(outcome.label(), started.elapsed());
             outcome
         }
-        Err(err) => {
-            SendOutcome::Transient { code: "rate_store_unavailable", reason: err.to_string(), retry_after: None }
-        }
+        Err(err) => SendOutcome::Transient {
+            code: sendfleet_providers::RATE_STORE_UNAVAILABLE,
+            reason: err.to_string(),
+            retry_after: None,
+        },
     }
 }
 
@@ -393,4 +408,122 @@ pub(crate) async fn publish_event(ctx: &SessionContext, event: &Event) -> Result
     ctx.publisher.publish(Outgoing::new(&exchange, &key, &bytes).optional()).await?;
     ctx.event_metrics.published(event.kind);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeMap, time::Duration};
+
+    use futures_util::future::BoxFuture;
+    use parking_lot::Mutex;
+    use sendfleet_config::{Config, ProviderConfig};
+    use sendfleet_limits::{FleetLimiter, Lease, LeaseSource, LimitError, SlotParams, gcra::Gcra};
+    use sendfleet_protocol::Content;
+    use sendfleet_providers::{CallbackError, Provider};
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::rate::RateGate;
+
+    type Log = Arc<Mutex<Vec<&'static str>>>;
+
+    /// Slots from an in-process GCRA on the tokio clock; every lease is logged.
+    struct Slots {
+        log: Log,
+        params: SlotParams,
+        gcra: Mutex<Gcra>,
+        base: Instant,
+    }
+
+    impl LeaseSource for Slots {
+        fn lease(&self, wanted: u32) -> BoxFuture<'_, Result<Lease, LimitError>> {
+            self.log.lock().push("slot");
+            let now = (Instant::now() - self.base).as_micros() as i64;
+            let lease = self.gcra.lock().lease(&self.params, wanted, now);
+            Box::pin(std::future::ready(Ok(lease)))
+        }
+    }
+
+    /// An adapter that logs what the worker asks of it.
+    struct Logged {
+        config: ProviderConfig,
+        log: Log,
+        prepared: Result<(), SendOutcome>,
+    }
+
+    impl Provider for Logged {
+        fn config(&self) -> &ProviderConfig {
+            &self.config
+        }
+
+        fn prepare(&self) -> BoxFuture<'_, Result<(), SendOutcome>> {
+            self.log.lock().push("prepare");
+            Box::pin(std::future::ready(self.prepared.clone()))
+        }
+
+        fn send<'a>(&'a self, _job: &'a SendJob) -> BoxFuture<'a, SendOutcome> {
+            self.log.lock().push("send");
+            Box::pin(std::future::ready(SendOutcome::Accepted { status: None }))
+        }
+
+        fn parse_callback(&self, _body: &[u8]) -> Result<Vec<Event>, CallbackError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn runtime(prepared: Result<(), SendOutcome>) -> (ProviderRuntime, Log) {
+        let toml = "[[providers]]\nid = \"p\"\nkind = \"infobip_sms\"\nbase_url = \"http://127.0.0.1:9\"\n\
+                    api_key_env = \"K\"\nsender_ids = [\"S\"]\n";
+        let config = Config::from_toml(toml, &|_| Some("key".into())).unwrap();
+        let log = Log::default();
+        let params = SlotParams::new(1_000, 10);
+        let slots = Slots { log: log.clone(), params, gcra: Mutex::new(Gcra::default()), base: Instant::now() };
+        let runtime = ProviderRuntime {
+            adapter: Arc::new(Logged { config: config.providers[0].clone(), log: log.clone(), prepared }),
+            concurrency: sendfleet_limits::ConcurrencyLimit::new(4),
+            rate: Arc::new(RateGate::Fleet(FleetLimiter::new(Arc::new(slots), params, 1))),
+            backoff: sendfleet_limits::Backoff::new(Duration::from_millis(100), Duration::from_secs(1)).unwrap(),
+            prefetch: 8,
+            metrics: metrics::ProviderMetrics::new("p"),
+            pause: crate::pause::PauseGate::new("p", Duration::from_secs(30), Duration::from_secs(300)),
+            capability: None,
+        };
+        (runtime, log)
+    }
+
+    fn job() -> SendJob {
+        SendJob {
+            schema_version: 1,
+            message_id: "m".into(),
+            provider: "p".into(),
+            channel: Channel::Sms,
+            to: "+15551234567".into(),
+            sender: "S".into(),
+            content: Content::Text { text: "t".into(), suggestions: vec![] },
+            options: Default::default(),
+            fallback: None,
+            metadata: BTreeMap::new(),
+            trace_id: "t".into(),
+            attempts: 0,
+            first_attempt_at_ms: None,
+            created_at_ms: 0,
+            fallback_for: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_adapter_is_prepared_before_the_slot_is_taken() {
+        // A token fetch waited out on a slot already taken would send on a stale slot.
+        let (runtime, log) = runtime(Ok(()));
+        assert_eq!(attempt(&runtime, &job()).await, SendOutcome::Accepted { status: None });
+        assert_eq!(*log.lock(), ["prepare", "slot", "send"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_preparation_takes_no_slot_and_sends_nothing() {
+        let refused = SendOutcome::AuthFailure { http_status: 401, reason: "token endpoint refused".into() };
+        let (runtime, log) = runtime(Err(refused.clone()));
+        assert_eq!(attempt(&runtime, &job()).await, refused);
+        assert_eq!(*log.lock(), ["prepare"]);
+    }
 }
