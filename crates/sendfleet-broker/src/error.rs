@@ -4,6 +4,15 @@
 /// in the broker": callers must not ack the message that caused the publish.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
+    /// The broker URL cannot be parsed (a config built without validation). Holds the
+    /// redacted URL: lapin's own parse error would quote the URL, password included.
+    #[error("broker URL {url} {problem}")]
+    InvalidUrl {
+        /// The URL as it may be logged.
+        url: String,
+        /// Why it does not parse (never quotes the URL).
+        problem: sendfleet_config::UrlError,
+    },
     /// Connection, channel or protocol failure.
     #[error("broker: {0}")]
     Amqp(#[from] lapin::Error),

@@ -62,7 +62,8 @@ impl IngestState {
             providers.insert(
                 provider.id.clone(),
                 IngestProvider {
-                    adapter: sendfleet_providers::build(provider, &settings)?,
+                    // Only parses callbacks, never sends: no rate gate needed.
+                    adapter: sendfleet_providers::build(provider, &settings, sendfleet_providers::unlimited())?,
                     token: provider.callback_token.clone(),
                     basic_auth,
                 },

@@ -6,7 +6,7 @@ use sendfleet_protocol::{Channel, Content};
 
 use crate::{
     Config, FallbackMode, FieldError, GENERIC_RESERVED_BODY_KEYS, GenericAuthConfig, GenericConfig,
-    MAX_RATE_PER_SECOND, ProviderConfig, ProviderKind, Secret, TemplateConfig,
+    MAX_RATE_PER_SECOND, ProviderConfig, ProviderKind, Secret, TemplateConfig, UrlError,
     generic::{is_header_name, is_header_value},
     parse_parameter_template,
 };
@@ -29,10 +29,14 @@ pub(crate) fn validate_and_resolve(config: &mut Config, lookup: &dyn Fn(&str) ->
     let url = config.broker.url.expose();
     if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
         errors.push("broker.url", "must start with amqp:// or amqps://");
+    } else if let Err(problem) = config.broker.url.check() {
+        errors.push("broker.url", unusable_url(&problem));
     }
     let url = config.redis.url.expose();
     if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://")) {
         errors.push("redis.url", "must start with redis://, rediss:// or unix://");
+    } else if let Err(problem) = config.redis.url.check() {
+        errors.push("redis.url", unusable_url(&problem));
     }
     for (field, listen) in [
         ("dispatcher.listen", &config.dispatcher.listen),
@@ -375,6 +379,17 @@ fn validate_generic_extras(
             }
         }
     }
+}
+
+/// The message for a broker or Redis URL that does not parse. It never quotes the URL
+/// (the password could be in any part of it); the usual cause is a reserved character
+/// left unencoded in the password, so the fix is spelled out.
+fn unusable_url(problem: &UrlError) -> String {
+    format!(
+        "{problem}; percent-encode reserved characters in the user name and password \
+         ('/' as %2F, '@' as %40, ':' as %3A, '?' as %3F, '#' as %23, '%' as %25). \
+         The URL is not shown because it may contain a password"
+    )
 }
 
 fn resolve(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<Secret> {

@@ -191,7 +191,9 @@ fn test_job(provider: &ProviderConfig, to: &str, sender: String, content: Conten
 
 async fn send_one(provider: &ProviderConfig, config: &Config, job: &SendJob) -> Result<ProviderAnswer, Rejection> {
     let settings = AdapterSettings { callback_base_url: config.callback_ingest.public_base_url.clone() };
-    let adapter = sendfleet_providers::build(provider, &settings)
+    // An operator's one-off test send, outside the workers' fleet-wide rate (as its
+    // first request always was): no gate for the token fetch or a resend either.
+    let adapter = sendfleet_providers::build(provider, &settings, sendfleet_providers::unlimited())
         .map_err(|e| Rejection::new("provider_unavailable", e.to_string()))?;
     let RawAnswer { http_status, provider_message_id, body, outcome } = adapter.send_raw(job).await;
     let reason = match &outcome {

@@ -8,6 +8,7 @@
 //!
 //! Adding a vendor touches one module plus its tests, and one arm in [`build`].
 
+mod gate;
 pub mod generic;
 pub mod http;
 pub mod infobip;
@@ -19,6 +20,7 @@ use futures_util::future::BoxFuture;
 use sendfleet_config::{ProviderConfig, ProviderKind};
 use sendfleet_protocol::{Event, SendJob};
 
+pub use gate::{GateError, RATE_STORE_UNAVAILABLE, RequestGate, Unlimited, unlimited};
 pub use outcome::SendOutcome;
 // `Capability` and `CapabilityError` are defined below, next to the trait that returns them.
 
@@ -27,8 +29,24 @@ pub trait Provider: Send + Sync {
     /// The provider's config.
     fn config(&self) -> &ProviderConfig;
 
+    /// Gets what the next [`Provider::send`] needs before its first request (an OAuth
+    /// token), making any request that takes through the adapter's [`RequestGate`].
+    ///
+    /// Call it *before* taking the rate slot for the send: a task that waited for a
+    /// token fetch on a slot taken earlier would use that slot late, and the sends
+    /// queued on one fetch would then all go out at once, above the cap. Prepared
+    /// first, each of them takes its slot when it can use it. An `Err` is the outcome
+    /// of the send that was not made (token endpoint refused or down, no slot).
+    fn prepare(&self) -> BoxFuture<'_, Result<(), SendOutcome>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     /// Sends one job and classifies the answer. Never panics, never returns an error:
     /// network failures are [`SendOutcome::Transient`].
+    ///
+    /// The caller has taken one rate slot for the first request; every further request
+    /// (a token fetch it could not avoid, the resend after a 401) takes its own slot
+    /// through the adapter's [`RequestGate`].
     fn send<'a>(&'a self, job: &'a SendJob) -> BoxFuture<'a, SendOutcome>;
 
     /// Parses a callback body (delivery reports, inbound messages, …) into events, one
@@ -184,14 +202,21 @@ pub enum AdapterError {
     },
 }
 
-/// Builds the adapter for a provider.
-pub fn build(config: &ProviderConfig, settings: &AdapterSettings) -> Result<Arc<dyn Provider>, AdapterError> {
+/// Builds the adapter for a provider. `gate` gives the slots for requests beyond a
+/// send's first (see [`RequestGate`]): the worker passes its rate limiter; processes
+/// that never send pass [`unlimited()`].
+pub fn build(
+    config: &ProviderConfig,
+    settings: &AdapterSettings,
+    gate: Arc<dyn RequestGate>,
+) -> Result<Arc<dyn Provider>, AdapterError> {
     match config.kind {
+        // One request per send, always: the caller's slot covers it.
         ProviderKind::InfobipRcs | ProviderKind::InfobipSms | ProviderKind::JiocxRcs => {
             Ok(Arc::new(infobip::InfobipAdapter::new(config.clone(), settings)?))
         }
         ProviderKind::GenericRcs | ProviderKind::GenericSms => {
-            Ok(Arc::new(generic::GenericAdapter::new(config.clone(), settings)?))
+            Ok(Arc::new(generic::GenericAdapter::new(config.clone(), settings, gate)?))
         }
     }
 }

@@ -1,13 +1,22 @@
 //! The Generic adapter against the real mock-provider on loopback: every auth mode,
 //! token caching and refresh, headers and body parameters as they arrive.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
-use futures_util::future::join_all;
+use futures_util::future::{BoxFuture, join_all};
 use sendfleet_config::Config;
 use sendfleet_mock_provider::{Behaviour, GenericAuth, MockConfig, MockHandle};
 use sendfleet_protocol::{Channel, Content, SendJob, Suggestion};
-use sendfleet_providers::{AdapterSettings, Provider, SendOutcome, generic::GenericAdapter};
+use sendfleet_providers::{
+    AdapterSettings, GateError, Provider, RequestGate, SendOutcome, generic::GenericAdapter, unlimited,
+};
 use tokio_util::sync::CancellationToken;
 
 const PASSWORD: &str = "basic-pa55word";
@@ -42,6 +51,11 @@ async fn mock(behaviour: Behaviour) -> Mock {
 
 /// A validated config with one generic provider, so the adapter sees what production sees.
 fn adapter(kind: &str, mock: &MockHandle, generic: &str) -> GenericAdapter {
+    gated_adapter(kind, mock, generic, unlimited())
+}
+
+/// [`adapter`] whose extra requests take their slots from `gate`.
+fn gated_adapter(kind: &str, mock: &MockHandle, generic: &str, gate: Arc<dyn RequestGate>) -> GenericAdapter {
     let path = if kind == "generic_sms" { "sms" } else { "rcs" };
     let toml = format!(
         "[[providers]]\nid = \"gen\"\nkind = \"{kind}\"\nsender_ids = [\"AcmeAgent\"]\nconcurrency = 64\n\
@@ -57,7 +71,7 @@ fn adapter(kind: &str, mock: &MockHandle, generic: &str) -> GenericAdapter {
         _ => None,
     };
     let config = Config::from_toml(&toml, &lookup).unwrap();
-    GenericAdapter::new(config.providers[0].clone(), &AdapterSettings::default()).unwrap()
+    GenericAdapter::new(config.providers[0].clone(), &AdapterSettings::default(), gate).unwrap()
 }
 
 fn job(id: &str, channel: Channel) -> SendJob {
@@ -202,15 +216,21 @@ async fn the_token_is_refreshed_before_it_expires() {
     assert_eq!(adapter.send(&job("m-1", Channel::Rcs)).await.label(), "accepted");
     assert_eq!(adapter.send(&job("m-2", Channel::Rcs)).await.label(), "accepted");
     assert_eq!(mock.handle.oauth_token_requests(), 1, "a fresh token is reused");
-    // Past four fifths of the 2 s lifetime the adapter refreshes on its own, so the
-    // mock never has to refuse an expired token.
+    // Past four fifths of the 2 s lifetime a send still goes out with the old token,
+    // which is valid for a while yet: a send does not wait for a refresh.
     tokio::time::sleep(Duration::from_millis(1_700)).await;
     assert_eq!(adapter.send(&job("m-3", Channel::Rcs)).await.label(), "accepted");
+    assert_eq!(mock.handle.oauth_token_requests(), 1);
+    // Preparing the next send (as the worker does before its rate slot) refreshes it,
+    // so the mock never has to refuse an expired token.
+    adapter.prepare().await.unwrap();
     assert_eq!(mock.handle.oauth_token_requests(), 2);
+    assert_eq!(adapter.send(&job("m-4", Channel::Rcs)).await.label(), "accepted");
     assert_eq!(mock.handle.oauth_tokens_refused(), 0);
     let received = mock.handle.received();
     assert!(received.iter().all(|r| r.status == 200));
-    assert_ne!(received[0].authorization, received[2].authorization, "the third send used the new token");
+    assert_eq!(received[0].authorization, received[2].authorization);
+    assert_ne!(received[0].authorization, received[3].authorization, "the fourth send used the new token");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,4 +269,165 @@ async fn a_wrong_client_secret_pauses_without_leaking_it() {
     mock.handle.set_behaviour(oauth_behaviour(3_600));
     let basic = adapter("generic_rcs", &mock.handle, &OAUTH.replace(" }", ", client_auth = \"basic\" }"));
     assert_eq!(basic.send(&job("m-2", Channel::Rcs)).await.label(), "accepted");
+}
+
+/// Counts the slots it hands out; refuses them (the slot store is down) when told to.
+#[derive(Default)]
+struct CountingGate {
+    acquired: AtomicU64,
+    refuse: AtomicBool,
+}
+
+impl CountingGate {
+    fn acquired(&self) -> u64 {
+        self.acquired.load(Ordering::SeqCst)
+    }
+}
+
+impl RequestGate for CountingGate {
+    fn acquire(&self) -> BoxFuture<'_, Result<(), GateError>> {
+        Box::pin(async move {
+            if self.refuse.load(Ordering::SeqCst) {
+                return Err(GateError::Unavailable("test: slot store down".into()));
+            }
+            self.acquired.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+    }
+}
+
+/// A send as the worker makes it: prepare, take the first request's slot, send.
+async fn worker_send(adapter: &GenericAdapter, caller_slots: &AtomicU64, job: &SendJob) -> SendOutcome {
+    if let Err(outcome) = adapter.prepare().await {
+        return outcome;
+    }
+    caller_slots.fetch_add(1, Ordering::SeqCst);
+    adapter.send(job).await
+}
+
+/// Every HTTP request the mock received: token requests and sends (resends included).
+fn requests_at(mock: &MockHandle) -> u64 {
+    mock.oauth_token_requests() + mock.received().len() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_expired_token_every_request_takes_a_slot() {
+    const N: u64 = 24;
+    let mock = mock(Behaviour { latency_ms: 20, ..oauth_behaviour(1) }).await;
+    let gate = Arc::new(CountingGate::default());
+    let adapter = Arc::new(gated_adapter("generic_rcs", &mock.handle, OAUTH, gate.clone()));
+    let caller = AtomicU64::new(0);
+    assert_eq!(worker_send(&adapter, &caller, &job("warm", Channel::Rcs)).await.label(), "accepted");
+    // The 1 s token is now past its expiry, not merely due for refresh.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let (requests, acquired, token_requests) =
+        (requests_at(&mock.handle), gate.acquired(), mock.handle.oauth_token_requests());
+    caller.store(0, Ordering::SeqCst);
+
+    let jobs: Vec<SendJob> = (0..N).map(|i| job(&format!("m-{i}"), Channel::Rcs)).collect();
+    let outcomes = join_all(jobs.iter().map(|job| worker_send(&adapter, &caller, job))).await;
+    assert!(outcomes.iter().all(|o| o.label() == "accepted"), "{outcomes:?}");
+    assert_eq!(mock.handle.oauth_token_requests() - token_requests, 1, "the waiters share one fetch");
+    assert_eq!(mock.handle.oauth_tokens_refused(), 0, "no send went out with the expired token");
+    assert_eq!(caller.load(Ordering::SeqCst), N);
+    assert_eq!(gate.acquired() - acquired, 1, "the token fetch took a slot of its own");
+    assert_eq!(
+        requests_at(&mock.handle) - requests,
+        (gate.acquired() - acquired) + N,
+        "every request at the provider had a slot: the adapter's or the caller's"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resend_after_a_401_takes_a_slot() {
+    const N: u64 = 16;
+    let mock = mock(Behaviour { latency_ms: 10, ..oauth_behaviour(3_600) }).await;
+    let gate = Arc::new(CountingGate::default());
+    let adapter = Arc::new(gated_adapter("generic_rcs", &mock.handle, OAUTH, gate.clone()));
+    let caller = AtomicU64::new(0);
+    assert_eq!(worker_send(&adapter, &caller, &job("warm", Channel::Rcs)).await.label(), "accepted");
+    mock.handle.revoke_tokens();
+    let (requests, acquired, token_requests) =
+        (requests_at(&mock.handle), gate.acquired(), mock.handle.oauth_token_requests());
+    caller.store(0, Ordering::SeqCst);
+
+    let jobs: Vec<SendJob> = (0..N).map(|i| job(&format!("m-{i}"), Channel::Rcs)).collect();
+    let outcomes = join_all(jobs.iter().map(|job| worker_send(&adapter, &caller, job))).await;
+    assert!(outcomes.iter().all(|o| o.label() == "accepted"), "{outcomes:?}");
+    let resends = mock.handle.oauth_tokens_refused();
+    assert!(resends >= 1, "at least one send met the revoked token");
+    assert_eq!(mock.handle.oauth_token_requests() - token_requests, 1, "one replacement for all the 401s");
+    assert_eq!(gate.acquired() - acquired, 1 + resends, "the replacement and every resend took a slot");
+    assert_eq!(requests_at(&mock.handle) - requests, (gate.acquired() - acquired) + N);
+}
+
+#[tokio::test]
+async fn without_a_slot_no_request_is_made() {
+    let mock = mock(oauth_behaviour(3_600)).await;
+    let gate = Arc::new(CountingGate::default());
+    let adapter = gated_adapter("generic_rcs", &mock.handle, OAUTH, gate.clone());
+    let caller = AtomicU64::new(0);
+    gate.refuse.store(true, Ordering::SeqCst);
+    // No token yet, and no slot to fetch one with.
+    let outcome = worker_send(&adapter, &caller, &job("m-1", Channel::Rcs)).await;
+    let SendOutcome::Transient { code, .. } = &outcome else { panic!("{outcome:?}") };
+    assert_eq!(*code, "rate_store_unavailable");
+    assert_eq!(requests_at(&mock.handle), 0, "no token request without a slot");
+
+    gate.refuse.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1_100)).await; // past the failure hold
+    assert_eq!(worker_send(&adapter, &caller, &job("m-2", Channel::Rcs)).await.label(), "accepted");
+    mock.handle.revoke_tokens();
+    gate.refuse.store(true, Ordering::SeqCst);
+    // The first request goes out on the caller's slot and meets a 401; neither the
+    // replacement token nor the resend may go out without a slot of their own.
+    let outcome = worker_send(&adapter, &caller, &job("m-3", Channel::Rcs)).await;
+    let SendOutcome::Transient { code, .. } = &outcome else { panic!("{outcome:?}") };
+    assert_eq!(*code, "rate_store_unavailable");
+    assert_eq!(mock.handle.oauth_token_requests(), 1);
+    let statuses: Vec<u16> = mock.handle.received().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 401]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_that_waited_for_a_token_takes_a_fresh_slot() {
+    // Callers that do not prepare: their slot went stale while the token was fetched,
+    // so each send takes a new one when it can go out, besides the fetch's own.
+    const N: u64 = 16;
+    let mock = mock(Behaviour { latency_ms: 20, ..oauth_behaviour(3_600) }).await;
+    let gate = Arc::new(CountingGate::default());
+    let adapter = Arc::new(gated_adapter("generic_rcs", &mock.handle, OAUTH, gate.clone()));
+    let jobs: Vec<SendJob> = (0..N).map(|i| job(&format!("m-{i}"), Channel::Rcs)).collect();
+    let outcomes = join_all(jobs.iter().map(|job| adapter.send(job))).await;
+    assert!(outcomes.iter().all(|o| o.label() == "accepted"), "{outcomes:?}");
+    assert_eq!(mock.handle.oauth_token_requests(), 1);
+    assert_eq!(requests_at(&mock.handle), gate.acquired(), "each request had a slot taken right before it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inside_the_refresh_margin_one_caller_refreshes_and_the_others_go_on() {
+    const N: u64 = 16;
+    // 5 s tokens: due for refresh 4 s after their request, still sent until 4.75 s. The
+    // wide window keeps the test steady on a loaded machine.
+    let mock = mock(Behaviour { latency_ms: 100, ..oauth_behaviour(5) }).await;
+    let gate = Arc::new(CountingGate::default());
+    let adapter = Arc::new(gated_adapter("generic_rcs", &mock.handle, OAUTH, gate.clone()));
+    let caller = AtomicU64::new(0);
+    let start = tokio::time::Instant::now();
+    assert_eq!(worker_send(&adapter, &caller, &job("warm", Channel::Rcs)).await.label(), "accepted");
+    let old = mock.handle.received()[0].authorization.clone();
+    tokio::time::sleep_until(start + Duration::from_millis(4_200)).await;
+    let (requests, acquired) = (requests_at(&mock.handle), gate.acquired());
+    caller.store(0, Ordering::SeqCst);
+
+    let jobs: Vec<SendJob> = (0..N).map(|i| job(&format!("m-{i}"), Channel::Rcs)).collect();
+    let outcomes = join_all(jobs.iter().map(|job| worker_send(&adapter, &caller, job))).await;
+    assert!(outcomes.iter().all(|o| o.label() == "accepted"), "{outcomes:?}");
+    assert_eq!(mock.handle.oauth_token_requests(), 2, "one refresh");
+    assert_eq!(mock.handle.oauth_tokens_refused(), 0);
+    let received = mock.handle.received();
+    let with_old = received.iter().skip(1).filter(|r| r.authorization == old).count();
+    assert!(with_old >= 1, "the callers that found the refresh under way sent with the still-valid token");
+    assert_eq!(gate.acquired() - acquired, 1);
+    assert_eq!(requests_at(&mock.handle) - requests, 1 + N);
 }

@@ -47,7 +47,9 @@ pub enum WorkerError {
 pub(crate) struct ProviderRuntime {
     pub adapter: Arc<dyn Provider>,
     pub concurrency: sendfleet_limits::ConcurrencyLimit,
-    pub rate: rate::RateGate,
+    /// Shared with the adapter, which takes slots from it for its own extra requests
+    /// (OAuth token fetches, the resend after a 401).
+    pub rate: Arc<rate::RateGate>,
     pub backoff: sendfleet_limits::Backoff,
     pub prefetch: u16,
     /// How long a send may hold its message's claim (see `sent`).
@@ -107,7 +109,8 @@ pub async fn run(
             Duration::from_millis(provider.retry.max_delay_ms),
         )
         .map_err(|_| WorkerError::RetryPolicy(provider.id.clone()))?;
-        let adapter = sendfleet_providers::build(provider, &settings)?;
+        let rate = Arc::new(rate::RateGate::new(&config, provider, &redis));
+        let adapter = sendfleet_providers::build(provider, &settings, rate.clone())?;
         let capability =
             (provider.capability_check && provider.channel() == sendfleet_protocol::Channel::Rcs).then(|| {
                 capability::CapabilityChecker::start(
@@ -122,7 +125,7 @@ pub async fn run(
             adapter,
             capability,
             concurrency: sendfleet_limits::ConcurrencyLimit::new(provider.concurrency as usize),
-            rate: rate::RateGate::new(&config, provider, &redis),
+            rate,
             metrics: metrics::ProviderMetrics::new(&provider.id),
             pause: pause::PauseGate::new(
                 &provider.id,

@@ -250,26 +250,18 @@ async fn send(ctx: &SessionContext, provider: &ProviderRuntime, inbound: &Inboun
             }
             Err(err) => return Sent::Decided(Next::Defer { code: "sent_store_unavailable", reason: err.to_string() }),
         };
-        let waiting = Instant::now();
-        let slot = tokio::select! {
-            slot = provider.rate.acquire() => Some(slot),
-            () = inbound.session_lost() => None,
+        let outcome = match Box::pin(attempt(provider, job, Some(inbound))).await {
+            Attempt::Answered(outcome) => outcome,
+            Attempt::SessionLost => {
+                release(ctx, job, claim).await;
+                return Sent::Abandoned;
+            }
+            Attempt::NoSlot(reason) => {
+                // Never sent without a slot, and no attempt counted for it.
+                release(ctx, job, claim).await;
+                return Sent::Decided(Next::Defer { code: "rate_store_unavailable", reason });
+            }
         };
-        let Some(slot) = slot else {
-            release(ctx, job, claim).await;
-            return Sent::Abandoned;
-        };
-        if let Err(err) = slot {
-            // Never sent without a slot, and no attempt counted for it.
-            release(ctx, job, claim).await;
-            return Sent::Decided(Next::Defer { code: "rate_store_unavailable", reason: err.to_string() });
-        }
-        provider.metrics.rate_wait(waiting.elapsed());
-        if inbound.is_session_lost() {
-            release(ctx, job, claim).await;
-            return Sent::Abandoned;
-        }
-        let outcome = Box::pin(attempt(provider, job)).await;
         drop(permit);
         if sendfleet_failpoints::hit(Point::WorkerProviderAnswered).await.is_err() {
             // As if the answer had been lost: the claim stays until it expires, since
@@ -319,14 +311,67 @@ async fn release(ctx: &SessionContext, job: &SendJob, claim: ClaimToken) {
     }
 }
 
-/// One request to the provider (the rate slot is already taken), with its metrics.
-async fn attempt(provider: &ProviderRuntime, job: &SendJob) -> SendOutcome {
+/// How an attempt ended.
+#[derive(Debug, PartialEq)]
+enum Attempt {
+    /// The provider (or its token endpoint) answered, or no answer came in time.
+    Answered(SendOutcome),
+    /// No rate slot could be had (the store is unreachable): nothing was sent.
+    NoSlot(String),
+    /// The broker session was lost while waiting for the slot: nothing was sent.
+    SessionLost,
+}
+
+/// One request within the rate: gets the adapter ready, waits for a slot, sends,
+/// records the metrics. `session` ends the wait for the slot when it is lost.
+async fn attempt(provider: &ProviderRuntime, job: &SendJob, session: Option<&Inbound>) -> Attempt {
+    // Before the slot: a task that took its slot and then queued on a token fetch would
+    // send late, all at once with the other waiters, above the cap. The fetch itself
+    // takes a slot of its own through the adapter's gate (the same limiter).
+    let preparing = Instant::now();
+    if let Err(outcome) = provider.adapter.prepare().await {
+        return match outcome {
+            SendOutcome::Transient { code: sendfleet_providers::RATE_STORE_UNAVAILABLE, reason, .. } => {
+                Attempt::NoSlot(reason)
+            }
+            outcome => {
+                // The token endpoint answered: counted like a send's answer.
+                provider.metrics.request(outcome.label(), preparing.elapsed());
+                Attempt::Answered(outcome)
+            }
+        };
+    }
+    let session_lost = async {
+        match session {
+            Some(inbound) => inbound.session_lost().await,
+            None => std::future::pending().await,
+        }
+    };
+    let waiting = Instant::now();
+    let slot = tokio::select! {
+        slot = provider.rate.acquire() => slot,
+        () = session_lost => return Attempt::SessionLost,
+    };
+    if let Err(err) = slot {
+        return Attempt::NoSlot(err.to_string());
+    }
+    provider.metrics.rate_wait(waiting.elapsed());
+    if session.is_some_and(Inbound::is_session_lost) {
+        return Attempt::SessionLost;
+    }
     provider.metrics.inflight(1.0);
     let started = Instant::now();
     let outcome = provider.adapter.send(job).await;
     provider.metrics.inflight(-1.0);
     provider.metrics.request(outcome.label(), started.elapsed());
-    outcome
+    match outcome {
+        // The adapter's own extra request (a resend after a 401, a token refresh)
+        // found no slot: nothing was accepted.
+        SendOutcome::Transient { code: sendfleet_providers::RATE_STORE_UNAVAILABLE, reason, .. } => {
+            Attempt::NoSlot(reason)
+        }
+        outcome => Attempt::Answered(outcome),
+    }
 }
 
 /// Publishes the consequences of `next` with confirms, then acks. If a publish fails
@@ -488,4 +533,123 @@ pub(crate) async fn publish_event(ctx: &SessionContext, event: &Event) -> Result
     ctx.publisher.publish(Outgoing::new(&exchange, &key, &bytes).optional()).await?;
     ctx.event_metrics.published(event.kind);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeMap, time::Duration};
+
+    use futures_util::future::BoxFuture;
+    use parking_lot::Mutex;
+    use sendfleet_config::{Config, ProviderConfig};
+    use sendfleet_limits::{FleetLimiter, Lease, LeaseSource, LimitError, SlotParams, gcra::Gcra};
+    use sendfleet_protocol::Content;
+    use sendfleet_providers::{CallbackError, Provider};
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::rate::RateGate;
+
+    type Log = Arc<Mutex<Vec<&'static str>>>;
+
+    /// Slots from an in-process GCRA on the tokio clock; every lease is logged.
+    struct Slots {
+        log: Log,
+        params: SlotParams,
+        gcra: Mutex<Gcra>,
+        base: Instant,
+    }
+
+    impl LeaseSource for Slots {
+        fn lease(&self, wanted: u32) -> BoxFuture<'_, Result<Lease, LimitError>> {
+            self.log.lock().push("slot");
+            let now = (Instant::now() - self.base).as_micros() as i64;
+            let lease = self.gcra.lock().lease(&self.params, wanted, now);
+            Box::pin(std::future::ready(Ok(lease)))
+        }
+    }
+
+    /// An adapter that logs what the worker asks of it.
+    struct Logged {
+        config: ProviderConfig,
+        log: Log,
+        prepared: Result<(), SendOutcome>,
+    }
+
+    impl Provider for Logged {
+        fn config(&self) -> &ProviderConfig {
+            &self.config
+        }
+
+        fn prepare(&self) -> BoxFuture<'_, Result<(), SendOutcome>> {
+            self.log.lock().push("prepare");
+            Box::pin(std::future::ready(self.prepared.clone()))
+        }
+
+        fn send<'a>(&'a self, _job: &'a SendJob) -> BoxFuture<'a, SendOutcome> {
+            self.log.lock().push("send");
+            Box::pin(std::future::ready(SendOutcome::Accepted { status: None }))
+        }
+
+        fn parse_callback(&self, _body: &[u8]) -> Result<Vec<Event>, CallbackError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn runtime(prepared: Result<(), SendOutcome>) -> (ProviderRuntime, Log) {
+        let toml = "[[providers]]\nid = \"p\"\nkind = \"infobip_sms\"\nbase_url = \"http://127.0.0.1:9\"\n\
+                    api_key_env = \"K\"\nsender_ids = [\"S\"]\n";
+        let config = Config::from_toml(toml, &|_| Some("key".into())).unwrap();
+        let log = Log::default();
+        let params = SlotParams::new(1_000, 10);
+        let slots = Slots { log: log.clone(), params, gcra: Mutex::new(Gcra::default()), base: Instant::now() };
+        let runtime = ProviderRuntime {
+            adapter: Arc::new(Logged { config: config.providers[0].clone(), log: log.clone(), prepared }),
+            concurrency: sendfleet_limits::ConcurrencyLimit::new(4),
+            rate: Arc::new(RateGate::Fleet(FleetLimiter::new(Arc::new(slots), params, 1))),
+            backoff: sendfleet_limits::Backoff::new(Duration::from_millis(100), Duration::from_secs(1)).unwrap(),
+            prefetch: 8,
+            claim_ttl: Duration::from_secs(30),
+            metrics: metrics::ProviderMetrics::new("p"),
+            pause: crate::pause::PauseGate::new("p", Duration::from_secs(30), Duration::from_secs(300)),
+            capability: None,
+        };
+        (runtime, log)
+    }
+
+    fn job() -> SendJob {
+        SendJob {
+            schema_version: 1,
+            message_id: "m".into(),
+            provider: "p".into(),
+            channel: Channel::Sms,
+            to: "+15551234567".into(),
+            sender: "S".into(),
+            content: Content::Text { text: "t".into(), suggestions: vec![] },
+            options: Default::default(),
+            fallback: None,
+            metadata: BTreeMap::new(),
+            trace_id: "t".into(),
+            attempts: 0,
+            first_attempt_at_ms: None,
+            created_at_ms: 0,
+            fallback_for: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_adapter_is_prepared_before_the_slot_is_taken() {
+        // A token fetch waited out on a slot already taken would send on a stale slot.
+        let (runtime, log) = runtime(Ok(()));
+        assert_eq!(attempt(&runtime, &job(), None).await, Attempt::Answered(SendOutcome::Accepted { status: None }));
+        assert_eq!(*log.lock(), ["prepare", "slot", "send"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_preparation_takes_no_slot_and_sends_nothing() {
+        let refused = SendOutcome::AuthFailure { http_status: 401, reason: "token endpoint refused".into() };
+        let (runtime, log) = runtime(Err(refused.clone()));
+        assert_eq!(attempt(&runtime, &job(), None).await, Attempt::Answered(refused));
+        assert_eq!(*log.lock(), ["prepare"]);
+    }
 }

@@ -3,8 +3,10 @@
 
 use std::{sync::Arc, time::Duration};
 
+use futures_util::future::BoxFuture;
 use sendfleet_config::{Config, ProviderConfig, RateLimiterKind};
 use sendfleet_limits::{FleetLimiter, LimitError, LocalLimiter, RedisLeases, SlotParams};
+use sendfleet_providers::{GateError, RequestGate};
 use tokio_util::sync::CancellationToken;
 
 use crate::ProviderRuntime;
@@ -74,6 +76,14 @@ impl RateGate {
     }
 }
 
+/// The adapter's slots for requests beyond a send's first (token fetches, resends)
+/// come from the same limiter as the worker's: the cap counts every request.
+impl RequestGate for RateGate {
+    fn acquire(&self) -> BoxFuture<'_, Result<(), GateError>> {
+        Box::pin(async move { RateGate::acquire(self).await.map_err(|e| GateError::Unavailable(e.to_string())) })
+    }
+}
+
 /// Publishes each provider's current share of its rate every second.
 pub(crate) fn spawn_share_gauges(providers: &[Arc<ProviderRuntime>], shutdown: CancellationToken) {
     let providers = providers.to_vec();
@@ -95,4 +105,32 @@ pub(crate) fn spawn_share_gauges(providers: &[Arc<ProviderRuntime>], shutdown: C
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use sendfleet_limits::{Lease, LeaseSource};
+
+    use super::*;
+
+    /// A lease store that never answers, as Redis down.
+    struct Down;
+
+    impl LeaseSource for Down {
+        fn lease(&self, _wanted: u32) -> BoxFuture<'_, Result<Lease, LimitError>> {
+            Box::pin(std::future::ready(Err(LimitError::Unavailable("connection refused".into()))))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_adapters_gate_fails_closed_with_a_transient_outcome() {
+        let params = SlotParams::new(100, 10);
+        let gate: Arc<dyn RequestGate> = Arc::new(RateGate::Fleet(FleetLimiter::new(Arc::new(Down), params, 1)));
+        let err = gate.acquire().await.expect_err("no slot while the store is down");
+        let sendfleet_providers::SendOutcome::Transient { code, reason, .. } = err.outcome() else { panic!("{err:?}") };
+        assert_eq!(code, "rate_store_unavailable");
+        assert!(reason.contains("connection refused"), "{reason}");
+        let open: Arc<dyn RequestGate> = Arc::new(RateGate::Off);
+        assert_eq!(open.acquire().await, Ok(()));
+    }
 }

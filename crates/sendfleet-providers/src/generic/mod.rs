@@ -6,6 +6,10 @@
 //! - Auth: none, Basic, or OAuth 2.0 client credentials (one cached token per adapter,
 //!   refreshed before expiry; on a 401 the token is replaced once and the send retried
 //!   once).
+//! - Rate: the caller's slot covers a send's first request; the token fetch and the
+//!   resend after a 401 each take a slot from the adapter's [`RequestGate`] right
+//!   before they go out ([`Provider::prepare`] fetches the token before the caller's
+//!   slot is taken).
 //! - Answers: 2xx accepted; 408/429/5xx and transport failures transient; 401/403/404
 //!   pause the provider (credentials or endpoint wrong); other 4xx rejected.
 
@@ -29,7 +33,7 @@ pub use callback::parse_callback;
 pub use oauth::{OAuthSettings, Token, TokenSource};
 use request::{BodyContext, BodyParameter, build_body, parse_parameters};
 
-use crate::{AdapterError, AdapterSettings, CallbackError, Provider, SendOutcome, http};
+use crate::{AdapterError, AdapterSettings, CallbackError, Provider, RequestGate, SendOutcome, http};
 
 enum Credentials {
     None,
@@ -49,11 +53,17 @@ pub struct GenericAdapter {
     parameters: Vec<BodyParameter>,
     fallback_parameters: Vec<BodyParameter>,
     callback_url: Option<String>,
+    /// Slots for the requests beyond a send's first.
+    gate: Arc<dyn RequestGate>,
 }
 
 impl GenericAdapter {
     /// An adapter for one provider account; `config.generic` must be set.
-    pub fn new(config: ProviderConfig, settings: &AdapterSettings) -> Result<GenericAdapter, AdapterError> {
+    pub fn new(
+        config: ProviderConfig,
+        settings: &AdapterSettings,
+        gate: Arc<dyn RequestGate>,
+    ) -> Result<GenericAdapter, AdapterError> {
         let invalid = |what: String| AdapterError::InvalidGeneric { provider: config.id.clone(), what };
         let generic: &GenericConfig =
             config.generic.as_ref().ok_or_else(|| invalid("the [providers.generic] section is missing".into()))?;
@@ -99,6 +109,7 @@ impl GenericAdapter {
                         scope: scope.clone(),
                         client_auth: *client_auth,
                     },
+                    gate.clone(),
                 )))
             }
         };
@@ -116,6 +127,7 @@ impl GenericAdapter {
             parameters,
             fallback_parameters,
             callback_url,
+            gate,
         })
     }
 
@@ -148,6 +160,11 @@ impl GenericAdapter {
         http::execute(request.body(body)).await
     }
 
+    /// A slot for a request beyond the one the caller took a slot for.
+    async fn extra_slot(&self) -> Result<(), SendOutcome> {
+        self.gate.acquire().await.map_err(|e| e.outcome())
+    }
+
     async fn send_job(&self, job: &SendJob) -> SendOutcome {
         let body = match self.body(job) {
             Ok(body) => body,
@@ -159,15 +176,32 @@ impl GenericAdapter {
             Credentials::None => self.attempt(body, None).await,
             Credentials::Basic(value) => self.attempt(body, Some(value.clone())).await,
             Credentials::OAuth2(source) => {
-                let token = match source.token().await {
-                    Ok(token) => token,
-                    Err(outcome) => return outcome,
+                let token = match source.usable() {
+                    // Prepared: the caller's slot was taken after the token was there.
+                    Some(token) => token,
+                    None => {
+                        // Not prepared, or expired since: the caller's slot aged while
+                        // the token was fetched, and sends released together by one
+                        // fetch must not all go out at once. A new slot, after the wait.
+                        let token = match source.token().await {
+                            Ok(token) => token,
+                            Err(outcome) => return outcome,
+                        };
+                        if let Err(outcome) = self.extra_slot().await {
+                            return outcome;
+                        }
+                        token
+                    }
                 };
                 match self.attempt(body.clone(), Some(token.header.clone())).await {
                     // The token may have been revoked or expired early: replace it once
-                    // and retry once; a second 401 means the credentials are wrong.
+                    // and retry once; a second 401 means the credentials are wrong. The
+                    // resend is a request of its own and takes its own slot.
                     Ok(answer) if answer.status == 401 => match source.replace(token.generation).await {
-                        Ok(fresh) => self.attempt(body, Some(fresh.header.clone())).await,
+                        Ok(fresh) => match self.extra_slot().await {
+                            Ok(()) => self.attempt(body, Some(fresh.header.clone())).await,
+                            Err(outcome) => return outcome,
+                        },
                         Err(outcome) => return outcome,
                     },
                     other => other,
@@ -184,6 +218,13 @@ impl GenericAdapter {
 impl Provider for GenericAdapter {
     fn config(&self) -> &ProviderConfig {
         &self.config
+    }
+
+    fn prepare(&self) -> BoxFuture<'_, Result<(), SendOutcome>> {
+        match self.auth.as_ref() {
+            Credentials::OAuth2(source) => Box::pin(source.prepare()),
+            Credentials::None | Credentials::Basic(_) => Box::pin(std::future::ready(Ok(()))),
+        }
     }
 
     fn send<'a>(&'a self, job: &'a SendJob) -> BoxFuture<'a, SendOutcome> {

@@ -10,6 +10,13 @@
 //!   already replaced it, that one is returned without a fetch.
 //! - A failed fetch is remembered for a second, so a queue of waiters does not hammer
 //!   a failing token endpoint one after another.
+//! - Every token request takes a rate slot from the adapter's [`RequestGate`] first:
+//!   the provider's cap counts it like any other request. No slot, no request: the
+//!   caller gets a transient `rate_store_unavailable` outcome.
+//! - [`TokenSource::prepare`] runs before the caller takes its send's slot, so tasks
+//!   queued on a fetch wait *before* their slots and do not all fire on stale ones
+//!   when it completes. Inside the refresh margin the current token still works:
+//!   one caller refreshes and the others go on sending with it, without waiting.
 
 use std::{
     sync::{
@@ -24,7 +31,7 @@ use sendfleet_config::{OAuthClientAuth, Secret};
 use tokio::time::Instant;
 
 use super::wire::{TokenError, TokenResponse};
-use crate::{SendOutcome, http};
+use crate::{RequestGate, SendOutcome, http};
 
 /// Lifetime assumed when the token response has no `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
@@ -40,7 +47,12 @@ pub struct Token {
     pub header: HeaderValue,
     /// Which fetch produced it (1, 2, …).
     pub generation: u64,
+    /// From here on a caller preparing a send fetches a new one.
     refresh_at: Instant,
+    /// From here on it is not sent at all. A quarter of the refresh margin before the
+    /// expiry we counted (itself never later than the server's), so a request still in
+    /// flight does not arrive with a dead token.
+    valid_until: Instant,
 }
 
 /// Where OAuth settings come from.
@@ -61,17 +73,20 @@ pub struct OAuthSettings {
 pub struct TokenSource {
     client: reqwest::Client,
     settings: OAuthSettings,
+    gate: Arc<dyn RequestGate>,
     current: RwLock<Option<Arc<Token>>>,
     fetch_lock: tokio::sync::Mutex<Option<(Instant, SendOutcome)>>,
     fetches: AtomicU64,
 }
 
 impl TokenSource {
-    /// A source that fetches with `client` (the provider's, so its timeouts apply).
-    pub fn new(client: reqwest::Client, settings: OAuthSettings) -> TokenSource {
+    /// A source that fetches with `client` (the provider's, so its timeouts apply),
+    /// each token request within a slot from `gate`.
+    pub fn new(client: reqwest::Client, settings: OAuthSettings, gate: Arc<dyn RequestGate>) -> TokenSource {
         TokenSource {
             client,
             settings,
+            gate,
             current: RwLock::new(None),
             fetch_lock: tokio::sync::Mutex::new(None),
             fetches: AtomicU64::new(0),
@@ -86,6 +101,34 @@ impl TokenSource {
     fn fresh(&self) -> Option<Arc<Token>> {
         let current = self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         current.as_ref().filter(|t| Instant::now() < t.refresh_at).cloned()
+    }
+
+    /// The current token if it may still be sent, refresh due or not. What a send uses:
+    /// a prepared send finds it here without waiting.
+    pub fn usable(&self) -> Option<Arc<Token>> {
+        let current = self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        current.as_ref().filter(|t| Instant::now() < t.valid_until).cloned()
+    }
+
+    /// Makes sure [`TokenSource::usable`] has a token for the next send; called before
+    /// the caller takes the send's rate slot. Without a usable token it waits for one
+    /// (one fetch, the other callers queue behind it). With a token due for refresh
+    /// but still valid, the first caller to find the fetch lock free refreshes it and
+    /// the rest go on with the current token; a failed refresh is then not an error,
+    /// since the token still works (the next try comes after the failure hold).
+    pub async fn prepare(&self) -> Result<(), SendOutcome> {
+        if self.fresh().is_some() {
+            return Ok(());
+        }
+        if self.usable().is_some() {
+            if let Ok(mut last_failure) = self.fetch_lock.try_lock()
+                && self.fresh().is_none()
+            {
+                drop(self.fetch_locked(&mut last_failure).await);
+            }
+            return Ok(());
+        }
+        self.token().await.map(drop)
     }
 
     /// A token that is not about to expire, fetching one if needed.
@@ -133,6 +176,9 @@ impl TokenSource {
     }
 
     async fn fetch(&self) -> Result<Arc<Token>, SendOutcome> {
+        // The token endpoint counts against the provider's cap like a send (it usually
+        // is the provider's host; if not, counting it costs a slot and keeps one rule).
+        self.gate.acquire().await.map_err(|e| e.outcome())?;
         let generation = self.fetches.fetch_add(1, Ordering::Relaxed) + 1;
         let settings = &self.settings;
         let mut form = vec![("grant_type", "client_credentials")];
@@ -184,7 +230,12 @@ impl TokenSource {
         header.set_sensitive(true);
         let lifetime = lifetime(response.expires_in.as_ref());
         let margin = (lifetime / 5).min(MAX_REFRESH_MARGIN);
-        Ok(Arc::new(Token { header, generation, refresh_at: started + lifetime - margin }))
+        Ok(Arc::new(Token {
+            header,
+            generation,
+            refresh_at: started + lifetime - margin,
+            valid_until: started + lifetime - margin / 4,
+        }))
     }
 }
 

@@ -19,6 +19,7 @@ fn adapter(kind: &str, generic: &str) -> GenericAdapter {
     GenericAdapter::new(
         provider(kind, generic),
         &AdapterSettings { callback_base_url: "https://hooks.example.com".into() },
+        crate::unlimited(),
     )
     .unwrap()
 }
@@ -148,10 +149,10 @@ fn reserved_keys_cannot_be_replaced_even_without_validation() {
 #[test]
 fn bad_templates_and_methods_fail_at_build_time() {
     let config = provider("generic_rcs", r#"body_parameters = { x = "{{nope}}" }"#);
-    let err = GenericAdapter::new(config, &AdapterSettings::default()).err().unwrap().to_string();
+    let err = GenericAdapter::new(config, &AdapterSettings::default(), crate::unlimited()).err().unwrap().to_string();
     assert!(err.contains("body parameter x") && err.contains("{{nope}}"), "{err}");
     let config = provider("generic_rcs", r#"method = "PATCH""#);
-    assert!(GenericAdapter::new(config, &AdapterSettings::default()).is_err());
+    assert!(GenericAdapter::new(config, &AdapterSettings::default(), crate::unlimited()).is_err());
 }
 
 #[test]
@@ -258,7 +259,7 @@ secret_headers = { "X-Api-Key" = "K" }"#,
         *password = Secret::new("pa55word-very-secret");
     }
     generic.secret_header_values.insert("X-Api-Key".into(), Secret::new("key-very-secret"));
-    let adapter = GenericAdapter::new(config, &AdapterSettings::default()).unwrap();
+    let adapter = GenericAdapter::new(config, &AdapterSettings::default(), crate::unlimited()).unwrap();
     let Credentials::Basic(value) = adapter.auth.as_ref() else { panic!("basic") };
     assert!(value.is_sensitive());
     assert!(adapter.headers.get("x-api-key").unwrap().is_sensitive());
