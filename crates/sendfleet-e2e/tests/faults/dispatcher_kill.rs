@@ -51,7 +51,7 @@ async fn kill_9_of_the_dispatcher_mid_run_sends_nothing_twice() {
         .events()
         .iter()
         .filter(|e| {
-            e.details.get("duplicate_suppressed").is_some()
+            e.details.contains_key("duplicate_suppressed")
                 || e.details.get("reason_code").map(String::as_str) == Some("send_in_progress")
         })
         .count();

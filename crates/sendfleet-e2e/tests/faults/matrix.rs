@@ -247,10 +247,9 @@ fn sms_sends_by_number(fleet: &ProcessFleet) -> HashMap<String, u64> {
     sends
         .into_iter()
         .map(|(to, sms_id)| {
-            let count = received
-                .iter()
-                .filter(|r| (200..300).contains(&r.status) && r.message_ids.iter().any(|id| *id == sms_id))
-                .count() as u64;
+            let count =
+                received.iter().filter(|r| (200..300).contains(&r.status) && r.message_ids.contains(&sms_id)).count()
+                    as u64;
             (to, count)
         })
         .collect()
