@@ -44,6 +44,9 @@ pub struct Inbound {
     lost: Option<CancellationToken>,
 }
 
+/// How long a delivery dropped without an exit waits before it is requeued.
+const REQUEUE_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Drop for Inbound {
     fn drop(&mut self) {
         if self.settled {
@@ -56,6 +59,9 @@ impl Drop for Inbound {
         let acker = self.delivery.acker.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
+                // Not at once: whatever failed (a dead-letter publish refused, say) would
+                // fail again on the redelivery, in a tight loop.
+                tokio::time::sleep(REQUEUE_DELAY).await;
                 // Fails only when the channel is gone, and then the broker requeues it.
                 drop(acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await);
             });
