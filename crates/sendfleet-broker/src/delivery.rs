@@ -53,9 +53,7 @@ impl Drop for Inbound {
             return;
         }
         let tag = self.delivery.delivery_tag;
-        if let Some(acks) = &self.acks {
-            acks.settle(tag, true);
-        }
+        let acks = self.acks.clone();
         let acker = self.delivery.acker.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
@@ -64,14 +62,13 @@ impl Drop for Inbound {
                 tokio::time::sleep(REQUEUE_DELAY).await;
                 // Fails only when the channel is gone, and then the broker requeues it.
                 drop(acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await);
+                // Only now: a `multiple` ack over this tag before the nack went out would
+                // ack (and lose) the message instead.
+                if let Some(acks) = acks {
+                    acks.settle(tag, true);
+                }
             });
         }
-    }
-}
-
-impl std::fmt::Debug for Inbound {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inbound").field("delivery_tag", &self.delivery.delivery_tag).finish_non_exhaustive()
     }
 }
 
