@@ -144,6 +144,27 @@ impl Event {
         uuid::Uuid::new_v5(&OUTCOME_NAMESPACE, name.as_bytes()).to_string()
     }
 
+    /// The id of a provider's report about a message (delivery, seen, an inbound message
+    /// by its provider id): derived from what the report says — kind, provider, channel,
+    /// message id, status and error — so a report the provider posts again (after a 503,
+    /// a timeout, a crash of callback-ingest) becomes an event with the same `event_id`.
+    /// `None` for an event without a message id (typing, conversation started), which
+    /// keeps its fresh id.
+    pub fn report_id(&self) -> Option<String> {
+        let message_id = self.message_id.as_deref()?;
+        let status = self.status.as_ref().map_or((0, 0), |s| (s.group_id, s.id));
+        let error = self.error.as_ref().map_or(0, |e| e.id);
+        let name = format!(
+            "report/{}/{}/{}/{message_id}/{}.{}/{error}",
+            self.kind.as_str(),
+            self.provider,
+            self.channel,
+            status.0,
+            status.1
+        );
+        Some(uuid::Uuid::new_v5(&OUTCOME_NAMESPACE, name.as_bytes()).to_string())
+    }
+
     /// The routing key on the events exchange: `<kind>.<channel>.<provider>`.
     pub fn routing_key(&self) -> String {
         format!("{}.{}.{}", self.kind.as_str(), self.channel, self.provider)
@@ -278,5 +299,37 @@ impl Billing {
     /// Whether nothing is set (then the event carries no `billing`).
     pub fn is_empty(&self) -> bool {
         *self == Billing::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(kind: EventKind, status_id: i32) -> Event {
+        let mut event = Event::new(kind, "ib-rcs", Channel::Rcs);
+        event.message_id = Some("m-1".into());
+        event.status = Some(ProviderStatus {
+            group_id: 3,
+            group_name: None,
+            id: status_id,
+            name: None,
+            description: None,
+        });
+        event
+    }
+
+    #[test]
+    fn a_report_posted_again_has_the_same_id_and_another_report_another() {
+        let first = report(EventKind::Delivered, 5);
+        let again = report(EventKind::Delivered, 5);
+        assert_ne!(first.event_id, again.event_id, "fresh ids from Event::new");
+        assert_eq!(first.report_id(), again.report_id());
+        assert_ne!(first.report_id(), report(EventKind::Seen, 5).report_id());
+        assert_ne!(first.report_id(), report(EventKind::Delivered, 6).report_id());
+        let mut sms = report(EventKind::Delivered, 5);
+        sms.channel = Channel::Sms;
+        assert_ne!(first.report_id(), sms.report_id(), "the failover SMS's report is another report");
+        assert_eq!(Event::new(EventKind::Typing, "ib-rcs", Channel::Rcs).report_id(), None);
     }
 }
