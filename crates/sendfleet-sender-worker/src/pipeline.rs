@@ -156,6 +156,12 @@ async fn prepare_rcs(ctx: &SessionContext, provider: &ProviderRuntime, job: &Sen
             Some(Next::FallBack { reason: FallbackReason::NotCapable, detail: "already fired".into() })
         }
         Ok(ArmState::Disarmed) => Some(Next::Accepted { status: None, duplicate: true }),
+        // A trigger claimed the fallback and has not settled it (or died doing so): no
+        // RCS request. Firing takes over a lapsed claim, and parks the job while the
+        // claim is live (`FireOutcome::InProgress`), so it is not settled until fired.
+        Ok(ArmState::InProgress) => {
+            Some(Next::FallBack { reason: FallbackReason::NotCapable, detail: "fallback in progress".into() })
+        }
         // Without the armed fallback a failure report could not send the SMS.
         Err(err) => Some(Next::Retry {
             tier: sendfleet_broker::RETRY_TIERS[1],
@@ -182,7 +188,7 @@ fn failure_fallback(job: &SendJob, ctx: &SessionContext, code: &str) -> Option<F
     }
 }
 
-/// Fires the job's fallback; `Err` (after the store restored it) when not confirmed.
+/// Fires the job's fallback; `Err` (after the store released its claim) when not confirmed.
 async fn fire(
     ctx: &SessionContext,
     job: &SendJob,
@@ -302,6 +308,7 @@ async fn publish_consequences(
         }
         Next::FallBack { reason, detail } => match fire(ctx, job, reason, &detail).await? {
             FireOutcome::Published(_) | FireOutcome::AlreadyFired | FireOutcome::Disarmed => Ok(()),
+            FireOutcome::InProgress { retry_after } => park_in_progress(ctx, provider, job, retry_after).await,
             FireOutcome::NotArmed => {
                 // Expired between arming and firing: say so rather than go silent.
                 let mut event = job_event(job, EventKind::Failed, attempt);
@@ -316,10 +323,18 @@ async fn publish_consequences(
             event.error = error;
             event.reason = Some(reason.clone());
             event.details.insert("reason_code".into(), code.to_owned());
-            if let Some(fallback) = failure_fallback(job, ctx, code)
-                && let FireOutcome::Published(sms) = fire(ctx, job, fallback, &reason).await?
-            {
-                event.details.insert("fallback_message_id".into(), sms.message_id.clone());
+            if let Some(fallback) = failure_fallback(job, ctx, code) {
+                match fire(ctx, job, fallback, &reason).await? {
+                    FireOutcome::Published(sms) => {
+                        event.details.insert("fallback_message_id".into(), sms.message_id.clone());
+                    }
+                    // Not settled: no outcome yet. The parked job arms, finds the claim
+                    // and fires (or takes it over) on its next delivery.
+                    FireOutcome::InProgress { retry_after } => {
+                        return park_in_progress(ctx, provider, job, retry_after).await;
+                    }
+                    FireOutcome::AlreadyFired | FireOutcome::Disarmed | FireOutcome::NotArmed => {}
+                }
             }
             if !dead_letter {
                 return publish_event(ctx, &event).await;
@@ -335,24 +350,47 @@ async fn publish_consequences(
             let (dead_result, event_result) = tokio::join!(ctx.publisher.publish(outgoing), publish_event(ctx, &event));
             dead_result.and(event_result)
         }
-        Next::Retry { tier, delay, code, reason } => {
-            provider.metrics.retry(tier.name);
-            let copy = encode(&after_attempt(job));
-            let exchange = ctx.topology.retry_exchange();
-            let key = Topology::retry_routing_key(tier, &job.provider);
-            let outgoing = Outgoing::new(&exchange, &key, &copy)
-                .message_id(&job.message_id)
-                .header(TRACE_HEADER, job.trace_id.clone());
-            let mut event = job_event(job, EventKind::Retrying, attempt);
-            event.reason = Some(reason);
-            event.details.insert("reason_code".into(), code.to_owned());
-            event.details.insert("retry_in_ms".into(), delay.as_millis().to_string());
-            event.details.insert("retry_tier".into(), tier.name.to_owned());
-            let (retry_result, event_result) =
-                tokio::join!(ctx.publisher.publish(outgoing), publish_event(ctx, &event));
-            retry_result.and(event_result)
-        }
+        Next::Retry { tier, delay, code, reason } => publish_retry(ctx, provider, job, tier, delay, code, reason).await,
     }
+}
+
+/// Another trigger holds the fallback's claim: park the job until the claim is settled
+/// or lapses (then its next delivery fires or finds it fired).
+async fn park_in_progress(
+    ctx: &SessionContext,
+    provider: &ProviderRuntime,
+    job: &SendJob,
+    retry_after: std::time::Duration,
+) -> Result<(), sendfleet_broker::BrokerError> {
+    let delay = retry_after.max(std::time::Duration::from_secs(1));
+    let tier = sendfleet_broker::RetryTier::for_delay_ms(delay.as_millis() as u64);
+    let reason = "the SMS fallback is being fired by another trigger".to_owned();
+    publish_retry(ctx, provider, job, tier, delay, "fallback_in_progress", reason).await
+}
+
+/// Parks the job in a retry tier and publishes `retrying`, both confirmed.
+async fn publish_retry(
+    ctx: &SessionContext,
+    provider: &ProviderRuntime,
+    job: &SendJob,
+    tier: sendfleet_broker::RetryTier,
+    delay: std::time::Duration,
+    code: &'static str,
+    reason: String,
+) -> Result<(), sendfleet_broker::BrokerError> {
+    provider.metrics.retry(tier.name);
+    let copy = encode(&after_attempt(job));
+    let exchange = ctx.topology.retry_exchange();
+    let key = Topology::retry_routing_key(tier, &job.provider);
+    let outgoing =
+        Outgoing::new(&exchange, &key, &copy).message_id(&job.message_id).header(TRACE_HEADER, job.trace_id.clone());
+    let mut event = job_event(job, EventKind::Retrying, job.attempts + 1);
+    event.reason = Some(reason);
+    event.details.insert("reason_code".into(), code.to_owned());
+    event.details.insert("retry_in_ms".into(), delay.as_millis().to_string());
+    event.details.insert("retry_tier".into(), tier.name.to_owned());
+    let (retry_result, event_result) = tokio::join!(ctx.publisher.publish(outgoing), publish_event(ctx, &event));
+    retry_result.and(event_result)
 }
 
 /// The job as it travels to its next stop: one more attempt made.
