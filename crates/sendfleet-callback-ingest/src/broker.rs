@@ -14,21 +14,50 @@ use crate::IngestState;
 /// How long a callback waits for its confirms before answering 503.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The current publisher, if connected.
+/// Whether the broker has blocked a connection (`connection.blocked`, sent on a memory
+/// or disk alarm). While it is blocked lapin queues every publish in memory, unbounded,
+/// and no confirm comes back; callbacks are refused at once instead.
+pub(crate) trait Blocking: Send + Sync {
+    /// True between the broker's `connection.blocked` and `connection.unblocked`.
+    fn blocked(&self) -> bool;
+}
+
+impl Blocking for sendfleet_broker::lapin::ConnectionStatus {
+    fn blocked(&self) -> bool {
+        sendfleet_broker::lapin::ConnectionStatus::blocked(self)
+    }
+}
+
+/// A live connection as the handlers use it.
+#[derive(Clone)]
+pub(crate) struct Connected {
+    /// The confirmed publisher.
+    pub publisher: Publisher,
+    /// The connection's blocked state.
+    pub status: Arc<dyn Blocking>,
+}
+
+/// The current publisher and connection status, if connected.
 pub(crate) struct BrokerSlot {
-    publisher: RwLock<Option<Publisher>>,
+    connected: RwLock<Option<Connected>>,
     topology: Topology,
 }
 
 impl BrokerSlot {
     pub fn new(config: &BrokerConfig) -> BrokerSlot {
-        BrokerSlot { publisher: RwLock::new(None), topology: Topology::new(config) }
+        BrokerSlot { connected: RwLock::new(None), topology: Topology::new(config) }
+    }
+
+    /// Whether the broker has blocked the current connection: callbacks are answered 503
+    /// at once. Not connected is not blocked (publishing then fails fast by itself).
+    pub fn blocked(&self) -> bool {
+        self.connected.read().as_ref().is_some_and(|c| c.status.blocked())
     }
 
     /// Publishes events with confirms, all concurrently. `Err` when not connected or
     /// any publish failed: the caller answers 503 and the provider retries.
     pub async fn publish_events(&self, events: &[Event]) -> Result<(), BrokerError> {
-        let publisher = self.publisher.read().clone().ok_or(BrokerError::ConnectionLost)?;
+        let publisher = self.publisher().ok_or(BrokerError::ConnectionLost)?;
         let exchange = self.topology.events_exchange();
         let encoded: Vec<(Vec<u8>, String, Option<String>)> =
             events.iter().map(|e| (encode(e), e.routing_key(), e.trace_id.clone())).collect();
@@ -51,11 +80,12 @@ impl BrokerSlot {
 
     /// The current publisher, if connected.
     pub fn publisher(&self) -> Option<Publisher> {
-        self.publisher.read().clone()
+        self.connected.read().as_ref().map(|c| c.publisher.clone())
     }
 
-    fn set(&self, publisher: Option<Publisher>) {
-        *self.publisher.write() = publisher;
+    /// Sets (or clears) the live connection.
+    pub fn set(&self, connected: Option<Connected>) {
+        *self.connected.write() = connected;
     }
 }
 
@@ -75,17 +105,32 @@ pub(crate) async fn keep_connected(
         };
         match set_up(&connection, &config).await {
             Ok(publisher) => {
-                state.broker.set(Some(publisher));
+                let status = connection.status().clone();
+                state.broker.set(Some(Connected { publisher, status: Arc::new(status.clone()) }));
                 readiness.set(true);
                 delay = Duration::from_millis(200);
                 tracing::info!("callback-ingest connected to the broker");
+                let mut was_blocked = false;
                 loop {
                     tokio::select! {
                         () = shutdown.cancelled() => break,
                         () = tokio::time::sleep(Duration::from_millis(250)) => {}
                     }
-                    if !connection.status().connected() {
+                    if !status.connected() {
                         break;
+                    }
+                    // Readiness stays: every replica is blocked by the same alarm, and
+                    // 503 with Retry-After is the answer providers retry on.
+                    let blocked = status.blocked();
+                    if blocked != was_blocked {
+                        if blocked {
+                            tracing::warn!(
+                                "the broker blocked the connection (memory or disk alarm); answering callbacks 503"
+                            );
+                        } else {
+                            tracing::info!("the broker unblocked the connection");
+                        }
+                        was_blocked = blocked;
                     }
                 }
                 readiness.set(false);

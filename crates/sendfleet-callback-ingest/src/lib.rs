@@ -5,20 +5,28 @@
 //! `POST /callbacks/<provider>/<token>` (optionally with a trailing `/<kind>`, one of
 //! [`ROUTE_KINDS`], for portals that want distinct URLs per report kind; see
 //! [`callback_urls`]). A callback is authenticated,
-//! parsed by the provider's adapter into normalised events (one per result in a batch),
-//! and every event is published **with publisher confirms before** the 2xx answer. If
-//! the broker is unavailable the answer is 503 so the provider retries.
+//! parsed by the provider's adapter into normalised events (one per result in a batch;
+//! a result that cannot be read is counted, logged and skipped, the others still go
+//! through), and every event is published **with publisher confirms before** the 2xx
+//! answer. If the broker is unavailable the answer is 503 so the provider retries.
+//!
+//! Publishing and SMS fallback firing run in a task of their own that the handler awaits,
+//! so a provider's client that disconnects (dropping the handler) cannot cancel a fire
+//! halfway. At most `callback_ingest.max_in_flight` callbacks are handled at once; beyond
+//! that, and while the broker blocks the connection (memory or disk alarm), callbacks are
+//! answered 503 with `Retry-After` at once rather than piling up.
 
 mod broker;
 mod handler;
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use sendfleet_config::{Config, Secret};
 use sendfleet_protocol::Channel;
 use sendfleet_providers::{AdapterError, AdapterSettings, Provider};
 use sendfleet_telemetry::Readiness;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Semaphore;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use handler::{ROUTE_KINDS, router};
 
@@ -50,6 +58,12 @@ pub struct IngestState {
     pub(crate) max_body_bytes: usize,
     /// SMS fallbacks fired/disarmed by RCS reports (when an RCS provider has them).
     pub(crate) fallbacks: Option<sendfleet_fallback::Fallbacks>,
+    /// One permit per callback in flight (`callback_ingest.max_in_flight`).
+    pub(crate) in_flight: Arc<Semaphore>,
+    /// The bound, for the 503's reason.
+    pub(crate) max_in_flight: usize,
+    /// The callbacks' publish-and-fire tasks, waited for at shutdown.
+    pub(crate) tasks: TaskTracker,
 }
 
 impl IngestState {
@@ -79,6 +93,9 @@ impl IngestState {
                 .any(|p| p.channel() == sendfleet_protocol::Channel::Rcs)
                 .then(|| sendfleet_fallback::Fallbacks::connect(config))
                 .transpose()?,
+            in_flight: Arc::new(Semaphore::new(config.callback_ingest.max_in_flight.max(1))),
+            max_in_flight: config.callback_ingest.max_in_flight.max(1),
+            tasks: TaskTracker::new(),
         })
     }
 }
@@ -142,7 +159,8 @@ pub fn callback_urls(config: &Config) -> Vec<ProviderCallbackUrls> {
 }
 
 /// Runs callback-ingest until `shutdown`: keeps a broker connection, serves callbacks,
-/// `/metrics` and `/health` on `listener`, and on shutdown finishes in-flight callbacks.
+/// `/metrics` and `/health` on `listener`, and on shutdown finishes in-flight callbacks
+/// (their publish-and-fire tasks too, for at most `callback_ingest.shutdown_grace_seconds`).
 pub async fn run(
     config: Arc<Config>,
     listener: tokio::net::TcpListener,
@@ -157,26 +175,45 @@ pub async fn run(
     let broker_stop = CancellationToken::new();
     let keeper =
         tokio::spawn(broker::keep_connected(state.clone(), config.clone(), readiness.clone(), broker_stop.clone()));
-    let app = sendfleet_telemetry::ops_router(metrics, readiness).merge(router(state));
+    let app = sendfleet_telemetry::ops_router(metrics, readiness).merge(router(state.clone()));
     let served = sendfleet_telemetry::serve(listener, app, shutdown).await;
+    // A task whose client disconnected is no longer tracked by the server: let it settle
+    // while the broker is still there.
+    state.tasks.close();
+    let grace = Duration::from_secs(config.callback_ingest.shutdown_grace_seconds);
+    if tokio::time::timeout(grace, state.tasks.wait()).await.is_err() {
+        tracing::warn!(left = state.tasks.len(), "callback tasks still running at the end of the grace period");
+    }
     broker_stop.cancel();
     keeper.await.ok();
     served?;
     Ok(())
 }
 
-/// Registers every provider's refusal series at zero, so rates and alerts on them work
-/// from the first scrape.
+/// Registers every provider's refusal and rejection series at zero, so rates and alerts
+/// on them work from the first scrape.
 fn register_metrics(config: &Config) {
-    use sendfleet_telemetry::metrics::{CALLBACKS_TOTAL, FALLBACKS_TOTAL};
+    use sendfleet_telemetry::metrics::{CALLBACK_REPORTS_REJECTED_TOTAL, CALLBACKS_TOTAL, FALLBACKS_TOTAL};
     for provider in &config.providers {
         for reason in sendfleet_fallback::FallbackReason::ALL {
             metrics::counter!(FALLBACKS_TOTAL, "provider" => provider.id.clone(), "reason" => reason.as_str())
                 .absolute(0);
         }
-        for outcome in
-            ["unauthorized", "malformed", "unrecognised", "too_large", "broker_unavailable", "fallback_unavailable"]
-        {
+        for reason in sendfleet_providers::CallbackError::LABELS {
+            metrics::counter!(CALLBACK_REPORTS_REJECTED_TOTAL, "provider" => provider.id.clone(), "reason" => reason)
+                .absolute(0);
+        }
+        for outcome in [
+            "unauthorized",
+            "malformed",
+            "unrecognised",
+            "too_large",
+            "broker_unavailable",
+            "broker_blocked",
+            "overloaded",
+            "fallback_unavailable",
+            "fallback_in_progress",
+        ] {
             metrics::counter!(CALLBACKS_TOTAL, "provider" => provider.id.clone(), "kind" => "any", "outcome" => outcome)
                 .absolute(0);
         }
@@ -264,5 +301,58 @@ sender_ids = ["ACME"]
         let request = Request::post("/callbacks/no-token/x").body(Body::from(body)).expect("request");
         let response = app.oneshot(request).await.expect("answer");
         assert_eq!(response.status(), axum::http::StatusCode::UNAUTHORIZED);
+    }
+
+    /// A connection status whose blocked state the test sets (a real memory alarm would
+    /// block every test on the shared broker).
+    struct Flag(std::sync::atomic::AtomicBool);
+
+    impl broker::Blocking for Flag {
+        fn blocked(&self) -> bool {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn while_the_broker_blocks_the_connection_callbacks_are_answered_503_at_once() {
+        let ns = sendfleet_test_support::Namespace::new("cb-blocked", &["ib-sms", "ib-rcs", "no-token"]);
+        let toml = format!(
+            "[broker]\nurl = \"{}\"\nprefix = \"{prefix}\"\n[redis]\nurl = \"{}\"\nkey_prefix = \"{prefix}\"\n{TOML}",
+            sendfleet_test_support::amqp_url(),
+            sendfleet_test_support::redis_url(),
+            prefix = ns.prefix,
+        );
+        let lookup = |name: &str| match name {
+            "KEY" => Some("key".to_owned()),
+            "TOKEN" => Some("tok-0123456789abcdef".to_owned()),
+            _ => None,
+        };
+        let config = Config::from_toml(&toml, &lookup).expect("config");
+        let connection = ns.connect().await;
+        let channel = connection.create_channel().await.expect("channel");
+        ns.topology().declare(&channel, &config.provider_ids()).await.expect("declare");
+        let state = Arc::new(IngestState::new(&config).expect("state"));
+        let blocked = Arc::new(Flag(std::sync::atomic::AtomicBool::new(true)));
+        let publisher = sendfleet_broker::Publisher::open(&connection).await.expect("publisher");
+        state.broker.set(Some(broker::Connected { publisher, status: blocked.clone() }));
+        let app = router(state);
+        let body =
+            std::fs::read(format!("{}/../../fixtures/infobip/sms-dlr-delivered.json", env!("CARGO_MANIFEST_DIR")))
+                .expect("fixture");
+        let post = || {
+            Request::post("/callbacks/ib-sms/tok-0123456789abcdef/delivery")
+                .body(Body::from(body.clone()))
+                .expect("request")
+        };
+        let started = std::time::Instant::now();
+        let response = app.clone().oneshot(post()).await.expect("answer");
+        assert_eq!(response.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "at once, not after a publish timeout");
+        assert!(response.headers().contains_key(axum::http::header::RETRY_AFTER));
+        blocked.0.store(false, std::sync::atomic::Ordering::SeqCst);
+        let response = app.oneshot(post()).await.expect("answer");
+        assert_eq!(response.status(), axum::http::StatusCode::OK, "unblocked: published");
+        drop(connection.close(200, "".into()).await);
+        ns.cleanup().await;
     }
 }

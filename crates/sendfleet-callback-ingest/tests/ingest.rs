@@ -4,6 +4,8 @@
 //! the shared RabbitMQ, which the test cuts and restores (the broker itself keeps
 //! running for everyone else).
 
+mod common;
+
 use std::{
     net::SocketAddr,
     sync::{
@@ -13,23 +15,12 @@ use std::{
     time::Duration,
 };
 
+use common::{Ingest, JIO_PASSWORD, JIO_TOKEN, TOKEN, fixture};
 use parking_lot::Mutex;
-use sendfleet_config::Config;
 use sendfleet_protocol::{Channel, EventKind};
-use sendfleet_test_support::{EventCollector, Namespace, wait_until};
+use sendfleet_test_support::wait_until;
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, task::JoinSet};
-use tokio_util::sync::CancellationToken;
-
-const TOKEN: &str = "ingest-test-token-0123456789";
-const JIO_TOKEN: &str = "jiocx-test-token-0123456789";
-const JIO_PASSWORD: &str = "jio-basic-password";
-const PROVIDERS: [&str; 3] = ["ib-sms", "ib-rcs", "jio"];
-
-fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/../../fixtures/infobip/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 /// A loopback TCP proxy to RabbitMQ that can be cut (every connection closed, new ones
 /// closed on accept) and restored.
@@ -83,120 +74,6 @@ impl Drop for BrokerProxy {
     fn drop(&mut self) {
         self.task.abort();
         self.connections.lock().abort_all();
-    }
-}
-
-/// callback-ingest running in-process on port 0 against a namespace.
-struct Ingest {
-    ns: Namespace,
-    events: EventCollector,
-    base: String,
-    client: reqwest::Client,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Ingest {
-    async fn start(name: &str, broker_url: Option<String>, max_body_bytes: usize) -> Ingest {
-        sendfleet_test_support::init_tracing();
-        let ns = Namespace::new(name, &PROVIDERS);
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind ingest");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let toml = format!(
-            r#"
-[broker]
-url = "{url}"
-prefix = "{prefix}"
-
-[callback_ingest]
-public_base_url = "{base}"
-max_body_bytes = {max_body_bytes}
-
-[[providers]]
-id = "ib-sms"
-kind = "infobip_sms"
-base_url = "http://127.0.0.1:9"
-api_key_env = "KEY"
-sender_ids = ["ACMEIN"]
-callback_token_env = "TOKEN"
-
-[[providers]]
-id = "ib-rcs"
-kind = "infobip_rcs"
-base_url = "http://127.0.0.1:9"
-api_key_env = "KEY"
-sender_ids = ["AcmeRetailAgent"]
-callback_token_env = "TOKEN"
-
-[[providers]]
-id = "jio"
-kind = "jiocx_rcs"
-base_url = "http://127.0.0.1:9"
-api_key_env = "KEY"
-sender_ids = ["AcmeRetailAgent"]
-callback_token_env = "JIO_TOKEN"
-callback_basic_auth = {{ username = "clevertap", password_env = "JIO_PASSWORD" }}
-"#,
-            url = broker_url.unwrap_or_else(sendfleet_test_support::amqp_url),
-            prefix = ns.prefix,
-        );
-        let lookup = |name: &str| match name {
-            "KEY" => Some("api-key-0123".to_owned()),
-            "TOKEN" => Some(TOKEN.to_owned()),
-            "JIO_TOKEN" => Some(JIO_TOKEN.to_owned()),
-            "JIO_PASSWORD" => Some(JIO_PASSWORD.to_owned()),
-            _ => None,
-        };
-        let config = Arc::new(Config::from_toml(&toml, &lookup).expect("test config"));
-        // The events queue must exist before the collector consumes it.
-        let connection = ns.connect().await;
-        let channel = connection.create_channel().await.expect("channel");
-        ns.topology().declare(&channel, &config.provider_ids()).await.expect("declare");
-        drop(connection.close(200, "".into()).await);
-        let events = EventCollector::start(&ns.topology().events_queue()).await;
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        let task = tokio::spawn(async move {
-            sendfleet_callback_ingest::run(config, listener, stop).await.expect("callback-ingest");
-        });
-        let ingest = Ingest { ns, events, base, client: reqwest::Client::new(), shutdown, task };
-        assert!(ingest.wait_ready(Duration::from_secs(20)).await, "callback-ingest never became ready");
-        ingest
-    }
-
-    async fn wait_ready(&self, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while tokio::time::Instant::now() < deadline {
-            if let Ok(response) = self.client.get(format!("{}/health", self.base)).send().await
-                && response.status().is_success()
-            {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        false
-    }
-
-    fn url(&self, provider: &str, token: &str, kind: &str) -> String {
-        format!("{}/callbacks/{provider}/{token}{kind}", self.base)
-    }
-
-    async fn post(&self, url: &str, body: Vec<u8>) -> (u16, Value) {
-        let response = self.client.post(url).header("content-type", "application/json").body(body).send().await;
-        let response = response.expect("callback-ingest answers");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn metrics(&self) -> String {
-        let response = self.client.get(format!("{}/metrics", self.base)).send().await.expect("metrics");
-        response.text().await.unwrap_or_default()
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        drop(tokio::time::timeout(Duration::from_secs(30), self.task).await);
-        self.ns.cleanup().await;
     }
 }
 
@@ -414,4 +291,121 @@ async fn with_the_broker_unreachable_callbacks_get_503_and_nothing_is_lost() {
     assert!(metrics.contains(r#"outcome="broker_unavailable""#), "{metrics}");
     ingest.stop().await;
     drop(proxy);
+}
+
+fn rcs_report(id: &str) -> Value {
+    json!({"messageId": id, "to": "919876543210", "sender": "AcmeRetailAgent",
+        "status": {"groupId": 3, "groupName": "DELIVERED", "id": 5, "name": "DELIVERED_TO_HANDSET"}})
+}
+
+/// The value of one series in a Prometheus text scrape (0 when absent).
+fn series_value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_malformed_report_of_50_is_counted_and_the_other_49_published() {
+    // On ib-rcs, where no other test of this binary posts bad reports: under plain
+    // `cargo test` the tests share one metrics recorder.
+    let ingest = Ingest::start("cb-partial", None, 1 << 20).await;
+    let malformed = r#"sendfleet_callback_reports_rejected_total{provider="ib-rcs",reason="malformed"}"#;
+    let unrecognised = r#"sendfleet_callback_reports_rejected_total{provider="ib-rcs",reason="unrecognised"}"#;
+    let before = ingest.metrics().await;
+    assert!(before.contains(malformed) && before.contains(unrecognised), "registered at zero:\n{before}");
+    let mut results: Vec<Value> = (0..50).map(|i| rcs_report(&format!("batch-{i:02}"))).collect();
+    // Providers do not retry a 4xx: refusing the body would lose the 49 good reports.
+    results[23] = json!({"to": "919876543210", "status": {"groupId": 3, "id": 5}});
+    let body = json!({ "results": results }).to_string().into_bytes();
+    let (status, answer) = ingest.post(&ingest.url("ib-rcs", TOKEN, "/delivery"), body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"].as_u64(), Some(49), "{answer}");
+    assert_eq!(answer["rejected"][0]["index"].as_u64(), Some(23), "{answer}");
+    assert!(answer["rejected"][0]["reason"].as_str().is_some_and(|r| r.contains("messageId")), "{answer}");
+    assert_eq!(ingest.events.wait_for(EventKind::Delivered, 49, Duration::from_secs(20)).await, 49);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ids: std::collections::BTreeSet<String> =
+        ingest.events.events().into_iter().filter_map(|e| e.message_id).collect();
+    assert_eq!(ids.len(), 49, "one event per good report, nothing for the bad one");
+    assert!(!ids.contains("batch-23"));
+    let after = ingest.metrics().await;
+    assert_eq!(series_value(&after, malformed) - series_value(&before, malformed), 1.0, "{after}");
+
+    // A body whose every report is bad is still refused, with the reasons.
+    let bad = json!({"results": [{"hello": 1}, {"status": {"groupId": 3, "id": 5}}]}).to_string().into_bytes();
+    let (status, answer) = ingest.post(&ingest.url("ib-rcs", TOKEN, ""), bad).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["rejected"].as_array().map(Vec::len), Some(2), "{answer}");
+    let last = ingest.metrics().await;
+    assert_eq!(series_value(&last, malformed) - series_value(&before, malformed), 2.0, "{last}");
+    assert_eq!(series_value(&last, unrecognised) - series_value(&before, unrecognised), 1.0, "{last}");
+    ingest.stop().await;
+}
+
+/// Opens a connection and sends a callback's headers and the start of its body, then
+/// stalls: callback-ingest holds an in-flight slot for it until the body ends.
+async fn stalled_callback(base: &str, path: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"results\": ["
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_max_in_flight_callbacks_are_answered_503_at_once() {
+    let ingest = Ingest::start_with("cb-bound", None, "max_in_flight = 2").await;
+    let path = format!("/callbacks/ib-sms/{TOKEN}/delivery");
+    let url = ingest.url("ib-sms", TOKEN, "/delivery");
+    let good = fixture("sms-dlr-delivered.json");
+    let first = stalled_callback(&ingest.base, &path).await;
+    let second = stalled_callback(&ingest.base, &path).await;
+    // Both slots taken (bounded wait: the stalled handlers must have started).
+    let mut refused = None;
+    for _ in 0..100 {
+        let started = std::time::Instant::now();
+        let response = ingest.client.post(&url).body(good.clone()).send().await.expect("answer");
+        if response.status().as_u16() == 503 {
+            refused = Some((started.elapsed(), response.headers().get("retry-after").cloned()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (took, retry_after) = refused.expect("a third callback must be refused while two are in flight");
+    assert!(took < Duration::from_secs(1), "refused at once, not queued: {took:?}");
+    assert!(retry_after.is_some(), "with Retry-After");
+    // The stalled callbacks go away: their slots come back.
+    drop((first, second));
+    assert!(
+        wait_until_async(Duration::from_secs(10), || async {
+            ingest.client.post(&url).body(good.clone()).send().await.is_ok_and(|r| r.status().as_u16() == 200)
+        })
+        .await,
+        "slots released"
+    );
+    let metrics = ingest.metrics().await;
+    assert!(metrics.contains(r#"provider="ib-sms",kind="delivery",outcome="overloaded"}"#), "{metrics}");
+    ingest.stop().await;
+}
+
+/// Polls an async condition every 50 ms until it holds or `timeout` passes.
+async fn wait_until_async<F, Fut>(timeout: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }

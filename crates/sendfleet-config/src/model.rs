@@ -202,6 +202,11 @@ pub struct CallbackIngestConfig {
     pub public_base_url: String,
     /// Largest callback body accepted, in bytes (larger → 413).
     pub max_body_bytes: usize,
+    /// Callbacks handled at once (reading the body, publishing, firing fallbacks). One
+    /// more is answered 503 with `Retry-After` at once rather than queued, so a broker
+    /// that blocks the connection (memory or disk alarm) cannot pile up unbounded work;
+    /// memory held by bodies stays under `max_in_flight × max_body_bytes`.
+    pub max_in_flight: usize,
     /// Seconds to finish in-flight callbacks after SIGTERM.
     pub shutdown_grace_seconds: u64,
 }
@@ -212,6 +217,7 @@ impl Default for CallbackIngestConfig {
             listen: "127.0.0.1:9103".into(),
             public_base_url: String::new(),
             max_body_bytes: 1 << 20,
+            max_in_flight: 512,
             shutdown_grace_seconds: 10,
         }
     }

@@ -51,6 +51,9 @@ pub(crate) fn validate_and_resolve(config: &mut Config, lookup: &dyn Fn(&str) ->
     if !base.is_empty() && !is_http_url(base) {
         errors.push("callback_ingest.public_base_url", "must be an http(s) URL");
     }
+    if config.callback_ingest.max_in_flight == 0 {
+        errors.push("callback_ingest.max_in_flight", "must be at least 1");
+    }
     if config.dispatcher.concurrency == 0 {
         errors.push("dispatcher.concurrency", "must be at least 1");
     }

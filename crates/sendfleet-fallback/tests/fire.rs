@@ -1,131 +1,15 @@
 //! Firing against the real RabbitMQ and Redis: one SMS job however many triggers race,
-//! and a job that was not confirmed is restored for the next trigger.
+//! a job that was not confirmed is released for the next trigger, and one report's
+//! failure does not cancel its siblings. (Crashes between the phases: `failpoints.rs`.)
+
+mod common;
 
 use std::time::Duration;
 
-use sendfleet_broker::{
-    Publisher, Topology,
-    lapin::{Connection, options::BasicGetOptions},
-};
-use sendfleet_config::Config;
-use sendfleet_fallback::{FallbackReason, Fallbacks, FireOutcome, fallback_job};
-use sendfleet_protocol::{
-    Channel, Content, Event, EventKind, ProviderErrorInfo, ProviderStatus, SendJob, SendOptions, SmsFallback, decode,
-};
-
-use sendfleet_test_support::{Namespace, amqp_url, redis_url};
-
-struct Env {
-    config: Config,
-    connection: Connection,
-    ns: Namespace,
-}
-
-impl Env {
-    async fn new(name: &str) -> Env {
-        let ns = Namespace::new(name, &["rcs", "sms"]);
-        let prefix = &ns.prefix;
-        let toml = format!(
-            r#"
-[broker]
-url = "{}"
-prefix = "{prefix}"
-[redis]
-url = "{}"
-key_prefix = "{prefix}"
-[[providers]]
-id = "rcs"
-kind = "infobip_rcs"
-base_url = "http://127.0.0.1:9"
-api_key_env = "K"
-sender_ids = ["Agent"]
-default_for_channel = true
-[[providers]]
-id = "sms"
-kind = "infobip_sms"
-base_url = "http://127.0.0.1:9"
-api_key_env = "K"
-sender_ids = ["ACME"]
-default_for_channel = true
-"#,
-            amqp_url(),
-            redis_url()
-        );
-        let config = Config::from_toml(&toml, &|_| Some("key".into())).expect("config");
-        let connection = ns.connect().await;
-        Env { config, connection, ns }
-    }
-
-    fn topology(&self) -> Topology {
-        Topology::new(&self.config.broker)
-    }
-
-    async fn declare(&self, providers: &[&str]) {
-        let channel = self.connection.create_channel().await.unwrap();
-        let providers: Vec<String> = providers.iter().map(|p| (*p).to_owned()).collect();
-        self.topology().declare(&channel, &providers).await.unwrap();
-    }
-
-    async fn drain(&self, queue: &str) -> Vec<Vec<u8>> {
-        let channel = self.connection.create_channel().await.unwrap();
-        let mut bodies = Vec::new();
-        while let Ok(Some(message)) = channel.basic_get(queue.into(), BasicGetOptions { no_ack: true }).await {
-            bodies.push(message.delivery.data.clone());
-        }
-        bodies
-    }
-
-    async fn cleanup(self) {
-        drop(self.connection.close(200, "".into()).await);
-        self.ns.cleanup().await;
-    }
-}
-
-fn rcs_job(id: &str) -> SendJob {
-    SendJob {
-        schema_version: 1,
-        message_id: id.into(),
-        provider: "rcs".into(),
-        channel: Channel::Rcs,
-        to: "+919876543210".into(),
-        sender: "Agent".into(),
-        content: Content::Text { text: "rich".into(), suggestions: vec![] },
-        options: SendOptions::default(),
-        fallback: Some(SmsFallback {
-            text: "plain".into(),
-            sender: None,
-            provider: None,
-            regional: None,
-            validity_period_seconds: None,
-        }),
-        metadata: [("k".to_owned(), "v".to_owned())].into(),
-        trace_id: "trace-9".into(),
-        attempts: 0,
-        first_attempt_at_ms: None,
-        created_at_ms: 1,
-        fallback_for: None,
-    }
-}
-
-fn not_capable_report(id: &str) -> Event {
-    let mut event = Event::new(EventKind::Undelivered, "rcs", Channel::Rcs);
-    event.message_id = Some(id.into());
-    event.status = Some(ProviderStatus {
-        group_id: 2,
-        group_name: Some("UNDELIVERABLE".into()),
-        id: 4,
-        name: Some("UNDELIVERABLE_REJECTED_OPERATOR".into()),
-        description: None,
-    });
-    event.error = Some(ProviderErrorInfo {
-        group_id: 1,
-        id: 7002,
-        name: Some("EC_UNKNOWN_USER".into()),
-        description: None,
-        permanent: true,
-    });
-    event
-}
+use common::{Env, not_capable_report, rcs_job};
+use sendfleet_broker::Publisher;
+use sendfleet_fallback::{DEFAULT_CLAIM_TIMEOUT, FallbackError, FallbackReason, Fallbacks, FireOutcome, fallback_job};
+use sendfleet_protocol::{Channel, Event, EventKind, SendJob, decode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_reports_on_two_instances_publish_one_sms() {
@@ -145,11 +29,24 @@ async fn duplicate_reports_on_two_instances_publish_one_sms() {
         for copy in 0..4 {
             let (fallbacks, publisher) = if copy % 2 == 0 { (a.clone(), pa.clone()) } else { (b.clone(), pb.clone()) };
             let report = not_capable_report(&format!("m-{i}"));
-            calls.push(tokio::spawn(async move { fallbacks.on_report(Some(&publisher), &report).await }));
+            // As a provider would: a 503 ("in progress" while another instance holds the
+            // claim) is posted again a little later.
+            calls.push(tokio::spawn(async move {
+                for _ in 0..200 {
+                    match fallbacks.on_report(Some(&publisher), &report).await {
+                        Err(FallbackError::InProgress { retry_after, .. }) => {
+                            assert!(retry_after <= DEFAULT_CLAIM_TIMEOUT);
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        other => return other,
+                    }
+                }
+                panic!("still in progress after 200 tries")
+            }));
         }
     }
     for call in calls {
-        call.await.unwrap().expect("every duplicate is answered without error");
+        call.await.unwrap().expect("every duplicate ends answered without error");
     }
     let jobs: Vec<SendJob> =
         env.drain(&env.topology().jobs_queue("sms")).await.iter().map(|b| decode(b).unwrap()).collect();
@@ -174,7 +71,7 @@ async fn duplicate_reports_on_two_instances_publish_one_sms() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unconfirmed_fallback_is_restored_and_the_caller_fails() {
+async fn an_unconfirmed_fallback_is_released_and_the_caller_fails() {
     let env = Env::new("fb-restore").await;
     // Exchanges exist, but no SMS queue: the mandatory job publish is returned unroutable.
     env.declare(&[]).await;
@@ -185,6 +82,7 @@ async fn an_unconfirmed_fallback_is_restored_and_the_caller_fails() {
     fallbacks.arm("r-1", &sms, Duration::from_secs(600)).await.unwrap();
     let err = fallbacks.on_report(Some(&publisher), &not_capable_report("r-1")).await.unwrap_err();
     assert!(err.to_string().contains("not published"), "{err}");
+    assert_eq!(env.raw("r-1").await.map(|v| v[0]), Some(b'A'), "released: armed again, not in progress");
     let err = fallbacks.on_report(None, &not_capable_report("r-1")).await.unwrap_err();
     assert!(err.to_string().contains("not connected"), "still armed, so it needs a broker: {err}");
 
@@ -195,7 +93,35 @@ async fn an_unconfirmed_fallback_is_restored_and_the_caller_fails() {
     assert!(matches!(&outcome, FireOutcome::Published(job) if job.message_id == "r-1.sms"), "{outcome:?}");
     let again = fallbacks.fire(&publisher, "r-1", "rcs", FallbackReason::NotCapable, "again").await.unwrap();
     assert_eq!(again, FireOutcome::AlreadyFired);
+    assert_eq!(env.raw("r-1").await.as_deref(), Some(&b"F"[..]));
     assert_eq!(env.drain(&env.topology().jobs_queue("sms")).await.len(), 1);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_reports_error_does_not_cancel_its_siblings() {
+    let env = Env::new("fb-siblings").await;
+    env.declare(&["rcs", "sms"]).await;
+    let fallbacks = Fallbacks::connect(&env.config).unwrap();
+    let publisher = Publisher::open(&env.connection).await.unwrap();
+    // The first report of the batch fails fast (its armed value is unreadable), while
+    // its siblings are between their claim and their confirmed publish.
+    env.set_raw("bad", b"Agarbage").await;
+    let mut reports = vec![not_capable_report("bad")];
+    const SIBLINGS: usize = 20;
+    for i in 0..SIBLINGS {
+        let id = format!("s-{i}");
+        let sms = fallback_job(&env.config, &rcs_job(&id)).unwrap().unwrap();
+        fallbacks.arm(&id, &sms, Duration::from_secs(600)).await.unwrap();
+        reports.push(not_capable_report(&id));
+    }
+    let err = fallbacks.on_reports(Some(&publisher), &reports).await.unwrap_err();
+    assert!(matches!(err, FallbackError::Corrupt { .. }), "the batch still fails: {err}");
+    let jobs = env.drain(&env.topology().jobs_queue("sms")).await;
+    assert_eq!(jobs.len(), SIBLINGS, "every sibling ran to its confirmed publish");
+    for i in 0..SIBLINGS {
+        assert_eq!(env.raw(&format!("s-{i}")).await.as_deref(), Some(&b"F"[..]), "s-{i} marked fired");
+    }
     env.cleanup().await;
 }
 

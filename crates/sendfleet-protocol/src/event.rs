@@ -309,13 +309,8 @@ mod tests {
     fn report(kind: EventKind, status_id: i32) -> Event {
         let mut event = Event::new(kind, "ib-rcs", Channel::Rcs);
         event.message_id = Some("m-1".into());
-        event.status = Some(ProviderStatus {
-            group_id: 3,
-            group_name: None,
-            id: status_id,
-            name: None,
-            description: None,
-        });
+        event.status =
+            Some(ProviderStatus { group_id: 3, group_name: None, id: status_id, name: None, description: None });
         event
     }
 

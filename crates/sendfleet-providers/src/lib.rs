@@ -49,9 +49,11 @@ pub trait Provider: Send + Sync {
     /// through the adapter's [`RequestGate`].
     fn send<'a>(&'a self, job: &'a SendJob) -> BoxFuture<'a, SendOutcome>;
 
-    /// Parses a callback body (delivery reports, inbound messages, …) into events, one
-    /// per result in a batch.
-    fn parse_callback(&self, body: &[u8]) -> Result<Vec<Event>, CallbackError>;
+    /// Parses a callback body (delivery reports, inbound messages, …) report by report:
+    /// an event per good result of a batch, and the index and reason of each result that
+    /// cannot be read. `Err` only for a body that is not JSON or of no known shape at
+    /// all (no report can be read from it).
+    fn parse_callback(&self, body: &[u8]) -> Result<ParsedCallback, CallbackError>;
 
     /// Asks whether each number (E.164) can receive RCS from `sender`, in one query.
     /// Adapters without a capability endpoint answer [`CapabilityError::Unsupported`].
@@ -148,15 +150,98 @@ impl AdapterSettings {
     }
 }
 
-/// A callback body that cannot be turned into events. The text is the 400 reason.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// A callback body, or one report of it, that cannot be turned into events. The text is
+/// the 400 reason.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CallbackError {
-    /// Not JSON, or JSON of no known shape.
+    /// Not JSON, JSON of no known shape, or a field of the wrong type.
     #[error("malformed callback body: {0}")]
     Malformed(String),
-    /// A well-formed body this provider does not send to this URL.
+    /// Well-formed, but nothing this provider sends (an unknown event type or status).
     #[error("unrecognised callback: {0}")]
     Unrecognised(String),
+}
+
+impl CallbackError {
+    /// The metrics label: `malformed` or `unrecognised`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            CallbackError::Malformed(_) => "malformed",
+            CallbackError::Unrecognised(_) => "unrecognised",
+        }
+    }
+
+    /// The reason without the kind's prefix.
+    pub fn reason(&self) -> &str {
+        match self {
+            CallbackError::Malformed(reason) | CallbackError::Unrecognised(reason) => reason,
+        }
+    }
+
+    /// Every label, for registering metric series at zero.
+    pub const LABELS: [&'static str; 2] = ["malformed", "unrecognised"];
+}
+
+/// A callback body read report by report. One bad report must not refuse the batch:
+/// providers do not retry a 4xx, so every good report of the body would be lost with it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParsedCallback {
+    /// One event per good report, in order (pending delivery reports yield none).
+    pub events: Vec<Event>,
+    /// The reports that could not be read, in order.
+    pub rejected: Vec<RejectedReport>,
+    /// How many reports the body held (good, rejected and eventless).
+    pub reports: usize,
+}
+
+impl ParsedCallback {
+    /// Collects per-report results (`Ok(None)`: a report with no event, e.g. pending).
+    pub fn collect(results: impl ExactSizeIterator<Item = Result<Option<Event>, CallbackError>>) -> ParsedCallback {
+        let mut parsed =
+            ParsedCallback { events: Vec::with_capacity(results.len()), rejected: Vec::new(), reports: results.len() };
+        for (index, result) in results.enumerate() {
+            match result {
+                Ok(Some(event)) => parsed.events.push(event),
+                Ok(None) => {}
+                Err(error) => parsed.rejected.push(RejectedReport { index, error }),
+            }
+        }
+        parsed
+    }
+
+    /// Whether every report of a non-empty body was rejected: nothing can be accepted,
+    /// so the body is refused (400) with the reasons.
+    pub fn all_rejected(&self) -> bool {
+        self.reports > 0 && self.rejected.len() == self.reports
+    }
+
+    /// Test shorthand: the events when nothing was rejected, else the first rejected
+    /// report as a body error naming its index (the answer before per-report parsing).
+    #[cfg(test)]
+    pub(crate) fn strict(self) -> Result<Vec<Event>, CallbackError> {
+        match self.rejected.into_iter().next() {
+            None => Ok(self.events),
+            Some(RejectedReport { index, error }) => Err(match error {
+                CallbackError::Malformed(m) => CallbackError::Malformed(format!("results[{index}]: {m}")),
+                CallbackError::Unrecognised(m) => CallbackError::Unrecognised(format!("results[{index}]: {m}")),
+            }),
+        }
+    }
+}
+
+/// One report of a callback body that could not be turned into an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedReport {
+    /// Its index in the body's list of reports (`results[index]`).
+    pub index: usize,
+    /// Why it was rejected.
+    pub error: CallbackError,
+}
+
+impl std::fmt::Display for RejectedReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "results[{}] {}: {}", self.index, self.error.label(), self.error.reason())
+    }
 }
 
 /// Why an adapter cannot be built.

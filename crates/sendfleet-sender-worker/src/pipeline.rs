@@ -162,6 +162,12 @@ async fn prepare_rcs(ctx: &SessionContext, provider: &ProviderRuntime, job: &Sen
             Some(Next::FallBack { reason: FallbackReason::NotCapable, detail: "already fired".into() })
         }
         Ok(ArmState::Disarmed) => Some(Next::Accepted { status: None, duplicate: true }),
+        // A trigger claimed the fallback and has not settled it (or died doing so): no
+        // RCS request. Firing takes over a lapsed claim, and parks the job while the
+        // claim is live (`FireOutcome::InProgress`), so it is not settled until fired.
+        Ok(ArmState::InProgress) => {
+            Some(Next::FallBack { reason: FallbackReason::NotCapable, detail: "fallback in progress".into() })
+        }
         // Without the armed fallback a failure report could not send the SMS.
         Err(err) => Some(Next::Defer { code: "fallback_store_unavailable", reason: err.to_string() }),
     }
@@ -183,7 +189,7 @@ fn failure_fallback(job: &SendJob, ctx: &SessionContext, code: &str) -> Option<F
     }
 }
 
-/// Fires the job's fallback; `Err` (after the store restored it) when not confirmed.
+/// Fires the job's fallback; `Err` (after the store released its claim) when not confirmed.
 async fn fire(
     ctx: &SessionContext,
     job: &SendJob,
@@ -418,6 +424,7 @@ async fn publish_consequences(
         }
         Next::FallBack { reason, detail } => match fire(ctx, job, reason, &detail).await? {
             FireOutcome::Published(_) | FireOutcome::AlreadyFired | FireOutcome::Disarmed => Ok(()),
+            FireOutcome::InProgress { retry_after } => park_in_progress(ctx, provider, job, retry_after).await,
             FireOutcome::NotArmed => {
                 // Expired between arming and firing: say so rather than go silent.
                 let mut event = job_event(job, EventKind::Failed, attempt);
@@ -432,10 +439,18 @@ async fn publish_consequences(
             event.error = error;
             event.reason = Some(reason.clone());
             event.details.insert("reason_code".into(), code.to_owned());
-            if let Some(fallback) = failure_fallback(job, ctx, code)
-                && let FireOutcome::Published(sms) = fire(ctx, job, fallback, &reason).await?
-            {
-                event.details.insert("fallback_message_id".into(), sms.message_id.clone());
+            if let Some(fallback) = failure_fallback(job, ctx, code) {
+                match fire(ctx, job, fallback, &reason).await? {
+                    FireOutcome::Published(sms) => {
+                        event.details.insert("fallback_message_id".into(), sms.message_id.clone());
+                    }
+                    // Not settled: no outcome yet. The parked job arms, finds the claim
+                    // and fires (or takes it over) on its next delivery.
+                    FireOutcome::InProgress { retry_after } => {
+                        return park_in_progress(ctx, provider, job, retry_after).await;
+                    }
+                    FireOutcome::AlreadyFired | FireOutcome::Disarmed | FireOutcome::NotArmed => {}
+                }
             }
             if !dead_letter {
                 return publish_event(ctx, &event).await;
@@ -451,49 +466,82 @@ async fn publish_consequences(
             let (dead_result, event_result) = tokio::join!(ctx.publisher.publish(outgoing), publish_event(ctx, &event));
             dead_result.and(event_result)
         }
-        Next::Defer { code, reason } => {
-            provider.metrics.retry(DEFER_TIER.name);
-            // The same job back: no attempt was made, so neither attempts nor the first
-            // attempt's time change.
-            let copy = encode(job);
-            let exchange = ctx.topology.retry_exchange();
-            let key = Topology::retry_routing_key(DEFER_TIER, &job.provider);
-            let outgoing = Outgoing::new(&exchange, &key, &copy)
-                .message_id(&job.message_id)
-                .header(TRACE_HEADER, job.trace_id.clone());
-            let mut event = job_event(job, EventKind::Retrying, attempt);
-            event.reason = Some(reason);
-            event.details.insert("reason_code".into(), code.to_owned());
-            event.details.insert("deferred".into(), "true".into());
-            event.details.insert("retry_in_ms".into(), DEFER_TIER.delay_ms.to_string());
-            event.details.insert("retry_tier".into(), DEFER_TIER.name.to_owned());
-            let (retry_result, event_result) =
-                tokio::join!(ctx.publisher.publish(outgoing), publish_event(ctx, &event));
-            retry_result.and(event_result)
-        }
-        Next::Retry { tier, delay, code, reason } => {
-            provider.metrics.retry(tier.name);
-            let copy = encode(&after_attempt(job));
-            let exchange = ctx.topology.retry_exchange();
-            let key = Topology::retry_routing_key(tier, &job.provider);
-            let outgoing = Outgoing::new(&exchange, &key, &copy)
-                .message_id(&job.message_id)
-                .header(TRACE_HEADER, job.trace_id.clone());
-            let mut event = job_event(job, EventKind::Retrying, attempt);
-            event.reason = Some(reason);
-            event.details.insert("reason_code".into(), code.to_owned());
-            event.details.insert("retry_in_ms".into(), delay.as_millis().to_string());
-            event.details.insert("retry_tier".into(), tier.name.to_owned());
-            let (retry_result, event_result) =
-                tokio::join!(ctx.publisher.publish(outgoing), publish_event(ctx, &event));
-            retry_result.and(event_result)
-        }
+        Next::Defer { code, reason } => publish_deferral(ctx, provider, job, DEFER_TIER, code, reason).await,
+        Next::Retry { tier, delay, code, reason } => publish_retry(ctx, provider, job, tier, delay, code, reason).await,
     }
 }
 
 /// Where a deferred job waits: long enough for a Redis failover or another delivery's
 /// send to finish, short enough that an outage's end is noticed soon.
 const DEFER_TIER: sendfleet_broker::RetryTier = sendfleet_broker::RETRY_TIERS[1];
+
+/// Another trigger holds the fallback's claim: park the job until the claim is settled
+/// or lapses (then its next delivery fires or finds it fired). No attempt is counted.
+async fn park_in_progress(
+    ctx: &SessionContext,
+    provider: &ProviderRuntime,
+    job: &SendJob,
+    retry_after: std::time::Duration,
+) -> Result<(), sendfleet_broker::BrokerError> {
+    let delay = retry_after.max(std::time::Duration::from_secs(1));
+    let tier = sendfleet_broker::RetryTier::for_delay_ms(delay.as_millis() as u64);
+    let reason = "the SMS fallback is being fired by another trigger".to_owned();
+    publish_deferral(ctx, provider, job, tier, "fallback_in_progress", reason).await
+}
+
+/// Parks the job in a retry tier after an attempt, and publishes `retrying`, both confirmed.
+async fn publish_retry(
+    ctx: &SessionContext,
+    provider: &ProviderRuntime,
+    job: &SendJob,
+    tier: sendfleet_broker::RetryTier,
+    delay: std::time::Duration,
+    code: &'static str,
+    reason: String,
+) -> Result<(), sendfleet_broker::BrokerError> {
+    let mut event = job_event(job, EventKind::Retrying, job.attempts + 1);
+    event.details.insert("retry_in_ms".into(), delay.as_millis().to_string());
+    park(ctx, provider, &after_attempt(job), tier, code, reason, event).await
+}
+
+/// Parks the job unchanged: no request was made, so neither `attempts` nor the first
+/// attempt's time change (`retrying` with `details.deferred = "true"`).
+async fn publish_deferral(
+    ctx: &SessionContext,
+    provider: &ProviderRuntime,
+    job: &SendJob,
+    tier: sendfleet_broker::RetryTier,
+    code: &'static str,
+    reason: String,
+) -> Result<(), sendfleet_broker::BrokerError> {
+    let mut event = job_event(job, EventKind::Retrying, job.attempts + 1);
+    event.details.insert("deferred".into(), "true".into());
+    event.details.insert("retry_in_ms".into(), tier.delay_ms.to_string());
+    park(ctx, provider, job, tier, code, reason, event).await
+}
+
+/// Publishes `copy` to `tier` and the `retrying` event, both confirmed.
+async fn park(
+    ctx: &SessionContext,
+    provider: &ProviderRuntime,
+    copy: &SendJob,
+    tier: sendfleet_broker::RetryTier,
+    code: &'static str,
+    reason: String,
+    mut event: Event,
+) -> Result<(), sendfleet_broker::BrokerError> {
+    provider.metrics.retry(tier.name);
+    let bytes = encode(copy);
+    let exchange = ctx.topology.retry_exchange();
+    let key = Topology::retry_routing_key(tier, &copy.provider);
+    let outgoing =
+        Outgoing::new(&exchange, &key, &bytes).message_id(&copy.message_id).header(TRACE_HEADER, copy.trace_id.clone());
+    event.reason = Some(reason);
+    event.details.insert("reason_code".into(), code.to_owned());
+    event.details.insert("retry_tier".into(), tier.name.to_owned());
+    let (retry_result, event_result) = tokio::join!(ctx.publisher.publish(outgoing), publish_event(ctx, &event));
+    retry_result.and(event_result)
+}
 
 /// The job as it travels to its next stop: one more attempt made.
 fn after_attempt(job: &SendJob) -> SendJob {
@@ -544,7 +592,7 @@ mod tests {
     use sendfleet_config::{Config, ProviderConfig};
     use sendfleet_limits::{FleetLimiter, Lease, LeaseSource, LimitError, SlotParams, gcra::Gcra};
     use sendfleet_protocol::Content;
-    use sendfleet_providers::{CallbackError, Provider};
+    use sendfleet_providers::{CallbackError, ParsedCallback, Provider};
     use tokio::time::Instant;
 
     use super::*;
@@ -591,8 +639,8 @@ mod tests {
             Box::pin(std::future::ready(SendOutcome::Accepted { status: None }))
         }
 
-        fn parse_callback(&self, _body: &[u8]) -> Result<Vec<Event>, CallbackError> {
-            Ok(Vec::new())
+        fn parse_callback(&self, _body: &[u8]) -> Result<ParsedCallback, CallbackError> {
+            Ok(ParsedCallback::default())
         }
     }
 

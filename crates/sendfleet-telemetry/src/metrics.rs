@@ -33,6 +33,9 @@ pub const FALLBACKS_TOTAL: &str = "sendfleet_fallbacks_total";
 pub const DUPLICATES_SUPPRESSED_TOTAL: &str = "sendfleet_duplicates_suppressed_total";
 /// Callbacks received, by `provider`, `kind` and `outcome` (ok or the rejection reason).
 pub const CALLBACKS_TOTAL: &str = "sendfleet_callbacks_total";
+/// Reports of a callback body that could not be read (the body's other reports are
+/// accepted), by `provider` and `reason` (malformed, unrecognised).
+pub const CALLBACK_REPORTS_REJECTED_TOTAL: &str = "sendfleet_callback_reports_rejected_total";
 /// Send requests by `outcome` (accepted, rejected) at the dispatcher.
 pub const REQUESTS_TOTAL: &str = "sendfleet_requests_total";
 /// Send requests rejected by the dispatcher, by `reason`.
@@ -67,6 +70,7 @@ pub const ALL: &[&str] = &[
     FALLBACKS_TOTAL,
     DUPLICATES_SUPPRESSED_TOTAL,
     CALLBACKS_TOTAL,
+    CALLBACK_REPORTS_REJECTED_TOTAL,
     REQUESTS_TOTAL,
     REQUESTS_REJECTED_TOTAL,
     JOBS_PUBLISHED_TOTAL,
@@ -129,6 +133,10 @@ fn describe() {
     describe_counter!(FALLBACKS_TOTAL, "SMS fallback jobs published, by reason.");
     describe_counter!(DUPLICATES_SUPPRESSED_TOTAL, "Redelivered jobs not sent again (already accepted).");
     describe_counter!(CALLBACKS_TOTAL, "Provider callbacks by kind and outcome.");
+    describe_counter!(
+        CALLBACK_REPORTS_REJECTED_TOTAL,
+        "Callback reports that could not be read (the rest of their body was accepted), by reason."
+    );
     describe_counter!(REQUESTS_TOTAL, "Send requests handled by the dispatcher, by outcome.");
     describe_counter!(REQUESTS_REJECTED_TOTAL, "Send requests rejected by the dispatcher, by reason.");
     describe_counter!(JOBS_PUBLISHED_TOTAL, "Send jobs published by the dispatcher.");

@@ -3,13 +3,14 @@
 //! The body is `{"results": [report, …]}`; a bare array or a single report object is
 //! accepted too, so simple middleware can post one report per call. Unknown fields are
 //! ignored; a report without `message_id` or `status`, or with an unknown status, is
-//! refused with its index so the vendor can see what to fix.
+//! rejected with its index so the vendor can see what to fix (the other reports of the
+//! body are still accepted).
 
 use sendfleet_config::ProviderConfig;
 use sendfleet_protocol::{Channel, Event, EventKind, ProviderErrorInfo, ProviderStatus};
 
 use super::wire::DeliveryReport;
-use crate::{CallbackError, infobip::callback::decode_callback_data};
+use crate::{CallbackError, ParsedCallback, infobip::callback::decode_callback_data};
 
 /// Status groups, numbered as Infobip's so consumers read one scheme for every provider.
 const UNDELIVERABLE: (i32, &str) = (2, "UNDELIVERABLE");
@@ -17,8 +18,10 @@ const DELIVERED: (i32, &str) = (3, "DELIVERED");
 const EXPIRED: (i32, &str) = (4, "EXPIRED");
 const REJECTED: (i32, &str) = (5, "REJECTED");
 
-/// Parses a delivery-report body into events (intermediate statuses produce none).
-pub fn parse_callback(config: &ProviderConfig, body: &[u8]) -> Result<Vec<Event>, CallbackError> {
+/// Parses a delivery-report body report by report: one event per good report
+/// (intermediate statuses produce none), and the index and reason of each bad one.
+/// `Err` only for a body that is not JSON or not one of the accepted shapes.
+pub fn parse_callback(config: &ProviderConfig, body: &[u8]) -> Result<ParsedCallback, CallbackError> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| CallbackError::Malformed(format!("not JSON: {e}")))?;
     let reports: Vec<serde_json::Value> = match value {
@@ -34,18 +37,11 @@ pub fn parse_callback(config: &ProviderConfig, body: &[u8]) -> Result<Vec<Event>
             ));
         }
     };
-    let mut events = Vec::with_capacity(reports.len());
-    for (index, report) in reports.into_iter().enumerate() {
+    Ok(ParsedCallback::collect(reports.into_iter().map(|report| {
         let report: DeliveryReport =
-            serde_json::from_value(report).map_err(|e| CallbackError::Malformed(format!("results[{index}]: {e}")))?;
-        if let Some(event) = report_event(config, report).map_err(|e| match e {
-            CallbackError::Malformed(m) => CallbackError::Malformed(format!("results[{index}]: {m}")),
-            CallbackError::Unrecognised(m) => CallbackError::Unrecognised(format!("results[{index}]: {m}")),
-        })? {
-            events.push(event);
-        }
-    }
-    Ok(events)
+            serde_json::from_value(report).map_err(|e| CallbackError::Malformed(e.to_string()))?;
+        report_event(config, report)
+    })))
 }
 
 fn report_event(config: &ProviderConfig, report: DeliveryReport) -> Result<Option<Event>, CallbackError> {

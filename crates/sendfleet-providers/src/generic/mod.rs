@@ -27,13 +27,13 @@ use reqwest::{
     header::{HeaderMap, HeaderName, HeaderValue},
 };
 use sendfleet_config::{GenericAuthConfig, GenericConfig, ProviderConfig};
-use sendfleet_protocol::{Event, SendJob};
+use sendfleet_protocol::SendJob;
 
 pub use callback::parse_callback;
 pub use oauth::{OAuthSettings, Token, TokenSource};
 use request::{BodyContext, BodyParameter, build_body, parse_parameters};
 
-use crate::{AdapterError, AdapterSettings, CallbackError, Provider, RequestGate, SendOutcome, http};
+use crate::{AdapterError, AdapterSettings, CallbackError, ParsedCallback, Provider, RequestGate, SendOutcome, http};
 
 enum Credentials {
     None,
@@ -231,7 +231,7 @@ impl Provider for GenericAdapter {
         Box::pin(self.send_job(job))
     }
 
-    fn parse_callback(&self, body: &[u8]) -> Result<Vec<Event>, CallbackError> {
+    fn parse_callback(&self, body: &[u8]) -> Result<ParsedCallback, CallbackError> {
         parse_callback(&self.config, body)
     }
 }

@@ -6,6 +6,12 @@ use serde_json::{Value, json};
 
 use super::*;
 
+/// The events of a body with no rejected report, else the first rejection as an error:
+/// the old whole-body answer, which these tests' reasons are written against.
+fn parse_callback(config: &ProviderConfig, body: &[u8]) -> Result<Vec<sendfleet_protocol::Event>, CallbackError> {
+    super::parse_callback(config, body).and_then(crate::ParsedCallback::strict)
+}
+
 fn provider(kind: &str, generic: &str) -> ProviderConfig {
     let text = format!(
         "id = \"gen\"\nkind = \"{kind}\"\nsender_ids = [\"ACME\"]\n[generic]\nendpoint = \"https://vendor.example/send\"\n{generic}"
@@ -229,6 +235,23 @@ fn single_reports_and_bare_arrays_are_accepted() {
         parse_callback(&config, br#"[{"message_id":"a","status":"DELIVERED"},{"message_id":"b","status":"REJECTED"}]"#)
             .unwrap();
     assert_eq!(many.iter().map(|e| e.kind).collect::<Vec<_>>(), [EventKind::Delivered, EventKind::Undelivered]);
+}
+
+#[test]
+fn a_bad_report_is_rejected_and_its_siblings_accepted() {
+    let config = provider("generic_rcs", "");
+    let body = br#"{"results":[{"message_id":"a","status":"DELIVERED"},{"status":"DELIVERED"},
+        {"message_id":"c","status":"LOST"},{"message_id":"d","status":"REJECTED"}]}"#;
+    let parsed = super::parse_callback(&config, body).unwrap();
+    assert_eq!(parsed.reports, 4);
+    assert_eq!(parsed.events.iter().filter_map(|e| e.message_id.as_deref()).collect::<Vec<_>>(), ["a", "d"]);
+    let rejected: Vec<(usize, &str)> = parsed.rejected.iter().map(|r| (r.index, r.error.label())).collect();
+    assert_eq!(rejected, [(1, "malformed"), (2, "unrecognised")]);
+    assert!(!parsed.all_rejected());
+    // One report object that is bad: every report of the body is bad.
+    let single = super::parse_callback(&config, br#"{"message_id":"a","status":"LOST"}"#).unwrap();
+    assert!(single.all_rejected());
+    assert!(super::parse_callback(&config, br#"{"results": {}}"#).is_err(), "not a list: the body's error");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use sendfleet_protocol::{Billing, Channel, Event, EventKind, InboundMessage, Pro
 use serde::{Deserialize, Serialize};
 
 use super::{DELIVERED_GROUP, PENDING_GROUP, to_status, wire};
-use crate::CallbackError;
+use crate::{CallbackError, ParsedCallback};
 
 /// What we put in `webhooks.callbackData` so reports carry the trace id and the
 /// request's metadata back without any lookup.
@@ -252,22 +252,13 @@ struct SmsInbound {
     price: Option<Price>,
 }
 
-/// Parses a webhook body into events: one per result, in order. Pending delivery
-/// reports yield none. Any result that cannot be parsed fails the whole body, so a batch
-/// is either published whole or retried whole by the provider.
-pub fn parse_callback(config: &ProviderConfig, body: &[u8]) -> Result<Vec<Event>, CallbackError> {
+/// Parses a webhook body result by result: one event per good result, in order (pending
+/// delivery reports yield none), and the index and reason of each result that cannot be
+/// read. `Err` only when the body is not `{"results": [...]}`.
+pub fn parse_callback(config: &ProviderConfig, body: &[u8]) -> Result<ParsedCallback, CallbackError> {
     let envelope: Envelope = serde_json::from_slice(body)
         .map_err(|e| CallbackError::Malformed(format!("expected {{\"results\": [...]}}: {e}")))?;
-    let mut events = Vec::with_capacity(envelope.results.len());
-    for (index, result) in envelope.results.into_iter().enumerate() {
-        if let Some(event) = parse_result(config, result).map_err(|e| match e {
-            CallbackError::Malformed(m) => CallbackError::Malformed(format!("results[{index}]: {m}")),
-            CallbackError::Unrecognised(m) => CallbackError::Unrecognised(format!("results[{index}]: {m}")),
-        })? {
-            events.push(event);
-        }
-    }
-    Ok(events)
+    Ok(ParsedCallback::collect(envelope.results.into_iter().map(|result| parse_result(config, result))))
 }
 
 fn parse_result(config: &ProviderConfig, result: serde_json::Value) -> Result<Option<Event>, CallbackError> {

@@ -5,8 +5,14 @@ use sendfleet_config::{ProviderConfig, ProviderKind, Secret};
 use sendfleet_protocol::{Channel, Event, EventKind};
 use serde_json::{Value, json};
 
-use super::{callback::parse_time_ms, parse_callback};
-use crate::CallbackError;
+use super::callback::parse_time_ms;
+use crate::{CallbackError, ParsedCallback};
+
+/// The events of a body with no rejected report, else the first rejection as an error:
+/// the old whole-body answer, which these tests' reasons are written against.
+fn parse_callback(config: &ProviderConfig, body: &[u8]) -> Result<Vec<Event>, CallbackError> {
+    super::parse_callback(config, body).and_then(crate::ParsedCallback::strict)
+}
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/../../fixtures/infobip/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -360,4 +366,47 @@ fn random_and_mutated_bodies_never_panic() {
     }
     // Both outcomes occur: mutations of valid bodies still parse sometimes.
     assert!(ok > 0 && refused > 0, "ok {ok}, refused {refused}");
+}
+
+fn delivered(id: &str) -> Value {
+    json!({"messageId": id, "to": "919876543210",
+        "status": {"groupId": 3, "groupName": "DELIVERED", "id": 5, "name": "DELIVERED_TO_HANDSET"}})
+}
+
+#[test]
+fn one_bad_result_is_rejected_and_the_rest_of_the_batch_parsed() {
+    for kind in [ProviderKind::InfobipSms, ProviderKind::InfobipRcs, ProviderKind::JiocxRcs] {
+        let mut results: Vec<Value> = (0..50).map(|i| delivered(&format!("m-{i}"))).collect();
+        results[17] = json!({"status": {"groupId": 3, "id": 5}});
+        results[30] = json!({"event": {"type": "SENDER_UPDATE"}});
+        results[41] = json!({"messageId": "pending",
+            "status": {"groupId": 1, "groupName": "PENDING", "id": 7, "name": "PENDING_ENROUTE"}});
+        let body = json!({ "results": results }).to_string();
+        let parsed = super::parse_callback(&provider(kind), body.as_bytes()).expect("the body is readable");
+        assert_eq!(parsed.reports, 50, "{kind:?}");
+        assert_eq!(parsed.events.len(), 47, "{kind:?}: every good report, none for the pending one");
+        assert_eq!(parsed.events[17].message_id.as_deref(), Some("m-18"), "in order, the bad one skipped");
+        let rejected: Vec<(usize, &str)> = parsed.rejected.iter().map(|r| (r.index, r.error.label())).collect();
+        assert_eq!(rejected, [(17, "malformed"), (30, "unrecognised")]);
+        assert!(parsed.rejected[0].to_string().starts_with("results[17] malformed:"), "{}", parsed.rejected[0]);
+        assert!(parsed.rejected[0].error.reason().contains("messageId"));
+        assert!(!parsed.all_rejected());
+    }
+}
+
+#[test]
+fn a_body_is_refused_only_when_every_result_is_bad() {
+    let config = provider(ProviderKind::InfobipRcs);
+    let all_bad = json!({"results": [{"hello": 1}, 42, {"event": {}}]}).to_string();
+    let parsed = super::parse_callback(&config, all_bad.as_bytes()).unwrap();
+    assert!(parsed.all_rejected() && parsed.events.is_empty());
+    assert_eq!(parsed.rejected.iter().map(|r| r.index).collect::<Vec<_>>(), [0, 1, 2]);
+    // A pending report is a good one that yields no event: not "every report bad".
+    let pending = json!({"results": [{"hello": 1}, {"messageId": "p",
+        "status": {"groupId": 1, "groupName": "PENDING", "id": 7, "name": "PENDING_ENROUTE"}}]});
+    let parsed = super::parse_callback(&config, pending.to_string().as_bytes()).unwrap();
+    assert!(!parsed.all_rejected() && parsed.events.is_empty());
+    assert_eq!(super::parse_callback(&config, br#"{"results": []}"#).unwrap(), ParsedCallback::default());
+    // Not a batch at all: still the whole body's error.
+    assert!(matches!(super::parse_callback(&config, b"{\"results\": ["), Err(CallbackError::Malformed(_))));
 }

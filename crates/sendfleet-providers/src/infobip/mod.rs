@@ -14,7 +14,7 @@ pub mod wire;
 
 use futures_util::future::BoxFuture;
 use sendfleet_config::ProviderConfig;
-use sendfleet_protocol::{Channel, Event, ProviderStatus, SendJob};
+use sendfleet_protocol::{Channel, ProviderStatus, SendJob};
 
 pub use callback::parse_callback;
 pub use request::OutboundEvent;
@@ -22,7 +22,8 @@ pub use request::infobip_time;
 use request::{build_event_body, build_rcs_body, build_sms_body};
 
 use crate::{
-    AdapterError, AdapterSettings, CallbackError, Capability, CapabilityError, Provider, RawAnswer, SendOutcome, http,
+    AdapterError, AdapterSettings, CallbackError, Capability, CapabilityError, ParsedCallback, Provider, RawAnswer,
+    SendOutcome, http,
 };
 
 const JSON: reqwest::header::HeaderValue = reqwest::header::HeaderValue::from_static("application/json");
@@ -93,7 +94,7 @@ impl Provider for InfobipAdapter {
         })
     }
 
-    fn parse_callback(&self, body: &[u8]) -> Result<Vec<Event>, CallbackError> {
+    fn parse_callback(&self, body: &[u8]) -> Result<ParsedCallback, CallbackError> {
         parse_callback(&self.config, body)
     }
 
