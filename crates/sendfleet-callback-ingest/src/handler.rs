@@ -193,7 +193,7 @@ async fn handle(
             return refuse(provider_id, route_kind, refusal, reason);
         }
     };
-    let ParsedCallback { events, rejected, reports } = match provider.adapter.parse_callback(&bytes) {
+    let ParsedCallback { mut events, rejected, reports } = match provider.adapter.parse_callback(&bytes) {
         Ok(parsed) => parsed,
         Err(err) => {
             let refusal = refusal_of(&err);
@@ -201,6 +201,13 @@ async fn handle(
         }
     };
     drop(bytes);
+    // A report the provider posts again (after a 503, a timeout, a crash here) must be
+    // the same event: its id comes from what it says, not from when it arrived.
+    for event in &mut events {
+        if let Some(id) = event.report_id() {
+            event.event_id = id;
+        }
+    }
     // One bad report must not refuse the batch (providers do not retry a 4xx, so its
     // good reports would be lost): bad ones are counted and logged, the rest published.
     note_rejected(provider_id, route_kind, &rejected);

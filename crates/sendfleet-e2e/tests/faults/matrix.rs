@@ -14,7 +14,8 @@
 //!   dies (or loses the answer) between the provider's answer and the sent record;
 //! - every RCS message that could not be delivered got exactly one SMS, and the others none;
 //! - every delivery report the mock got a 2xx for is an event in the broker (callback-ingest
-//!   answers 2xx only after the broker confirmed), which the cell's end condition needs.
+//!   answers 2xx only after the broker confirmed), which the cell's end condition needs,
+//!   and a report posted again is the same event (same `event_id`).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -117,6 +118,8 @@ struct Seen {
     fallbacks: HashMap<String, HashSet<String>>,
     /// (channel, number) → delivery report kinds seen.
     reports: HashMap<(Channel, String), HashSet<EventKind>>,
+    /// (channel, number, kind) → distinct event ids of delivery reports.
+    report_ids: HashMap<(Channel, String, EventKind), HashSet<String>>,
 }
 
 impl Seen {
@@ -132,7 +135,8 @@ impl Seen {
                     seen.fallbacks.entry(to).or_default().insert(event.event_id);
                 }
                 EventKind::Delivered | EventKind::Undelivered => {
-                    seen.reports.entry((event.channel, to)).or_default().insert(event.kind);
+                    seen.reports.entry((event.channel, to.clone())).or_default().insert(event.kind);
+                    seen.report_ids.entry((event.channel, to, event.kind)).or_default().insert(event.event_id);
                 }
                 _ => {}
             }
@@ -208,6 +212,9 @@ async fn run_cell(point: Point, fault: Fault) {
     }
     for (key, outcomes) in &seen.terminal {
         assert_eq!(outcomes.len(), 1, "{report}: {key:?} ended more than once: {outcomes:?}");
+    }
+    for (key, ids) in &seen.report_ids {
+        assert_eq!(ids.len(), 1, "{report}: the report {key:?} became events with different ids: {ids:?}");
     }
     for (to, fired) in &seen.fallbacks {
         assert_eq!(fired.len(), 1, "{report}: fallback of {to} fired as {fired:?}");
