@@ -347,14 +347,34 @@ async fn one_malformed_report_of_50_is_counted_and_the_other_49_published() {
 
 /// Opens a connection and sends a callback's headers and the start of its body, then
 /// stalls: callback-ingest holds an in-flight slot for it until the body ends.
+///
+/// Returns only once the handler holds its slot. Writing to a fresh connection says
+/// nothing about when the server gets to it: a request on a connection it already
+/// serves (the client's pooled one) can overtake it, take the slot, and the stalled one
+/// is then refused itself. So the headers carry `Expect: 100-continue` and the body is
+/// sent after `100 Continue`, which the server only sends once the handler starts
+/// reading the body, after it took its slot.
 async fn stalled_callback(base: &str, path: &str) -> tokio::net::TcpStream {
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = base.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let head = format!(
-        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"results\": ["
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\nexpect: 100-continue\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 512];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "connection closed before an answer: {}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read).await.expect("an answer to the headers");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 100 Continue\r\n"), "the stalled callback holds a slot: {answer}");
+    stream.write_all(b"{\"results\": [").await.expect("write");
     stream
 }
 
@@ -366,18 +386,16 @@ async fn beyond_max_in_flight_callbacks_are_answered_503_at_once() {
     let good = fixture("sms-dlr-delivered.json");
     let first = stalled_callback(&ingest.base, &path).await;
     let second = stalled_callback(&ingest.base, &path).await;
-    // Both slots taken (bounded wait: the stalled handlers must have started).
-    let mut refused = None;
-    for _ in 0..100 {
-        let started = std::time::Instant::now();
-        let response = ingest.client.post(&url).body(good.clone()).send().await.expect("answer");
-        if response.status().as_u16() == 503 {
-            refused = Some((started.elapsed(), response.headers().get("retry-after").cloned()));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let (took, retry_after) = refused.expect("a third callback must be refused while two are in flight");
+    // Both slots are held (each stalled handler is reading its body): the next is
+    // refused, at once.
+    let started = std::time::Instant::now();
+    let response = ingest.client.post(&url).body(good.clone()).send().await.expect("answer");
+    let took = started.elapsed();
+    let status = response.status().as_u16();
+    let retry_after = response.headers().get("retry-after").cloned();
+    let answer = response.text().await.unwrap_or_default();
+    assert_eq!(status, 503, "a third callback must be refused while two are in flight: {answer}");
+    assert!(answer.contains("in flight"), "refused as overloaded: {answer}");
     assert!(took < Duration::from_secs(1), "refused at once, not queued: {took:?}");
     assert!(retry_after.is_some(), "with Retry-After");
     // The stalled callbacks go away: their slots come back.
