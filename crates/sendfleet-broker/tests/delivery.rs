@@ -1,27 +1,24 @@
 //! Deliveries against the real RabbitMQ: no exit is forgotten.
 
+mod common;
+
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use sendfleet_broker::{
     AckBatcher, Inbound, Outgoing, Publisher, consume,
     lapin::{
-        Connection, ConnectionProperties,
         options::{QueueDeclareOptions, QueueDeleteOptions},
         types::FieldTable,
     },
 };
-
-fn amqp_url() -> String {
-    std::env::var("SENDFLEET_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
 
 /// A delivery dropped without being settled (a dead-letter publish that failed on a live
 /// channel, an abandoned task) goes back to the queue at once, and the deliveries after it
 /// are still acked: nothing stays unacked while the channel lives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_delivery_is_requeued_and_later_acks_still_go_out() {
-    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.expect("RabbitMQ");
+    let connection = common::connect().await;
     let channel = connection.create_channel().await.unwrap();
     let queue = format!("sft-dropped-{}", uuid::Uuid::new_v4().simple());
     channel

@@ -1,20 +1,17 @@
 //! The confirmed publisher against the real RabbitMQ: every caller gets its own outcome.
 
+mod common;
+
+use common::Scratch;
 use futures_util::{StreamExt, stream};
 use sendfleet_broker::{
     BrokerError, Outgoing, Publisher,
     lapin::{
-        Connection, ConnectionProperties, ExchangeKind,
-        options::{
-            ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
-        },
+        ExchangeKind,
+        options::QueueDeclareOptions,
         types::{AMQPValue, FieldTable, LongString},
     },
 };
-
-fn amqp_url() -> String {
-    std::env::var("SENDFLEET_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
 
 /// 10,000 concurrent mandatory publishes on one publisher, one in twenty to a routing key
 /// no queue is bound to: the unroutable ones, and only they, come back `Unroutable` to
@@ -23,36 +20,14 @@ fn amqp_url() -> String {
 /// outcomes land on the wrong callers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_concurrent_caller_gets_its_own_outcome() {
-    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.expect("RabbitMQ");
-    let channel = connection.create_channel().await.unwrap();
-    let name = format!("sft-attribution-{}", uuid::Uuid::new_v4().simple());
-    channel
-        .exchange_declare(
-            name.as_str().into(),
-            ExchangeKind::Direct,
-            ExchangeDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
     let mut args = FieldTable::default();
     // A quorum queue confirms routable messages later than the broker confirms unroutable
     // ones, so acks arrive out of publish order and in `multiple` batches.
     args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
     let durable = QueueDeclareOptions { durable: true, ..Default::default() };
-    channel.queue_declare(name.as_str().into(), durable, args).await.unwrap();
-    channel
-        .queue_bind(
-            name.as_str().into(),
-            name.as_str().into(),
-            "routed".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-
-    let publisher = Publisher::open(&connection).await.unwrap();
+    let scratch = Scratch::new("attribution", ExchangeKind::Direct, durable, args, "routed").await;
+    let name = scratch.name.clone();
+    let publisher = Publisher::open(&scratch.connection).await.unwrap();
     const N: usize = 10_000;
     // The race shows on a few callers in some runs only: several rounds make it show.
     const ROUNDS: usize = 5;
@@ -91,18 +66,8 @@ async fn each_concurrent_caller_gets_its_own_outcome() {
             ));
         }
     }
-    let routed = channel
-        .queue_declare(
-            name.as_str().into(),
-            QueueDeclareOptions { passive: true, ..Default::default() },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap()
-        .message_count();
-    channel.queue_delete(name.as_str().into(), QueueDeleteOptions::default()).await.unwrap();
-    channel.exchange_delete(name.as_str().into(), ExchangeDeleteOptions::default()).await.unwrap();
-    drop(connection.close(200, "".into()).await);
+    let routed = scratch.depth().await;
+    scratch.cleanup().await;
     assert!(failures.is_empty(), "{failures:#?}");
     assert_eq!(routed as usize, ROUNDS * (N - N / 20), "every routable message is in the queue");
 }
@@ -112,34 +77,12 @@ async fn each_concurrent_caller_gets_its_own_outcome() {
 /// the set of bodies confirmed is the set of bodies in the queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nacks_reach_the_callers_whose_messages_were_refused() {
-    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default()).await.expect("RabbitMQ");
-    let channel = connection.create_channel().await.unwrap();
-    let name = format!("sft-nacks-{}", uuid::Uuid::new_v4().simple());
-    channel
-        .exchange_declare(
-            name.as_str().into(),
-            ExchangeKind::Fanout,
-            ExchangeDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
     let mut args = FieldTable::default();
     args.insert("x-max-length".into(), AMQPValue::LongLongInt(3_000));
     args.insert("x-overflow".into(), AMQPValue::LongString(LongString::from("reject-publish")));
-    channel.queue_declare(name.as_str().into(), QueueDeclareOptions::default(), args).await.unwrap();
-    channel
-        .queue_bind(
-            name.as_str().into(),
-            name.as_str().into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-
-    let publisher = Publisher::open(&connection).await.unwrap();
+    let scratch = Scratch::new("nacks", ExchangeKind::Fanout, QueueDeclareOptions::default(), args, "").await;
+    let name = scratch.name.clone();
+    let publisher = Publisher::open(&scratch.connection).await.unwrap();
     const N: usize = 10_000;
     let outcomes: Vec<(usize, Result<(), BrokerError>)> = stream::iter(0..N)
         .map(|i| {
@@ -157,15 +100,14 @@ async fn nacks_reach_the_callers_whose_messages_were_refused() {
     let refused = outcomes.iter().filter(|(_, outcome)| matches!(outcome, Err(BrokerError::Nacked { .. }))).count();
 
     let mut queued = std::collections::BTreeSet::new();
-    while let Ok(Some(message)) = channel
+    while let Ok(Some(message)) = scratch
+        .channel
         .basic_get(name.as_str().into(), sendfleet_broker::lapin::options::BasicGetOptions { no_ack: true })
         .await
     {
         queued.insert(String::from_utf8_lossy(&message.delivery.data).parse::<usize>().unwrap());
     }
-    channel.queue_delete(name.as_str().into(), QueueDeleteOptions::default()).await.unwrap();
-    channel.exchange_delete(name.as_str().into(), ExchangeDeleteOptions::default()).await.unwrap();
-    drop(connection.close(200, "".into()).await);
+    scratch.cleanup().await;
     assert_eq!(queued.len(), 3_000, "the queue filled up");
     assert_eq!(confirmed.len() + refused, N, "every caller got an ack or a nack");
     let wrong: Vec<_> = confirmed.symmetric_difference(&queued).take(5).collect();
