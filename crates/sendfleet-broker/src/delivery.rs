@@ -128,6 +128,12 @@ impl Inbound {
         self.lost.as_ref().is_some_and(CancellationToken::is_cancelled)
     }
 
+    /// The token cancelled when the session that delivered this message is lost (`None`
+    /// for a delivery outside a session).
+    pub fn session(&self) -> Option<&CancellationToken> {
+        self.lost.as_ref()
+    }
+
     /// Resolves when the session that delivered this message is lost (never, for a
     /// delivery outside a session).
     pub async fn session_lost(&self) {

@@ -10,6 +10,7 @@ use sendfleet_failpoints::Point;
 use sendfleet_fallback::{ArmState, FallbackReason, Fallbacks, FireOutcome, fallback_job, fallback_ttl};
 use sendfleet_protocol::{Channel, Event, EventKind, SendJob, decode, encode, now_ms};
 use sendfleet_providers::{Capability, SendOutcome};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
@@ -256,7 +257,7 @@ async fn send(ctx: &SessionContext, provider: &ProviderRuntime, inbound: &Inboun
             }
             Err(err) => return Sent::Decided(Next::Defer { code: "sent_store_unavailable", reason: err.to_string() }),
         };
-        let outcome = match Box::pin(attempt(provider, job, Some(inbound))).await {
+        let outcome = match Box::pin(attempt(provider, job, inbound.session())).await {
             Attempt::Answered(outcome) => outcome,
             Attempt::SessionLost => {
                 release(ctx, job, claim).await;
@@ -330,7 +331,7 @@ enum Attempt {
 
 /// One request within the rate: gets the adapter ready, waits for a slot, sends,
 /// records the metrics. `session` ends the wait for the slot when it is lost.
-async fn attempt(provider: &ProviderRuntime, job: &SendJob, session: Option<&Inbound>) -> Attempt {
+async fn attempt(provider: &ProviderRuntime, job: &SendJob, session: Option<&CancellationToken>) -> Attempt {
     // Before the slot: a task that took its slot and then queued on a token fetch would
     // send late, all at once with the other waiters, above the cap. The fetch itself
     // takes a slot of its own through the adapter's gate (the same limiter).
@@ -349,7 +350,7 @@ async fn attempt(provider: &ProviderRuntime, job: &SendJob, session: Option<&Inb
     }
     let session_lost = async {
         match session {
-            Some(inbound) => inbound.session_lost().await,
+            Some(lost) => lost.cancelled().await,
             None => std::future::pending().await,
         }
     };
@@ -362,7 +363,7 @@ async fn attempt(provider: &ProviderRuntime, job: &SendJob, session: Option<&Inb
         return Attempt::NoSlot(err.to_string());
     }
     provider.metrics.rate_wait(waiting.elapsed());
-    if session.is_some_and(Inbound::is_session_lost) {
+    if session.is_some_and(CancellationToken::is_cancelled) {
         return Attempt::SessionLost;
     }
     provider.metrics.inflight(1.0);
@@ -691,6 +692,29 @@ mod tests {
         let (runtime, log) = runtime(Ok(()));
         assert_eq!(attempt(&runtime, &job(), None).await, Attempt::Answered(SendOutcome::Accepted { status: None }));
         assert_eq!(*log.lock(), ["prepare", "slot", "send"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_session_stops_the_wait_for_a_slot_and_nothing_is_sent() {
+        // 1 request/s, burst 1: the first attempt takes the only slot at hand, the second
+        // waits for one; the broker session is lost meanwhile (its job is redelivered
+        // elsewhere), so it must give up rather than send.
+        let (mut runtime, log) = runtime(Ok(()));
+        let params = SlotParams::new(1, 1);
+        let slots = Slots { log: log.clone(), params, gcra: Mutex::new(Gcra::default()), base: Instant::now() };
+        runtime.rate = Arc::new(RateGate::Fleet(FleetLimiter::new(Arc::new(slots), params, 1)));
+        let lost = CancellationToken::new();
+        assert_eq!(
+            attempt(&runtime, &job(), Some(&lost)).await,
+            Attempt::Answered(SendOutcome::Accepted { status: None })
+        );
+        let cancel = lost.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            cancel.cancel();
+        });
+        assert_eq!(attempt(&runtime, &job(), Some(&lost)).await, Attempt::SessionLost);
+        assert_eq!(log.lock().iter().filter(|entry| **entry == "send").count(), 1, "{:?}", log.lock());
     }
 
     #[tokio::test(start_paused = true)]
