@@ -236,13 +236,22 @@ async fn send(ctx: &SessionContext, provider: &ProviderRuntime, inbound: &Inboun
         if matches!(pass, Pass::HoldExpired) {
             return Sent::HoldExpired;
         }
-        // The concurrency permit first, then the claim and the rate slot: a slot is only
-        // taken by a task that can use it at once, so leased slots are not wasted.
-        let permit = tokio::select! {
-            permit = provider.concurrency.acquire() => permit,
-            () = inbound.session_lost() => return Sent::Abandoned,
-        };
-        let claim = match ctx.sent.claim(&job.message_id, provider.claim_ttl).await {
+        // The claim is asked for while the task waits for its concurrency permit, so its
+        // round trip is not spent holding a permit (measured: with the claim after the
+        // permit the uncapped worker ran at 0.81 of the bare loop, see PERFORMANCE.md).
+        // The permit comes before the rate slot: a slot is only taken by a task that can
+        // use it at once, so leased slots are not wasted.
+        let claimed_at = Instant::now();
+        let (permit, claim) = tokio::join!(
+            async {
+                tokio::select! {
+                    permit = provider.concurrency.acquire() => Some(permit),
+                    () = inbound.session_lost() => None,
+                }
+            },
+            ctx.sent.claim(&job.message_id, provider.claim_ttl)
+        );
+        let claim = match claim {
             Ok(Claim::Mine(claim)) => claim,
             Ok(Claim::AlreadySent) => {
                 tracing::info!(message_id = %job.message_id, trace_id = %job.trace_id, "already accepted by the provider; not sending again");
@@ -257,6 +266,27 @@ async fn send(ctx: &SessionContext, provider: &ProviderRuntime, inbound: &Inboun
             }
             Err(err) => return Sent::Decided(Next::Defer { code: "sent_store_unavailable", reason: err.to_string() }),
         };
+        let Some(permit) = permit else {
+            release(ctx, job, claim).await;
+            return Sent::Abandoned;
+        };
+        // A long wait for the permit ate into the claim's life: renew it before the
+        // send, or give up if it lapsed and is someone else's now.
+        if claimed_at.elapsed() > provider.claim_ttl / 4 {
+            match ctx.sent.renew(&job.message_id, &claim, provider.claim_ttl).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Sent::Decided(Next::Defer {
+                        code: "send_in_progress",
+                        reason: "the send claim lapsed while waiting for a concurrency permit".into(),
+                    });
+                }
+                Err(err) => {
+                    release(ctx, job, claim).await;
+                    return Sent::Decided(Next::Defer { code: "sent_store_unavailable", reason: err.to_string() });
+                }
+            }
+        }
         let outcome = match Box::pin(attempt(provider, job, inbound.session())).await {
             Attempt::Answered(outcome) => outcome,
             Attempt::SessionLost => {

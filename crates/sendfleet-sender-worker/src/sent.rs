@@ -72,6 +72,10 @@ const CONCURRENT_BATCHES: usize = 4;
 const SENT: &str = "1";
 const CLAIM_PREFIX: &str = "c:";
 
+/// Extends a claim only if it is still the caller's.
+const LUA_RENEW: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
+
 /// Deletes a claim only if it is still the caller's.
 const LUA_RELEASE: &str =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
@@ -128,6 +132,24 @@ impl SentLog {
                 })
             }
         }
+    }
+
+    /// Gives a claim another `ttl` if it is still the caller's; `false` when it lapsed
+    /// (and may be someone else's now). Not batched: only a job that waited long for its
+    /// concurrency permit asks.
+    pub async fn renew(&self, message_id: &str, token: &ClaimToken, ttl: Duration) -> Result<bool, SentStoreError> {
+        let mut connection = self.pool.get().await.map_err(|e| SentStoreError(e.to_string()))?;
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let renewed: i64 = redis::cmd("EVAL")
+            .arg(LUA_RENEW)
+            .arg(1)
+            .arg(self.key(message_id))
+            .arg(&token.0)
+            .arg(ttl_ms)
+            .query_async(&mut *connection)
+            .await
+            .map_err(|e| SentStoreError(e.to_string()))?;
+        Ok(renewed == 1)
     }
 
     /// Records that the provider accepted this message (replaces the claim).
@@ -253,6 +275,11 @@ mod tests {
         a.release("m-2", first).await.unwrap();
         assert_eq!(a.claim("m-2", TTL).await.unwrap(), Claim::HeldElsewhere);
         b.release("m-2", second).await.unwrap();
+        // A claim is renewed only by its holder.
+        let Claim::Mine(held) = b.claim("m-4", TTL).await.unwrap() else { panic!("claim") };
+        assert!(b.renew("m-4", &held, TTL).await.unwrap());
+        assert!(!a.renew("m-4", &ClaimToken("c:other:1".into()), TTL).await.unwrap());
+        b.release("m-4", held).await.unwrap();
         // An expired claim frees the id by itself.
         let Claim::Mine(_) = a.claim("m-3", Duration::from_millis(50)).await.unwrap() else { panic!("claim") };
         tokio::time::sleep(Duration::from_millis(120)).await;
