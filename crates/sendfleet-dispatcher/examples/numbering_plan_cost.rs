@@ -1,6 +1,6 @@
 //! What checking destinations against their country's numbering plan costs per number,
 //! next to what the dispatcher already spends on each: the figure behind
-//! `dispatcher.check_numbering_plan` in docs/PERFORMANCE.md.
+//! `dispatcher.check_numbering_plan`.
 //!
 //! ```sh
 //! cargo run --release -p sendfleet-dispatcher --example numbering_plan_cost

@@ -2,7 +2,7 @@
 //! `dispatcher.check_numbering_plan` is off, the numbering plan of its country
 //! (libphonenumber's metadata through the `phonenumber` crate), so a number no operator
 //! can route is refused here instead of being sent and paid for at the provider.
-//! What a check costs per number is measured in docs/PERFORMANCE.md.
+//! `examples/numbering_plan_cost.rs` measures what a check costs per number.
 
 use sendfleet_config::DispatcherConfig;
 
