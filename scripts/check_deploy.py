@@ -269,7 +269,7 @@ def check_configs(config_toml: str | None) -> None:
         print("   (target/debug/sender-worker not built: configs parsed as TOML only)")
     env = dict(os.environ)
     env.update({k: "check-deploy-placeholder-secret" for k in (
-        "INFOBIP_API_KEY", "INFOBIP_RCS_CALLBACK_TOKEN", "INFOBIP_SMS_CALLBACK_TOKEN")})
+        "INFOBIP_API_KEY", "INFOBIP_RCS_CALLBACK_TOKEN", "INFOBIP_SMS_CALLBACK_TOKEN", "SENDFLEET_API_TOKEN")})
     env.pop("SENDFLEET_CONFIG", None)
     configs = [("deploy/compose/sendfleet.toml", (ROOT / "deploy/compose/sendfleet.toml").read_text())]
     if config_toml is not None:

@@ -27,7 +27,8 @@ pub fn demo_request(i: usize) -> SendRequest {
         message_id: Some(format!("demo-{i:07}-{}", uuid::Uuid::new_v4().simple())),
         channel,
         provider: None,
-        to: Some(format!("+1555{:07}", i % 10_000_000)),
+        // UK mobile numbers (+44 71…): valid in the numbering plan the dispatcher checks.
+        to: Some(format!("+4471{:08}", i % 100_000_000)),
         recipients: vec![],
         sender: None,
         content: Some(Content::Text { text: format!("Hello from sendfleet, message {i}"), suggestions: vec![] }),

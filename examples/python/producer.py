@@ -13,8 +13,8 @@ Copy this file into your service and adapt it. It shows everything a producer ne
 
 Examples::
 
-    python producer.py --to +15551230000 --text "Your code is 1234"
-    python producer.py --to +15551230000 --text "Hi" --channel rcs --count 5 --wait-delivered 30
+    python producer.py --to +14155550100 --text "Your code is 1234"
+    python producer.py --to +14155550100 --text "Hi" --channel rcs --count 5 --wait-delivered 30
 
 Exit status: 0 on success (and, with ``--wait-delivered``, only if a ``delivered`` event
 arrived for every message published), 1 otherwise, 2 for bad arguments.
@@ -182,7 +182,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help="RabbitMQ URL (default: %(default)s)",
     )
     parser.add_argument("--prefix", default="sendfleet", help="sendfleet broker prefix (default: %(default)s)")
-    parser.add_argument("--to", required=True, help="recipient in E.164, e.g. +15551230000")
+    parser.add_argument("--to", required=True, help="recipient in E.164, e.g. +14155550100")
     parser.add_argument("--text", required=True, help="message text")
     parser.add_argument("--channel", choices=["sms", "rcs"], default="sms", help="channel (default: %(default)s)")
     parser.add_argument(

@@ -25,7 +25,7 @@ pub use delivery::{Inbound, consume};
 pub use error::BrokerError;
 pub use lapin;
 pub use publisher::{Outgoing, Publisher};
-pub use service::{ConsumerSpec, Handler, ServiceOptions, run_sessions};
+pub use service::{ConsumerSpec, Handler, ServiceOptions, Session, run_sessions};
 pub use topology::{RETRY_TIERS, RetryTier, Topology};
 
 /// Header carrying the reason a message was rejected or dead-lettered.

@@ -211,6 +211,30 @@ impl Publisher {
     pub fn channel(&self) -> &Channel {
         &self.inner.shared
     }
+
+    /// Closes every channel of this publisher, for a clean shutdown: waits (at most
+    /// [`CLOSE_WAIT`]) for mandatory publishes in flight to give their channels back,
+    /// then closes them all; later publishes fail with [`BrokerError::ConnectionLost`].
+    /// Call it before closing the connection: a channel still open then is closed by
+    /// lapin while the connection closes, which it logs as a connection ERROR.
+    pub async fn close(&self) {
+        let live = u32::try_from(self.inner.live.load(Ordering::Acquire)).unwrap_or(u32::MAX);
+        let all_idle = tokio::time::timeout(CLOSE_WAIT, self.inner.idle_permits.acquire_many(live)).await;
+        self.inner.idle_permits.close();
+        let pool = std::mem::take(&mut *self.inner.idle.lock());
+        let closing = pool.iter().chain([&self.inner.shared]).filter(|c| c.status().connected()).map(close_channel);
+        futures_util::future::join_all(closing).await;
+        drop(all_idle);
+    }
+}
+
+/// How long [`Publisher::close`] waits for publishes in flight.
+pub const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Closes `channel` as part of a clean shutdown; a channel the broker already closed is
+/// not an error then.
+pub(crate) async fn close_channel(channel: &Channel) {
+    drop(channel.close(lapin::protocol::constants::REPLY_SUCCESS, "shutdown".into()).await);
 }
 
 async fn confirm_channel(connection: &Connection) -> Result<Channel, BrokerError> {

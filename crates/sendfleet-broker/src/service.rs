@@ -9,7 +9,7 @@ use sendfleet_config::BrokerConfig;
 use sendfleet_telemetry::Readiness;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{AckBatcher, BrokerError, Inbound};
+use crate::{AckBatcher, BrokerError, Inbound, Publisher, publisher::close_channel};
 
 /// Handles one delivery; must settle it (ack, or republish then ack, or requeue).
 pub type Handler = Arc<dyn Fn(Inbound) -> BoxFuture<'static, ()> + Send + Sync>;
@@ -22,6 +22,19 @@ pub struct ConsumerSpec {
     pub prefetch: u16,
     /// Called for each delivery, in its own task.
     pub handler: Handler,
+}
+
+/// What [`run_sessions`]' set-up gives a session to run: its connection, the queues to
+/// consume, and the publishers it opened. On shutdown the consumers' channels and the
+/// publishers are closed before the connection, so no channel is still closing when
+/// the connection goes (lapin logs that as a connection ERROR).
+pub struct Session {
+    /// The connection.
+    pub connection: Connection,
+    /// Queues to consume.
+    pub consumers: Vec<ConsumerSpec>,
+    /// Publishers opened on `connection`.
+    pub publishers: Vec<Publisher>,
 }
 
 /// How a service runs its sessions.
@@ -39,11 +52,11 @@ pub struct ServiceOptions<'a> {
 }
 
 /// Runs sessions until shutdown. `setup` is called on every new connection (declare
-/// topology, open publishers) and returns the queues to consume.
+/// topology, open publishers) and returns the [`Session`] to run.
 pub async fn run_sessions<F, Fut>(options: ServiceOptions<'_>, setup: F)
 where
     F: Fn(Connection) -> Fut,
-    Fut: Future<Output = Result<(Connection, Vec<ConsumerSpec>), BrokerError>>,
+    Fut: Future<Output = Result<Session, BrokerError>>,
 {
     let mut delay = Duration::from_millis(200);
     while !options.shutdown.is_cancelled() {
@@ -70,10 +83,10 @@ where
 async fn session<F, Fut>(options: &ServiceOptions<'_>, setup: &F) -> Result<(), BrokerError>
 where
     F: Fn(Connection) -> Fut,
-    Fut: Future<Output = Result<(Connection, Vec<ConsumerSpec>), BrokerError>>,
+    Fut: Future<Output = Result<Session, BrokerError>>,
 {
     let connection = crate::connect(options.broker, options.service, &options.shutdown).await?;
-    let (connection, specs) = setup(connection).await?;
+    let Session { connection, consumers: specs, publishers } = setup(connection).await?;
     let tracker = TaskTracker::new();
     let lost = CancellationToken::new();
     // Handed to every delivery: cancelled when the session's connection is gone (or
@@ -122,6 +135,8 @@ where
         drop(acks.flush(Duration::ZERO).await);
     }
     session.cancel();
+    futures_util::future::join_all(consumers.iter().map(|(channel, _, _)| close_channel(channel))).await;
+    futures_util::future::join_all(publishers.iter().map(Publisher::close)).await;
     drop(connection.close(200, "shutdown".into()).await);
     Ok(())
 }

@@ -106,7 +106,7 @@ pub(crate) async fn keep_connected(
         match set_up(&connection, &config).await {
             Ok(publisher) => {
                 let status = connection.status().clone();
-                state.broker.set(Some(Connected { publisher, status: Arc::new(status.clone()) }));
+                state.broker.set(Some(Connected { publisher: publisher.clone(), status: Arc::new(status.clone()) }));
                 readiness.set(true);
                 delay = Duration::from_millis(200);
                 tracing::info!("callback-ingest connected to the broker");
@@ -135,6 +135,11 @@ pub(crate) async fn keep_connected(
                 }
                 readiness.set(false);
                 state.broker.set(None);
+                if shutdown.is_cancelled() {
+                    // Its channels first: one still open as the connection closes is
+                    // closed by lapin then, and logged as a connection ERROR.
+                    publisher.close().await;
+                }
             }
             Err(err) => tracing::warn!(error = %err, "broker set-up failed"),
         }

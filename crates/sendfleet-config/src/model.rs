@@ -105,6 +105,11 @@ pub struct DispatcherConfig {
     /// as one unit); more is rejected with `too_many_recipients`. Larger lists go to the
     /// streamed `POST /v1/messages/bulk`.
     pub max_recipients_per_request: usize,
+    /// Check every destination against its country's numbering plan (libphonenumber's
+    /// metadata), not only its E.164 shape: a number no operator can route is rejected
+    /// (`invalid_destination`) instead of being sent and paid for. Turn off only for
+    /// fictional test numbers (`+1 555 …`) against the mock provider.
+    pub check_numbering_plan: bool,
 }
 
 impl Default for DispatcherConfig {
@@ -119,6 +124,7 @@ impl Default for DispatcherConfig {
             api_max_line_bytes: 64 << 10,
             bulk_publish_window: 256,
             max_recipients_per_request: 1_000,
+            check_numbering_plan: true,
         }
     }
 }

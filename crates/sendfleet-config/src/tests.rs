@@ -69,6 +69,7 @@ fn unknown_keys_and_wrong_types_name_the_key() {
 #[test]
 fn environment_overrides_reach_nested_keys() {
     let config = Config::from_source(ConfigSource {
+        file: None,
         toml: GOOD.into(),
         env_overrides: vec![
             ("SENDFLEET_BROKER__PREFIX".into(), "from-env".into()),
@@ -78,7 +79,8 @@ fn environment_overrides_reach_nested_keys() {
         ],
         secret_lookup: &env,
     })
-    .unwrap();
+    .unwrap()
+    .config;
     assert_eq!(config.broker.prefix, "from-env");
     assert_eq!(config.worker.shutdown_grace_seconds, 7);
     assert_eq!(config.broker.queue_type, QueueType::Quorum);

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use sendfleet_protocol::{Channel, Content};
+use sendfleet_protocol::{Channel, Content, TurkeyIys};
 
 use crate::{
     Config, FallbackMode, FieldError, GENERIC_RESERVED_BODY_KEYS, GenericAuthConfig, GenericConfig,
@@ -63,6 +63,19 @@ pub(crate) fn validate_and_resolve(config: &mut Config, lookup: &dyn Fn(&str) ->
             Some(_) => errors.push("dispatcher.api_token_env", format!("{name} must hold at least 16 characters")),
             None => errors.push("dispatcher.api_token_env", format!("environment variable {name} is not set")),
         }
+    }
+    if let Ok(listen) = config.dispatcher.listen.parse::<std::net::SocketAddr>()
+        && !listen.ip().is_loopback()
+        && config.dispatcher.api_token_env.is_none()
+    {
+        errors.push(
+            "dispatcher.api_token_env",
+            format!(
+                "required because dispatcher.listen ({listen}) is reachable from other hosts: without a token \
+                 anyone who reaches it can send messages. Name the environment variable holding the token \
+                 (e.g. api_token_env = \"SENDFLEET_API_TOKEN\"), or listen on 127.0.0.1"
+            ),
+        );
     }
     if config.dispatcher.bulk_publish_window == 0 || config.dispatcher.bulk_publish_window > 10_000 {
         errors.push("dispatcher.bulk_publish_window", "must be between 1 and 10000");
@@ -246,9 +259,12 @@ fn validate_provider(
             errors.push(format!("{at}.regional"), "regional settings apply to SMS providers only");
         }
         if let Some(kind) = &regional.turkey_recipient_type
-            && !matches!(kind.as_str(), "BIREYSEL" | "TACIR")
+            && !TurkeyIys::is_known_recipient_type(kind)
         {
-            errors.push(format!("{at}.regional.turkey_recipient_type"), "must be BIREYSEL or TACIR");
+            errors.push(
+                format!("{at}.regional.turkey_recipient_type"),
+                format!("must be one of {}", TurkeyIys::RECIPIENT_TYPES.join(", ")),
+            );
         }
         if regional.turkey_brand_code.is_some() && regional.turkey_recipient_type.is_none() {
             errors.push(
@@ -299,15 +315,16 @@ fn validate_provider(
 /// names the field (`content` or `file`).
 fn load_template(template: &TemplateConfig) -> Result<Content, (&'static str, String)> {
     match (&template.content, &template.file) {
-        (Some(content), None) => {
-            content.clone().try_into::<Content>().map_err(|e| ("content", format!("not a valid content: {e}")))
-        }
+        (Some(content), None) => crate::from_value::<Content>(content.clone()).map_err(|(at, problem)| {
+            let at = if at.is_empty() { String::new() } else { format!("{at}: ") };
+            ("content", format!("not a valid content: {at}{problem}"))
+        }),
         (None, Some(path)) => {
             let text = std::fs::read_to_string(path).map_err(|e| ("file", format!("cannot read {path}: {e}")))?;
             let parsed = if path.ends_with(".json") {
-                serde_json::from_str::<Content>(&text).map_err(|e| e.to_string())
+                serde_json::from_str::<Content>(&text).map_err(|e| crate::plain::message(&e.to_string()))
             } else {
-                toml::from_str::<Content>(&text).map_err(|e| e.to_string())
+                toml::from_str::<Content>(&text).map_err(|e| crate::plain::message(e.message()))
             };
             parsed.map_err(|e| ("file", format!("{path} is not a valid content: {e}")))
         }

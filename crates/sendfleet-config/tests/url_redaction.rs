@@ -39,10 +39,12 @@ fn assert_hidden(text: &str, what: &str) {
 /// `SENDFLEET_BROKER__URL=…` would.
 fn load_with(key: &str, url: &str) -> Result<Config, ConfigError> {
     Config::from_source(ConfigSource {
+        file: None,
         toml: String::new(),
         env_overrides: vec![(key.to_owned(), url.to_owned())],
         secret_lookup: &|_| None,
     })
+    .map(|loaded| loaded.config)
 }
 
 /// Display, Debug, and the config error (Display and Debug) if loading fails.
@@ -166,6 +168,7 @@ fn urls_without_credentials_show_as_written() {
     // Query parameters are not shown: a Unix-socket Redis URL carries its password there.
     assert_eq!(RedactedUrl::new("unix:///run/redis.sock?db=1&pass=Zq8kWx3v").to_string(), "unix:///run/redis.sock");
     Config::from_source(ConfigSource {
+        file: None,
         toml: String::new(),
         env_overrides: vec![("SENDFLEET_REDIS__URL".into(), "unix:///run/redis.sock?db=1&pass=Zq8kWx3v".into())],
         secret_lookup: &|_| None,

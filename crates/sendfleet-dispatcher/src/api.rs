@@ -43,7 +43,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::{
-    Planner, Rejection, check_destination,
+    NumberingPlan, Planner, Rejection, check_destination,
     pipeline::publish_job,
     plan,
     send_test::{SendTestRequest, send_test},
@@ -470,7 +470,7 @@ async fn event(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
             format!("provider '{}' ({}) has no outbound RCS events", provider.id, provider.kind.as_str()),
         );
     }
-    if let Err(rejection) = check_destination(&request.to) {
+    if let Err(rejection) = check_destination(&request.to, NumberingPlan::of(&state.config.dispatcher)) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, rejection.code, rejection.reason);
     }
     let sender = request.sender.unwrap_or_default();

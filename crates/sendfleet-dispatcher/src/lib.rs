@@ -4,6 +4,7 @@
 //! the body. A request is acked only after its jobs (or its rejection) are confirmed.
 
 mod api;
+mod number;
 mod pipeline;
 mod send_test;
 mod template;
@@ -11,16 +12,17 @@ mod validate;
 
 use std::{sync::Arc, time::Duration};
 
-use sendfleet_broker::{ConsumerSpec, Publisher, ServiceOptions, Topology};
+use sendfleet_broker::{ConsumerSpec, Publisher, ServiceOptions, Session, Topology};
 use sendfleet_config::Config;
 use sendfleet_telemetry::Readiness;
 use tokio_util::sync::CancellationToken;
 
 pub use api::{Accepted, BulkReport, LineError};
+pub use number::{NumberingPlan, check_destination, from_national, load_numbering_plans};
 pub use pipeline::RejectedRequest;
 pub use send_test::{ProviderAnswer, SendTestRequest, SendTestResult, send_test};
 pub use template::{RenderError, Variables, render_content, render_text};
-pub use validate::{Planner, Rejection, RequestIdentity, check_destination, plan, plan_derived};
+pub use validate::{Planner, Rejection, RequestIdentity, plan, plan_derived};
 
 /// Why the dispatcher stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,10 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), DispatcherError> {
+    if config.dispatcher.check_numbering_plan {
+        // The first check loads the plans (about 0.3 s): now, not during a request.
+        drop(tokio::task::spawn_blocking(load_numbering_plans).await);
+    }
     let metrics = sendfleet_telemetry::metrics::install();
     register_metrics(&config);
     let readiness = Readiness::default();
@@ -59,13 +65,17 @@ pub async fn run(
             topology.declare(&channel, &config.provider_ids()).await?;
             let publisher = Publisher::open(&connection).await?;
             api.set_publisher(publisher.clone());
-            let ctx = Arc::new(pipeline::Context { config: config.clone(), publisher, topology: topology.clone() });
+            let ctx = Arc::new(pipeline::Context {
+                config: config.clone(),
+                publisher: publisher.clone(),
+                topology: topology.clone(),
+            });
             let spec = ConsumerSpec {
                 queue: topology.requests_queue(),
                 prefetch: config.dispatcher.concurrency,
                 handler: Arc::new(move |inbound| Box::pin(pipeline::handle(ctx.clone(), inbound))),
             };
-            Ok((connection, vec![spec]))
+            Ok(Session { connection, consumers: vec![spec], publishers: vec![publisher] })
         }
     })
     .await;

@@ -11,7 +11,10 @@ use sendfleet_protocol::{
 use sendfleet_providers::{AdapterSettings, RawAnswer, SendOutcome};
 use serde::{Deserialize, Serialize};
 
-use crate::{Rejection, check_destination};
+use crate::{
+    Rejection,
+    number::{NumberingPlan, check_destination, from_national},
+};
 
 /// What the operator enters in the *Send Test* form.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -80,8 +83,8 @@ pub async fn send_test(request: &SendTestRequest, config: &Config) -> Result<Sen
     let provider = config
         .provider(&request.provider)
         .ok_or_else(|| Rejection::new("unknown_provider", format!("no provider with id '{}'", request.provider)))?;
-    let to = destination(&request.country_code, &request.number);
-    check_destination(&to)?;
+    let to = from_national(&request.country_code, &request.number);
+    check_destination(&to, NumberingPlan::of(&config.dispatcher))?;
     let sender = match &request.sender {
         Some(sender) => sender.clone(),
         None => provider.default_sender().unwrap_or_default().to_owned(),
@@ -160,14 +163,6 @@ pub async fn send_test(request: &SendTestRequest, config: &Config) -> Result<Sen
     Ok(SendTestResult { answer, fallback })
 }
 
-/// `+` country code and national number, separators dropped.
-fn destination(country_code: &str, number: &str) -> String {
-    let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
-    let national = digits(number);
-    // A leading trunk zero is dialled nationally, never after the country code.
-    format!("+{}{}", digits(country_code), national.trim_start_matches('0'))
-}
-
 fn test_job(provider: &ProviderConfig, to: &str, sender: String, content: Content, options: SendOptions) -> SendJob {
     let message_id = new_id();
     SendJob {
@@ -216,12 +211,6 @@ async fn send_one(provider: &ProviderConfig, config: &Config, job: &SendJob) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn country_code_and_number_make_an_e164_destination() {
-        assert_eq!(destination("+91", "98765 43210"), "+919876543210");
-        assert_eq!(destination("44", "07700-900123"), "+447700900123");
-    }
 
     #[tokio::test]
     async fn a_bad_form_is_rejected_before_anything_is_sent() {

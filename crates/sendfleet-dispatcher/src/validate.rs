@@ -3,10 +3,13 @@
 use sendfleet_config::{Config, ProviderConfig};
 use sendfleet_protocol::{
     Channel, Content, IndiaDlt, Recipient, Regional, SCHEMA_VERSION, SendJob, SendOptions, SendRequest, SmsFallback,
-    Suggestion, TurkeyIys, new_id, now_ms,
+    Suggestion, TurkeyIys, check_send_at, new_id, now_ms,
 };
 
-use crate::template::{RenderError, Variables, render_content, render_text};
+use crate::{
+    number::{NumberingPlan, check_destination},
+    template::{RenderError, Variables, render_content, render_text},
+};
 
 /// Why a request is refused. `code` is bounded (metrics, tooling); `reason` says
 /// exactly what is wrong for the human reading the rejected queue.
@@ -181,6 +184,7 @@ impl<'c> Planner<'c> {
                 Source::Template { id: &template.id, content, shared: reference.variables.clone() }
             }
         };
+        check_options(&request)?;
         if let Some(fallback) = &request.fallback {
             if request.channel != Channel::Rcs {
                 return Err(Rejection::new("fallback_not_for_channel", "only RCS requests have an SMS fallback"));
@@ -215,7 +219,7 @@ impl<'c> Planner<'c> {
     /// has none) is derived from the request's identity, if it has one.
     fn job_at(&self, index: usize, recipient: Recipient) -> Result<SendJob, Rejection> {
         let Recipient { to, message_id, variables, metadata: extra_metadata } = recipient;
-        check_destination(&to)?;
+        check_destination(&to, NumberingPlan::of(&self.config.dispatcher))?;
         let mut fallback = self.request.fallback.clone();
         let content = match &self.source {
             Source::Literal(content) => content.clone(),
@@ -375,16 +379,29 @@ fn resolve_provider<'c>(request: &SendRequest, config: &'c Config) -> Result<&'c
     }
 }
 
-/// E.164: `+`, a non-zero country digit, 8–15 digits in all.
-pub fn check_destination(to: &str) -> Result<(), Rejection> {
-    let digits = to.strip_prefix('+').unwrap_or("");
-    let valid =
-        (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
-    if valid {
-        Ok(())
-    } else {
-        Err(Rejection::new("invalid_destination", format!("'{to}' is not an E.164 number (+ and 8-15 digits)")))
+/// The options every recipient shares, checked once: a value the provider would answer
+/// with a 400 is refused here instead.
+fn check_options(request: &SendRequest) -> Result<(), Rejection> {
+    if let Some(send_at) = &request.options.send_at {
+        check_send_at(send_at).map_err(|e| Rejection::new("invalid_send_at", format!("options.{e}")))?;
     }
+    let fallback = request.fallback.as_ref().and_then(|f| f.regional.as_ref());
+    for (field, regional) in [("options.regional", request.options.regional.as_ref()), ("fallback.regional", fallback)]
+    {
+        if let Some(iys) = regional.and_then(|r| r.turkey_iys.as_ref())
+            && !TurkeyIys::is_known_recipient_type(&iys.recipient_type)
+        {
+            return Err(Rejection::new(
+                "invalid_turkey_iys",
+                format!(
+                    "{field}.turkey_iys.recipient_type '{}' is not one of {}",
+                    iys.recipient_type,
+                    TurkeyIys::RECIPIENT_TYPES.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_regional(

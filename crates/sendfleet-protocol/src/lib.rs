@@ -24,8 +24,8 @@ pub use content::{
 pub use event::{Billing, Event, EventKind, InboundMessage, ProviderErrorInfo, ProviderStatus};
 pub use job::SendJob;
 pub use request::{
-    DeliveryTimeWindow, IndiaDlt, Recipient, Regional, SendOptions, SendRequest, SmsFallback, TemplateRef, TimeOfDay,
-    TurkeyIys,
+    DeliveryTimeWindow, IndiaDlt, Recipient, Regional, SendAtError, SendOptions, SendRequest, SmsFallback, TemplateRef,
+    TimeOfDay, TurkeyIys, check_send_at,
 };
 
 use serde::{Deserialize, Serialize};

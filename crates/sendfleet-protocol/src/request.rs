@@ -112,6 +112,19 @@ impl SendOptions {
     }
 }
 
+/// Why a `send_at` cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("send_at '{0}' is not an RFC 3339 time like 2026-03-01T09:00:00Z")]
+pub struct SendAtError(pub String);
+
+/// The one `send_at` rule, applied by the dispatcher when a request arrives and by the
+/// adapters before they build a provider request: an RFC 3339 date-time. A time in the
+/// past is allowed (the provider sends at once): a job may wait in a queue or a retry
+/// tier past its schedule. How far ahead a provider accepts is the provider's rule.
+pub fn check_send_at(send_at: &str) -> Result<chrono::DateTime<chrono::FixedOffset>, SendAtError> {
+    chrono::DateTime::parse_from_rfc3339(send_at).map_err(|_| SendAtError(send_at.to_owned()))
+}
+
 /// A weekly delivery window in UTC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryTimeWindow {
@@ -166,6 +179,16 @@ pub struct TurkeyIys {
     /// IYS brand code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub brand_code: Option<u32>,
+}
+
+impl TurkeyIys {
+    /// The recipient types IYS knows; anything else the provider answers with a 400.
+    pub const RECIPIENT_TYPES: [&'static str; 2] = ["BIREYSEL", "TACIR"];
+
+    /// True when `recipient_type` is one of [`TurkeyIys::RECIPIENT_TYPES`] (exact case).
+    pub fn is_known_recipient_type(recipient_type: &str) -> bool {
+        TurkeyIys::RECIPIENT_TYPES.contains(&recipient_type)
+    }
 }
 
 /// The SMS sent when the RCS message cannot be delivered.

@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use sendfleet_broker::{ConsumerSpec, Publisher, ServiceOptions, Topology, lapin::Connection};
+use sendfleet_broker::{ConsumerSpec, Publisher, ServiceOptions, Session, Topology, lapin::Connection};
 use sendfleet_config::Config;
 use sendfleet_telemetry::Readiness;
 use tokio_util::sync::CancellationToken;
@@ -38,19 +38,20 @@ async fn setup(
     sent: crate::sent::SentLog,
     fallbacks: sendfleet_fallback::Fallbacks,
     connection: Connection,
-) -> Result<(Connection, Vec<ConsumerSpec>), sendfleet_broker::BrokerError> {
+) -> Result<Session, sendfleet_broker::BrokerError> {
     let topology = Topology::new(&config.broker);
     let channel = connection.create_channel().await?;
     topology.declare(&channel, &config.provider_ids()).await?;
+    let publisher = Publisher::open(&connection).await?;
     let ctx = Arc::new(pipeline::SessionContext {
         event_metrics: crate::metrics::EventMetrics::new(),
         sent,
         fallbacks,
         config: config.clone(),
         topology: topology.clone(),
-        publisher: Publisher::open(&connection).await?,
+        publisher: publisher.clone(),
     });
-    let specs = providers
+    let consumers = providers
         .into_iter()
         .map(|provider| {
             let ctx = ctx.clone();
@@ -61,5 +62,5 @@ async fn setup(
             }
         })
         .collect();
-    Ok((connection, specs))
+    Ok(Session { connection, consumers, publishers: vec![publisher] })
 }

@@ -150,7 +150,10 @@ impl Fleet {
             "TEST_CALLBACK_TOKEN" => Some(TEST_CALLBACK_TOKEN.to_owned()),
             _ => None,
         };
-        let config = Arc::new(Config::from_toml(&toml, &lookup).expect("test config"));
+        let mut config = Config::from_toml(&toml, &lookup).expect("test config");
+        // The suites send to fictional numbers (+1 555 …); the plan check has its own tests.
+        config.dispatcher.check_numbering_plan = false;
+        let config = Arc::new(config);
 
         let connection = ns.connect().await;
         let declare = connection.create_channel().await.expect("channel");

@@ -112,7 +112,7 @@ impl ProcessFleet {
             [Role::Dispatcher, Role::Ingest].into_iter().map(|role| (role, free_port())).collect();
         let ingest_port = ports[&Role::Ingest];
         let toml = format!(
-            "{extra}\n[broker]\nurl = \"{amqp}\"\nprefix = \"{prefix}\"\n\n[redis]\nurl = \"{redis}\"\nkey_prefix = \"{prefix}\"\n\n[dispatcher]\nlisten = \"127.0.0.1:{dispatcher}\"\n\n[callback_ingest]\nlisten = \"127.0.0.1:{ingest_port}\"\npublic_base_url = \"http://127.0.0.1:{ingest_port}\"\n{providers}",
+            "{extra}\n[broker]\nurl = \"{amqp}\"\nprefix = \"{prefix}\"\n\n[redis]\nurl = \"{redis}\"\nkey_prefix = \"{prefix}\"\n\n[dispatcher]\nlisten = \"127.0.0.1:{dispatcher}\"\n# Fictional test numbers (+1 555 …).\ncheck_numbering_plan = false\n\n[callback_ingest]\nlisten = \"127.0.0.1:{ingest_port}\"\npublic_base_url = \"http://127.0.0.1:{ingest_port}\"\n{providers}",
             extra = options.extra_toml,
             amqp = crate::amqp_url(),
             prefix = ns.prefix,
@@ -260,15 +260,27 @@ impl ProcessFleet {
         &self.publisher
     }
 
+    /// SIGTERM to `role`, as an orchestrator stops it; waits up to 20 s for it to exit
+    /// and returns how it exited (`None`: it had not, and was killed).
+    pub async fn terminate(&mut self, role: Role) -> Option<std::process::ExitStatus> {
+        let mut proc = self.procs.remove(&role)?;
+        if let Some(pid) = proc.child.id() {
+            drop(std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status());
+        }
+        match tokio::time::timeout(Duration::from_secs(20), proc.child.wait()).await {
+            Ok(status) => status.ok(),
+            Err(_) => {
+                drop(proc.child.start_kill());
+                drop(proc.child.wait().await);
+                None
+            }
+        }
+    }
+
     /// SIGTERM to every process, then the mock and the namespace.
     pub async fn stop(mut self) {
-        for (_, mut proc) in std::mem::take(&mut self.procs) {
-            if let Some(pid) = proc.child.id() {
-                drop(std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status());
-            }
-            if tokio::time::timeout(Duration::from_secs(20), proc.child.wait()).await.is_err() {
-                drop(proc.child.start_kill());
-            }
+        for role in self.procs.keys().copied().collect::<Vec<_>>() {
+            self.terminate(role).await;
         }
         self.mock_shutdown.cancel();
         drop(std::fs::remove_file(&self.config_path));

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use sendfleet_config::cli::ConfigArgs;
+use sendfleet_config::cli::{self, ConfigArgs};
 use tokio_util::sync::CancellationToken;
 
 /// Receives delivery reports, inbound messages and events from providers on
@@ -34,10 +34,14 @@ async fn main() -> anyhow::Result<()> {
     sendfleet_alloc::tune();
     // Fault tests only: without the failpoints feature this reads nothing.
     sendfleet_failpoints::setup();
-    let args = Args::parse();
-    let config = args.config.load_or_exit();
+    let args: Args = cli::parse_args();
+    let loaded = args.config.load_or_exit();
+    let config = &loaded.config;
     if let Some(Command::CallbackUrls) = args.command {
-        for provider in sendfleet_callback_ingest::callback_urls(&config) {
+        for warning in &loaded.warnings {
+            eprintln!("warning: {warning}");
+        }
+        for provider in sendfleet_callback_ingest::callback_urls(config) {
             if provider.urls.is_empty() {
                 println!(
                     "{}\t(no URL: set callback_ingest.public_base_url and the provider's callback_token_env)",
@@ -51,6 +55,8 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     sendfleet_telemetry::init_tracing(&config.telemetry);
+    loaded.log_warnings();
+    let config = loaded.config;
     let shutdown = CancellationToken::new();
     tokio::spawn(sendfleet_telemetry::shutdown_signal(shutdown.clone()));
     let listener = tokio::net::TcpListener::bind(&config.callback_ingest.listen).await?;

@@ -39,7 +39,7 @@ async fn call(router: Router, path: &str, auth: Option<&str>, body: &str) -> (St
     (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
 }
 
-const GOOD: &str = r#"{"schema_version":1,"channel":"sms","to":"+15551234567","content":{"type":"text","text":"hi"}}"#;
+const GOOD: &str = r#"{"schema_version":1,"channel":"sms","to":"+14155551237","content":{"type":"text","text":"hi"}}"#;
 
 #[tokio::test]
 async fn the_bearer_token_is_required_when_configured() {
@@ -61,14 +61,14 @@ async fn bad_messages_get_4xx_with_reasons() {
     let (status, body) = call(router.clone(), "/v1/messages", None, "{not json").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"], "malformed");
-    let (status, body) = call(router.clone(), "/v1/messages", None, &GOOD.replace("+15551234567", "12345")).await;
+    let (status, body) = call(router.clone(), "/v1/messages", None, &GOOD.replace("+14155551237", "12345")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"], "invalid_destination");
     assert!(body["reason"].as_str().unwrap().contains("12345"));
     let (status, body) =
         call(router.clone(), "/v1/messages", None, &GOOD.replace("\"schema_version\":1", "\"schema_version\":7")).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unsupported_version")));
-    let template = r#"{"schema_version":1,"channel":"sms","to":"+15551234567","template":{"id":"hello"}}"#;
+    let template = r#"{"schema_version":1,"channel":"sms","to":"+14155551237","template":{"id":"hello"}}"#;
     let (status, body) = call(router.clone(), "/v1/messages", None, template).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"], "missing_variable");
@@ -90,7 +90,7 @@ async fn send_test_and_events_refuse_bad_forms() {
     .await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_provider")));
     let (status, body) =
-        call(router.clone(), "/v1/events", None, r#"{"provider":"sms","to":"+15551234567","type":"typing_indicator"}"#)
+        call(router.clone(), "/v1/events", None, r#"{"provider":"sms","to":"+14155551237","type":"typing_indicator"}"#)
             .await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unsupported_provider")));
     let (status, _) = call(router, "/v1/events", None, r#"{"provider":"sms"}"#).await;

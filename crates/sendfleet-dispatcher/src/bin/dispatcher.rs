@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use sendfleet_config::cli::ConfigArgs;
+use sendfleet_config::cli::{self, ConfigArgs};
 use sendfleet_dispatcher::SendTestRequest;
 use tokio_util::sync::CancellationToken;
 
@@ -22,8 +22,10 @@ struct Args {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Sends ONE message synchronously through a provider's adapter (no queues) and
-    /// prints the provider's answer as JSON. Exit status 0 when the provider accepted
-    /// it, 2 when it did not.
+    /// prints the provider's answer as JSON. Exit status: 0 the provider (or the SMS
+    /// fallback's provider) accepted it; 2 it did not (refused, failed transiently or
+    /// refused the credentials: see the printed answer); 64 a usage or config error
+    /// (bad flags, unknown provider, a number that is not valid) with nothing sent.
     SendTest(SendTestArgs),
 }
 
@@ -74,9 +76,11 @@ async fn main() -> anyhow::Result<()> {
     sendfleet_alloc::tune();
     // Fault tests only: without the failpoints feature this reads nothing.
     sendfleet_failpoints::setup();
-    let args = Args::parse();
-    let config = args.config.load_or_exit();
-    sendfleet_telemetry::init_tracing(&config.telemetry);
+    let args: Args = cli::parse_args();
+    let loaded = args.config.load_or_exit();
+    sendfleet_telemetry::init_tracing(&loaded.config.telemetry);
+    loaded.log_warnings();
+    let config = loaded.config;
     if let Some(Command::SendTest(test)) = args.command {
         let request = SendTestRequest {
             provider: test.provider,
@@ -89,11 +93,17 @@ async fn main() -> anyhow::Result<()> {
             principal_entity_id: test.principal_entity_id,
             sender: test.sender,
         };
-        let result = sendfleet_dispatcher::send_test(&request, &config).await.map_err(|r| anyhow::anyhow!("{r}"))?;
+        let result = match sendfleet_dispatcher::send_test(&request, &config).await {
+            Ok(result) => result,
+            Err(rejection) => {
+                eprintln!("send-test: {rejection}");
+                std::process::exit(cli::EXIT_BAD_CONFIG);
+            }
+        };
         println!("{}", serde_json::to_string_pretty(&result)?);
         let accepted =
             result.answer.outcome == "accepted" || result.fallback.as_ref().is_some_and(|f| f.outcome == "accepted");
-        std::process::exit(if accepted { 0 } else { 2 });
+        std::process::exit(if accepted { 0 } else { cli::EXIT_PROVIDER_REFUSED });
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(sendfleet_telemetry::shutdown_signal(shutdown.clone()));

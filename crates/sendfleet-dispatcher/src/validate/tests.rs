@@ -1,7 +1,9 @@
 use std::collections::BTreeMap;
 
 use sendfleet_config::Config;
-use sendfleet_protocol::{Channel, Content, IndiaDlt, Recipient, Regional, SendOptions, SendRequest, SmsFallback};
+use sendfleet_protocol::{
+    Channel, Content, IndiaDlt, Recipient, Regional, SendOptions, SendRequest, SmsFallback, TurkeyIys,
+};
 
 use super::*;
 
@@ -46,7 +48,7 @@ fn sms(to: &str) -> SendRequest {
 
 #[test]
 fn a_good_request_becomes_one_job_on_the_default_provider() {
-    let jobs = plan(sms("+15551234567"), &config()).unwrap();
+    let jobs = plan(sms("+14155551237"), &config()).unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].provider, "sms");
     assert_eq!(jobs[0].sender, "ACME");
@@ -64,8 +66,18 @@ fn bad_destinations_are_rejected_with_the_number() {
 }
 
 #[test]
+fn a_number_outside_its_countrys_plan_is_rejected_unless_the_check_is_off() {
+    let err = plan(sms("+15551234567"), &config()).unwrap_err();
+    assert_eq!(err.code, "invalid_destination");
+    assert!(err.reason.contains("numbering plan"), "{}", err.reason);
+    let mut config = config();
+    config.dispatcher.check_numbering_plan = false;
+    assert_eq!(plan(sms("+15551234567"), &config).unwrap()[0].to, "+15551234567");
+}
+
+#[test]
 fn provider_resolution_errors_are_explicit() {
-    let mut request = sms("+15551234567");
+    let mut request = sms("+14155551237");
     request.provider = Some("nope".into());
     assert_eq!(plan(request.clone(), &config()).unwrap_err().code, "unknown_provider");
     request.provider = Some("rcs".into());
@@ -93,7 +105,7 @@ fn india_needs_dlt_ids_where_the_provider_requires_them() {
 
 #[test]
 fn content_must_fit_the_channel() {
-    let mut request = sms("+15551234567");
+    let mut request = sms("+14155551237");
     request.content = None;
     assert_eq!(plan(request.clone(), &config()).unwrap_err().code, "missing_content");
     request.content = Some(Content::File { url: "https://x".into(), thumbnail_url: None, suggestions: vec![] });
@@ -106,11 +118,11 @@ fn content_must_fit_the_channel() {
 
 #[test]
 fn recipients_expand_with_their_own_ids_and_metadata() {
-    let mut request = sms("+15551234567");
+    let mut request = sms("+14155551237");
     request.to = None;
     request.recipients = (0..3)
         .map(|i| Recipient {
-            to: format!("+1555123456{i}"),
+            to: format!("+1415555123{i}"),
             message_id: Some(format!("m{i}")),
             variables: BTreeMap::new(),
             metadata: BTreeMap::from([("i".into(), i.to_string())]),
@@ -125,7 +137,7 @@ fn recipients_expand_with_their_own_ids_and_metadata() {
 
 #[test]
 fn unknown_senders_are_rejected() {
-    let mut request = sms("+15551234567");
+    let mut request = sms("+14155551237");
     request.sender = Some("OTHER".into());
     assert_eq!(plan(request.clone(), &config()).unwrap_err().code, "unknown_sender");
     request.sender = Some("ACME2".into());
@@ -200,7 +212,7 @@ fn recipient(to: &str, vars: &[(&str, &str)]) -> Recipient {
 #[test]
 fn templates_render_per_recipient_and_a_missing_variable_names_it() {
     let config = rich_config();
-    let mut request = sms("+15551234567");
+    let mut request = sms("+14155551237");
     request.content = None;
     request.to = None;
     request.template = Some(sendfleet_protocol::TemplateRef {
@@ -208,14 +220,14 @@ fn templates_render_per_recipient_and_a_missing_variable_names_it() {
         variables: BTreeMap::from([("order".to_owned(), "A-1".to_owned())]),
     });
     request.recipients = vec![
-        recipient("+15551234567", &[("name", "Asha")]),
-        recipient("+15551234568", &[("name", "Ravi"), ("order", "B-2")]),
+        recipient("+14155551237", &[("name", "Asha")]),
+        recipient("+14155551238", &[("name", "Ravi"), ("order", "B-2")]),
     ];
     let jobs = plan(request.clone(), &config).unwrap();
     assert_eq!(jobs[0].content, Content::Text { text: "Hi Asha, order A-1 shipped".into(), suggestions: vec![] });
     assert_eq!(jobs[1].content, Content::Text { text: "Hi Ravi, order B-2 shipped".into(), suggestions: vec![] });
 
-    request.recipients.push(recipient("+15551234569", &[]));
+    request.recipients.push(recipient("+14155551239", &[]));
     let err = plan(request.clone(), &config).unwrap_err();
     assert_eq!(err.code, "missing_variable");
     assert!(err.reason.contains("'name'") && err.reason.contains("'shipped'"), "{}", err.reason);
@@ -223,8 +235,8 @@ fn templates_render_per_recipient_and_a_missing_variable_names_it() {
     // The planner reports it per recipient, as bulk does per line.
     request.recipients.clear();
     let planner = Planner::new(request.clone(), &config).unwrap();
-    assert!(planner.job(recipient("+15551234567", &[("name", "A")])).is_ok());
-    assert_eq!(planner.job(recipient("+15551234567", &[])).unwrap_err().code, "missing_variable");
+    assert!(planner.job(recipient("+14155551237", &[("name", "A")])).is_ok());
+    assert_eq!(planner.job(recipient("+14155551237", &[])).unwrap_err().code, "missing_variable");
 
     request.template.as_mut().unwrap().id = "nope".into();
     let err = Planner::new(request, &config).err().unwrap();
@@ -235,7 +247,7 @@ fn templates_render_per_recipient_and_a_missing_variable_names_it() {
 #[test]
 fn rich_card_templates_render_and_are_checked_for_the_channel() {
     let config = rich_config();
-    let mut request = rcs("+15551234567");
+    let mut request = rcs("+14155551237");
     request.content = None;
     request.template = Some(sendfleet_protocol::TemplateRef {
         id: "card".into(),
@@ -271,7 +283,7 @@ fn the_fallback_takes_sender_and_india_dlt_from_the_provider_settings() {
     assert_eq!(err.code, "missing_india_dlt");
     assert!(err.reason.contains("fallback"), "{}", err.reason);
     // Outside India it passes.
-    request.to = Some("+15551234567".into());
+    request.to = Some("+14155551237".into());
     assert!(plan(request.clone(), &config).is_ok());
     // A provider with its fallback disabled refuses requests that carry one.
     request.provider = Some("rcs-off".into());
@@ -290,20 +302,65 @@ fn sms_regional_defaults_fill_turkey_iys() {
     let iys = job.options.regional.unwrap().turkey_iys.unwrap();
     assert_eq!((iys.recipient_type.as_str(), iys.brand_code), ("TACIR", Some(777)));
     // Other countries are untouched.
-    let job = plan(sms("+15551234567"), &config).unwrap().remove(0);
+    let job = plan(sms("+14155551237"), &config).unwrap().remove(0);
     assert!(job.options.regional.is_none());
+}
+
+#[test]
+fn an_unknown_turkey_iys_recipient_type_is_refused_at_the_door() {
+    let iys = |kind: &str| Regional {
+        india_dlt: None,
+        turkey_iys: Some(TurkeyIys { recipient_type: kind.into(), brand_code: Some(1) }),
+    };
+    let mut request = sms("+905321234567");
+    request.options.regional = Some(iys("bireysel"));
+    let err = plan(request.clone(), &config()).unwrap_err();
+    assert_eq!(err.code, "invalid_turkey_iys");
+    assert!(err.reason.contains("options.regional.turkey_iys.recipient_type 'bireysel'"), "{}", err.reason);
+    for good in TurkeyIys::RECIPIENT_TYPES {
+        request.options.regional = Some(iys(good));
+        assert!(plan(request.clone(), &config()).is_ok(), "{good}");
+    }
+    // The SMS fallback of an RCS request is checked too.
+    let config = rich_config();
+    let mut request = rcs("+905321234567");
+    request.fallback = Some(SmsFallback {
+        text: "hi".into(),
+        sender: None,
+        provider: None,
+        regional: Some(iys("MERCHANT")),
+        validity_period_seconds: None,
+    });
+    let err = plan(request, &config).unwrap_err();
+    assert_eq!(err.code, "invalid_turkey_iys");
+    assert!(err.reason.starts_with("fallback.regional.turkey_iys.recipient_type 'MERCHANT'"), "{}", err.reason);
+}
+
+#[test]
+fn send_at_must_be_rfc_3339_at_the_door() {
+    let mut request = sms("+14155551237");
+    for bad in ["tomorrow", "2030-01-02 03:04:05", "2030-01-02T03:04:05"] {
+        request.options.send_at = Some(bad.into());
+        let err = plan(request.clone(), &config()).unwrap_err();
+        assert_eq!(err.code, "invalid_send_at", "{bad}");
+        assert!(err.reason.contains(bad), "{}", err.reason);
+    }
+    for good in ["2030-01-02T03:04:05Z", "2030-03-04T05:06:07.250+05:30"] {
+        request.options.send_at = Some(good.into());
+        assert!(plan(request.clone(), &config()).is_ok(), "{good}");
+    }
 }
 
 fn bulk(count: usize) -> SendRequest {
     let recipients = (0..count)
         .map(|i| Recipient {
-            to: format!("+1555{i:07}"),
+            to: format!("+1415555{i:04}"),
             message_id: (i == 1).then(|| "given-id".to_owned()),
             variables: BTreeMap::new(),
             metadata: BTreeMap::new(),
         })
         .collect();
-    SendRequest { to: None, recipients, ..sms("+15551234567") }
+    SendRequest { to: None, recipients, ..sms("+14155551237") }
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! mock provider. The workspace must be built first (`scripts/test.sh` does): the
 //! binaries under `target/debug/` carry the failpoints.
 
+mod clean_shutdown;
 mod common;
 mod dispatcher_kill;
 mod matrix;

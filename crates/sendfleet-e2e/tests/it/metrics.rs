@@ -164,6 +164,7 @@ url = "{redis}"
 key_prefix = "{prefix}"
 [dispatcher]
 listen = "127.0.0.1:{dispatcher}"
+check_numbering_plan = false
 [worker]
 listen = "127.0.0.1:{worker}"
 [callback_ingest]

@@ -73,6 +73,9 @@ pub(crate) fn request(job: &SendJob, ctx: &BodyContext<'_>) -> Result<wire::Send
         }
     }
     let options = &job.options;
+    if let Some(at) = &options.send_at {
+        sendfleet_protocol::check_send_at(at).map_err(|e| e.to_string())?;
+    }
     Ok(wire::SendRequest {
         message_id: job.message_id.clone(),
         channel: ctx.channel,

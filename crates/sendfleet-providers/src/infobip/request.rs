@@ -78,7 +78,10 @@ fn webhooks(job: &SendJob, ctx: &BodyContext<'_>, rcs: bool) -> Option<wire::Web
 
 fn request_options(options: &SendOptions, config: &ProviderConfig) -> Result<Option<wire::RequestOptions>, String> {
     let schedule = match &options.send_at {
-        Some(at) => Some(wire::Schedule { send_at: infobip_time(at)? }),
+        Some(at) => {
+            let at = sendfleet_protocol::check_send_at(at).map_err(|e| e.to_string())?;
+            Some(wire::Schedule { send_at: infobip_format(at) })
+        }
         None => None,
     };
     let tracking = config.click_tracking.as_ref().filter(|c| c.enabled).map(|c| wire::Tracking {
@@ -134,7 +137,12 @@ pub(crate) fn regional(regional: &sendfleet_protocol::Regional) -> wire::Regiona
 pub fn infobip_time(rfc3339: &str) -> Result<String, String> {
     let parsed = chrono::DateTime::parse_from_rfc3339(rfc3339)
         .map_err(|e| format!("'{rfc3339}' is not an RFC 3339 time: {e}"))?;
-    Ok(parsed.format("%Y-%m-%dT%H:%M:%S%.3f%z").to_string())
+    Ok(infobip_format(parsed))
+}
+
+/// Infobip's time format, `2026-01-15T10:40:01.207+0000`.
+fn infobip_format(at: chrono::DateTime<chrono::FixedOffset>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.3f%z").to_string()
 }
 
 fn rcs_content(content: &Content) -> Result<wire::RcsContent, String> {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use clap::Parser;
-use sendfleet_config::cli::ConfigArgs;
+use sendfleet_config::cli::{self, ConfigArgs};
 use tokio_util::sync::CancellationToken;
 
 /// Consumes `jobs.<provider>` queues, sends through the providers' APIs within their
@@ -24,8 +24,11 @@ async fn main() -> anyhow::Result<()> {
     sendfleet_alloc::tune();
     // Fault tests only: without the failpoints feature this reads nothing.
     sendfleet_failpoints::setup();
-    let config = Args::parse().config.load_or_exit();
-    sendfleet_telemetry::init_tracing(&config.telemetry);
+    let args: Args = cli::parse_args();
+    let loaded = args.config.load_or_exit();
+    sendfleet_telemetry::init_tracing(&loaded.config.telemetry);
+    loaded.log_warnings();
+    let config = loaded.config;
     let shutdown = CancellationToken::new();
     tokio::spawn(sendfleet_telemetry::shutdown_signal(shutdown.clone()));
     let listener = tokio::net::TcpListener::bind(&config.worker.listen).await?;
