@@ -23,7 +23,7 @@ use sendfleet_test_support::{
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
-const BINARIES: [&str; 3] = ["dispatcher", "sender-worker", "callback-ingest"];
+pub(crate) const BINARIES: [&str; 3] = ["dispatcher", "sender-worker", "callback-ingest"];
 const HISTOGRAM_SUFFIXES: [&str; 3] = ["_bucket", "_sum", "_count"];
 
 fn repo_root() -> PathBuf {
@@ -92,6 +92,33 @@ async fn scrape(client: &reqwest::Client, name: &str, port: u16) -> String {
         .text()
         .await
         .unwrap()
+}
+
+/// The broker, Redis and listen sections of a test config for the three binaries on
+/// `ports` (by binary name), under `prefix`.
+pub(crate) fn services_toml(prefix: &str, ports: &BTreeMap<&str, u16>) -> String {
+    format!(
+        r#"
+[broker]
+url = "{amqp}"
+prefix = "{prefix}"
+[redis]
+url = "{redis}"
+key_prefix = "{prefix}"
+[dispatcher]
+listen = "127.0.0.1:{dispatcher}"
+[worker]
+listen = "127.0.0.1:{worker}"
+[callback_ingest]
+listen = "127.0.0.1:{ingest}"
+public_base_url = "http://127.0.0.1:{ingest}"
+"#,
+        amqp = amqp_url(),
+        redis = redis_url(),
+        dispatcher = ports["dispatcher"],
+        worker = ports["sender-worker"],
+        ingest = ports["callback-ingest"],
+    )
 }
 
 /// `docs/METRICS.md`'s table: metric → the binaries that export it.
@@ -180,20 +207,7 @@ async fn every_catalogued_metric_is_exported_and_every_queried_metric_exists() {
     .unwrap();
     let ports: BTreeMap<&str, u16> = BINARIES.iter().map(|b| (*b, free_port())).collect();
     let toml = format!(
-        r#"
-[broker]
-url = "{amqp}"
-prefix = "{prefix}"
-[redis]
-url = "{redis}"
-key_prefix = "{prefix}"
-[dispatcher]
-listen = "127.0.0.1:{dispatcher}"
-[worker]
-listen = "127.0.0.1:{worker}"
-[callback_ingest]
-listen = "127.0.0.1:{ingest}"
-public_base_url = "http://127.0.0.1:{ingest}"
+        r#"{services}
 [telemetry]
 log_format = "json"
 [[providers]]
@@ -217,13 +231,8 @@ rate_per_second = 1000
 concurrency = 16
 callback_token_env = "TEST_CALLBACK_TOKEN"
 "#,
-        amqp = amqp_url(),
-        prefix = ns.prefix,
-        redis = redis_url(),
+        services = services_toml(&ns.prefix, &ports),
         mock = mock.base_url(),
-        dispatcher = ports["dispatcher"],
-        worker = ports["sender-worker"],
-        ingest = ports["callback-ingest"],
     );
     let config = std::env::temp_dir().join(format!("{}.toml", ns.prefix));
     std::fs::write(&config, toml).unwrap();

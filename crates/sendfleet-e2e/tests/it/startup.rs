@@ -2,12 +2,12 @@
 //! binary stops (instead of reconnecting forever, never ready) and its error names the
 //! config key that differs.
 
-use std::{process::Stdio, time::Duration};
+use std::{collections::BTreeMap, process::Stdio, time::Duration};
 
-use sendfleet_test_support::{Namespace, TEST_API_KEY, amqp_url, redis_url};
+use sendfleet_test_support::{Namespace, TEST_API_KEY};
 use tokio::process::Command;
 
-use crate::metrics::{binary, free_port};
+use crate::metrics::{BINARIES, binary, free_port, services_toml};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_binary_stops_naming_the_key_when_the_events_queue_has_other_bounds() {
@@ -18,22 +18,11 @@ async fn every_binary_stops_naming_the_key_when_the_events_queue_has_other_bound
     ns.topology().declare(&channel, &ns.providers).await.unwrap();
     drop(connection.close(200, "".into()).await);
     // ... and this config asks for 1,000.
+    let ports: BTreeMap<&str, u16> = BINARIES.iter().map(|b| (*b, free_port())).collect();
     let toml = format!(
-        r#"
-[broker]
-url = "{amqp}"
-prefix = "{prefix}"
+        r#"{services}
 [broker.events_queue]
 max_length = 1000
-[redis]
-url = "{redis}"
-key_prefix = "{prefix}"
-[dispatcher]
-listen = "127.0.0.1:{dispatcher}"
-[worker]
-listen = "127.0.0.1:{worker}"
-[callback_ingest]
-listen = "127.0.0.1:{ingest}"
 [[providers]]
 id = "s-sms"
 kind = "infobip_sms"
@@ -41,17 +30,12 @@ base_url = "http://127.0.0.1:9"
 api_key_env = "TEST_API_KEY"
 sender_ids = ["ACME"]
 "#,
-        amqp = amqp_url(),
-        prefix = ns.prefix,
-        redis = redis_url(),
-        dispatcher = free_port(),
-        worker = free_port(),
-        ingest = free_port(),
+        services = services_toml(&ns.prefix, &ports),
     );
     let config = std::env::temp_dir().join(format!("{}.toml", ns.prefix));
     std::fs::write(&config, toml).unwrap();
 
-    for name in ["dispatcher", "sender-worker", "callback-ingest"] {
+    for name in BINARIES {
         let child = Command::new(binary(name))
             .env("SENDFLEET_CONFIG", &config)
             .env("TEST_API_KEY", TEST_API_KEY)
