@@ -12,6 +12,9 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends cmake clang \
  && rm -rf /var/lib/apt/lists/*
 COPY . .
+# The commit sendfleet_build_info reports (.git is not in the build context):
+#   docker build --build-arg SENDFLEET_GIT_COMMIT=$(git rev-parse --short=12 HEAD) .
+ARG SENDFLEET_GIT_COMMIT=unknown
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \

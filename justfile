@@ -25,7 +25,7 @@ bench *ARGS:
 
 # docker compose: the fleet with RabbitMQ UI, Prometheus and Grafana.
 up:
-    docker compose up -d --build
+    SENDFLEET_GIT_COMMIT="$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)" docker compose up -d --build
 
 down:
     docker compose down
@@ -34,7 +34,8 @@ down:
 schemas:
     python3 tools/extract_infobip_schemas.py
 
-# Static checks of docker-compose.yml, deploy/k8s, dashboard and alerts.
+# Static checks of docker-compose.yml, deploy/k8s, dashboard and alerts, and the alert rules' promtool tests.
 deploy-check:
     python3 -m pip install --quiet -r scripts/requirements-deploy.txt
     python3 scripts/check_deploy.py
+    bash scripts/promtool.sh

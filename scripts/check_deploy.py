@@ -10,9 +10,16 @@
   ScaledObject and the PodMonitor select something that exists; every Deployment has
   probes, resources, a non-root security context and a termination grace period longer
   than the drain deadline in the ConfigMap's sendfleet.toml.
+- KEDA: the worker Deployment leaves `replicas` to the HPA KEDA creates; every
+  configured provider's jobs queue (under the configured prefix) has a trigger and every
+  trigger is such a queue; maxReplicaCount stays within the ceiling docs/OPERATIONS.md
+  derives: ceil(rate_per_second × latency ÷ concurrency) over the providers, with the
+  latency the ScaledObject's `sendfleet/provider-latency-ms` annotation assumes.
 - deploy/prometheus and deploy/grafana: parse; every alert has expr/for/severity/summary;
   every metric a query names is in docs/METRICS.md (the Rust test
-  `metrics_catalogue` checks that the binaries really export them).
+  `metrics_catalogue` checks that the binaries really export them); RabbitMQ's per-queue
+  metrics are scraped in compose (plugin enabled) and k8s; deploy/k8s/prometheus-rule.yaml
+  holds exactly the groups of deploy/prometheus/alerts.yml (`--write` regenerates it).
 - The TOML configs (deploy/compose/sendfleet.toml, the ConfigMap's) are loaded by the
   real binary with --check-config when it has been built.
 
@@ -20,7 +27,9 @@ Exit 0 when everything passes; otherwise print each problem and exit 1.
 """
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -36,6 +45,13 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S_VERSION = "1.30.0"
+ALERTS = ROOT / "deploy/prometheus/alerts.yml"
+PROMETHEUS_RULE = ROOT / "deploy/k8s/prometheus-rule.yaml"
+# The provider latency (ms) the ScaledObject's replica ceiling assumes.
+LATENCY_ANNOTATION = "sendfleet/provider-latency-ms"
+# What the queue alerts need from RabbitMQ's rabbitmq_prometheus plugin.
+DETAILED_PATH = "/metrics/detailed"
+DETAILED_FAMILIES = {"queue_coarse_metrics", "queue_consumer_count"}
 METRIC_RE = re.compile(r"\bsendfleet_[a-z0-9_]+")
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
@@ -101,6 +117,13 @@ def check_compose() -> None:
                 problem(where, f"{name} mounts {source}, which does not exist")
     if "management" not in services.get("rabbitmq", {}).get("image", ""):
         problem(where, "rabbitmq should use a -management image (management UI)")
+    plugins = [
+        ROOT / v.split(":", 1)[0]
+        for v in services.get("rabbitmq", {}).get("volumes", [])
+        if isinstance(v, str) and v.split(":")[1:2] == ["/etc/rabbitmq/enabled_plugins"]
+    ]
+    if not any(p.exists() and "rabbitmq_prometheus" in p.read_text() for p in plugins):
+        problem(where, "rabbitmq must enable rabbitmq_prometheus (mount an enabled_plugins file): the queue alerts need it")
     docker = shutil.which("docker")
     if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
         run = subprocess.run([docker, "compose", "-f", str(ROOT / where), "config", "-q"], capture_output=True, text=True)
@@ -195,21 +218,15 @@ def check_k8s() -> str | None:
             sel = sel.get("matchLabels", sel) if kind == "PodDisruptionBudget" else sel
             if not any(selector_matches(sel, labels) for labels in pod_labels.values()):
                 problem(rel, f"{kind}/{obj['metadata']['name']} selects no pods")
+    auths = {o["metadata"]["name"] for _, o in by_kind.get("TriggerAuthentication", [])}
     for rel, so in by_kind.get("ScaledObject", []):
-        target = so["spec"]["scaleTargetRef"]["name"]
-        if target not in deployments:
-            problem(rel, f"ScaledObject scales unknown Deployment {target}")
-        prefix = parsed.get("broker", {}).get("prefix", "sendfleet")
-        providers = {p["id"] for p in parsed.get("providers", [])}
-        auths = {o["metadata"]["name"] for _, o in by_kind.get("TriggerAuthentication", [])}
-        for trigger in so["spec"].get("triggers", []):
-            queue = trigger.get("metadata", {}).get("queueName", "")
-            if not queue.startswith(f"{prefix}.jobs.") or queue.removeprefix(f"{prefix}.jobs.") not in providers:
-                problem(rel, f"trigger queue {queue!r} is not {prefix}.jobs.<a configured provider>")
-            auth = trigger.get("authenticationRef", {}).get("name")
-            if auth not in auths:
-                problem(rel, f"trigger uses unknown TriggerAuthentication {auth}")
+        check_scaled_object(rel, so, deployments, parsed, auths)
+    rabbitmq_scraped = False
     for rel, pm in by_kind.get("PodMonitor", []):
+        if pm["spec"].get("namespaceSelector"):
+            # Pods elsewhere (RabbitMQ's namespace): only what it scrapes can be checked.
+            rabbitmq_scraped |= any(scrapes_queue_metrics(ep.get("path"), ep.get("params", {})) for ep in pm["spec"]["podMetricsEndpoints"])
+            continue
         sel = pm["spec"]["selector"]["matchLabels"]
         if not any(selector_matches(sel, labels) for labels in pod_labels.values()):
             problem(rel, "PodMonitor selects no pods")
@@ -217,7 +234,86 @@ def check_k8s() -> str | None:
         for ep in pm["spec"]["podMetricsEndpoints"]:
             if ep.get("port") not in ports:
                 problem(rel, f"PodMonitor port {ep.get('port')} is no container port")
+    if not rabbitmq_scraped:
+        problem("deploy/k8s/monitoring.yaml", f"no PodMonitor scrapes RabbitMQ's {DETAILED_PATH} with families {sorted(DETAILED_FAMILIES)}")
+    check_prometheus_rule(by_kind.get("PrometheusRule", []))
     return config_toml
+
+
+def check_scaled_object(rel: str, so: dict, deployments: dict, config: dict, auths: set[str]) -> None:
+    """KEDA against the configured providers and the cap (docs/OPERATIONS.md, "Scaling")."""
+    spec = so["spec"]
+    target = spec["scaleTargetRef"]["name"]
+    if target not in deployments:
+        problem(rel, f"ScaledObject scales unknown Deployment {target}")
+    elif "replicas" in deployments[target]["spec"]:
+        problem(f"deploy/k8s Deployment/{target}", "sets replicas, which fights the HPA KEDA creates: leave it out")
+    if "cooldownPeriod" in spec and spec.get("minReplicaCount", 0) > 0:
+        problem(rel, "cooldownPeriod only delays scaling to zero, which minReplicaCount > 0 never does: scale-in pace is advanced.horizontalPodAutoscalerConfig.behavior")
+    prefix = config.get("broker", {}).get("prefix", "sendfleet")
+    providers = config.get("providers", [])
+    wanted = {f"{prefix}.jobs.{p['id']}" for p in providers}
+    queues = set()
+    for trigger in spec.get("triggers", []):
+        queue = trigger.get("metadata", {}).get("queueName", "")
+        queues.add(queue)
+        if queue not in wanted:
+            problem(rel, f"trigger queue {queue!r} is not {prefix}.jobs.<a configured provider>")
+        auth = trigger.get("authenticationRef", {}).get("name")
+        if auth not in auths:
+            problem(rel, f"trigger uses unknown TriggerAuthentication {auth}")
+    for queue in sorted(wanted - queues):
+        problem(rel, f"configured provider queue {queue} has no trigger")
+    latency = so["metadata"].get("annotations", {}).get(LATENCY_ANNOTATION)
+    try:
+        latency_s = float(latency) / 1000
+    except (TypeError, ValueError):
+        problem(rel, f"annotation {LATENCY_ANNOTATION} (the provider p99 latency in ms the replica ceiling assumes) is missing or not a number")
+        return
+    # The config defaults (100/s, concurrency 50) where a provider leaves them out.
+    need = {p["id"]: math.ceil(p.get("rate_per_second", 100) * latency_s / p.get("concurrency", 50)) for p in providers}
+    ceiling = max([spec.get("minReplicaCount", 0), *need.values()])
+    most = spec.get("maxReplicaCount", 100)
+    if most > ceiling:
+        worst = max(need, key=need.get) if need else "none"
+        problem(rel, f"maxReplicaCount {most} exceeds the ceiling {ceiling}: ceil(rate_per_second × {latency} ms ÷ concurrency) "
+                     f"is {need.get(worst)} for {worst}; more workers cannot send faster than the providers' caps")
+    if spec.get("minReplicaCount", 0) > most:
+        problem(rel, "minReplicaCount exceeds maxReplicaCount")
+
+
+def scrapes_queue_metrics(path: str | None, params: dict) -> bool:
+    return path == DETAILED_PATH and DETAILED_FAMILIES <= set(params.get("family", []))
+
+
+def prometheus_rule_text() -> str:
+    """deploy/k8s/prometheus-rule.yaml: the groups of alerts.yml under a PrometheusRule."""
+    text = ALERTS.read_text()
+    groups = text[text.index("groups:"):]
+    indented = "".join(f"  {line}" if line.strip() else line for line in groups.splitlines(keepends=True))
+    return (
+        "# Generated from deploy/prometheus/alerts.yml by `python3 scripts/check_deploy.py --write`;\n"
+        "# scripts/check_deploy.py fails when they differ. Edit alerts.yml, then regenerate.\n"
+        "# Add the labels your Prometheus' ruleSelector matches (e.g. release: <name>).\n"
+        "apiVersion: monitoring.coreos.com/v1\n"
+        "kind: PrometheusRule\n"
+        "metadata:\n"
+        "  name: sendfleet\n"
+        "spec:\n" + indented
+    )
+
+
+def check_prometheus_rule(rules: list[tuple[str, dict]]) -> None:
+    where = str(PROMETHEUS_RULE.relative_to(ROOT))
+    if not rules:
+        problem("deploy/k8s", "no PrometheusRule with the alert rules (run scripts/check_deploy.py --write)")
+        return
+    alerts = yaml.safe_load(ALERTS.read_text())
+    for rel, rule in rules:
+        if rule.get("spec", {}).get("groups") != alerts.get("groups"):
+            problem(rel, "its groups differ from deploy/prometheus/alerts.yml: run python3 scripts/check_deploy.py --write")
+    if PROMETHEUS_RULE.exists() and PROMETHEUS_RULE.read_text() != prometheus_rule_text():
+        problem(where, "is not what --write generates from deploy/prometheus/alerts.yml: run python3 scripts/check_deploy.py --write")
 
 
 # ---------------------------------------------------------------- monitoring
@@ -225,9 +321,14 @@ def check_monitoring(catalogue: set[str]) -> None:
     prom = load_yaml_docs(ROOT / "deploy/prometheus/prometheus.yml")
     if prom and not prom[0].get("scrape_configs"):
         problem("deploy/prometheus/prometheus.yml", "no scrape_configs")
+    if prom and not any(scrapes_queue_metrics(job.get("metrics_path"), job.get("params", {})) for job in prom[0].get("scrape_configs", [])):
+        problem("deploy/prometheus/prometheus.yml", f"no job scrapes RabbitMQ's {DETAILED_PATH} with families {sorted(DETAILED_FAMILIES)}")
     where = "deploy/prometheus/alerts.yml"
     alerts = load_yaml_docs(ROOT / where)
-    wanted = {"SendfleetProviderAuthFailure", "SendfleetDeadLetterGrowth", "SendfleetCapSaturated", "SendfleetCallbackErrors", "SendfleetWorkerDown"}
+    wanted = {
+        "SendfleetProviderAuthFailure", "SendfleetDeadLetterGrowth", "SendfleetCapSaturated", "SendfleetCallbackErrors",
+        "SendfleetWorkerDown", "SendfleetQueueGrowingAtCap", "SendfleetRedisUnreachable", "SendfleetEventsQueueFilling",
+    }
     seen = set()
     for group in (alerts[0].get("groups", []) if alerts else []):
         for rule in group.get("rules", []):
@@ -291,6 +392,11 @@ def check_configs(config_toml: str | None) -> None:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="regenerate deploy/k8s/prometheus-rule.yaml from deploy/prometheus/alerts.yml")
+    if parser.parse_args().write:
+        PROMETHEUS_RULE.write_text(prometheus_rule_text())
+        print(f"   wrote {PROMETHEUS_RULE.relative_to(ROOT)}")
     catalogue = catalogue_metrics()
     print(f"   metrics catalogue: {len(catalogue)} metrics")
     check_compose()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit + integration tests against the real
-# RabbitMQ and Redis, the Python example producer, and static checks of the deployment
-# files. Needs RabbitMQ and Redis on their default local ports (scripts/services.sh).
+# RabbitMQ and Redis, the Python example producer, static checks of the deployment
+# files, and the alert rules' promtool checks and unit tests. Needs RabbitMQ and Redis on their default local ports (scripts/services.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,5 +28,8 @@ bash examples/python/run.sh
 echo "== static checks of docker-compose.yml and deploy/"
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r scripts/requirements-deploy.txt
 python3 scripts/check_deploy.py
+
+echo "== Prometheus rules: promtool check config/rules and the rules' unit tests"
+bash scripts/promtool.sh
 
 echo "all checks passed"

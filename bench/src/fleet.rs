@@ -201,6 +201,12 @@ url = "{amqp}"
 prefix = "{prefix}"
 queue_type = "{queue_type}"
 
+# Unbounded, as traffic.rs declares it: the bench tallies every event.
+[broker.events_queue]
+max_length = 0
+max_length_bytes = 0
+message_ttl_seconds = 0
+
 [redis]
 url = "{redis}"
 key_prefix = "{prefix}"

@@ -12,11 +12,24 @@ use sendfleet_broker::{
     Outgoing, Publisher, Topology,
     lapin::options::{BasicAckOptions, BasicQosOptions},
 };
-use sendfleet_config::{BrokerConfig, RedactedUrl};
+use sendfleet_config::{BrokerConfig, EventsQueueConfig, RedactedUrl};
 use sendfleet_protocol::{Channel, Content, Event, EventKind, SendJob, SendRequest, decode, encode, now_ms};
 
+/// The broker config of a run. The bench tallies every event, so its events queue is
+/// unbounded (a tally that lags must not lose events); the fleet's config says the same
+/// (`fleet.rs`), or the fleet's declaration would not match the bench's.
 fn broker(url: &str, prefix: &str) -> BrokerConfig {
-    BrokerConfig { url: RedactedUrl::new(url), prefix: prefix.to_owned(), queue_type: crate::procs::queue_type() }
+    BrokerConfig {
+        url: RedactedUrl::new(url),
+        prefix: prefix.to_owned(),
+        queue_type: crate::procs::queue_type(),
+        events_queue: EventsQueueConfig {
+            max_length: 0,
+            max_length_bytes: 0,
+            message_ttl_seconds: 0,
+            ..Default::default()
+        },
+    }
 }
 
 /// The `i`-th demo request: alternating SMS and RCS text, each with its own number.

@@ -32,6 +32,21 @@ pub enum BrokerError {
         /// Routing key used.
         routing_key: String,
     },
+    /// A queue already exists with other arguments than this process declares (RabbitMQ
+    /// answered PRECONDITION_FAILED). Not transient: retrying cannot help, so services
+    /// stop. `config_key` names the setting behind the differing argument.
+    #[error(
+        "queue {queue} already exists with other arguments than this process declares ({broker_message}); {}",
+        mismatch_advice(*config_key)
+    )]
+    QueueMismatch {
+        /// The queue.
+        queue: String,
+        /// The config key that sets the differing argument, when one does.
+        config_key: Option<&'static str>,
+        /// RabbitMQ's reason, naming the argument and both values.
+        broker_message: String,
+    },
     /// A consumer stopped: the channel or connection is gone.
     #[error("broker connection lost")]
     ConnectionLost,
@@ -41,4 +56,22 @@ pub enum BrokerError {
     /// A fault test failed this step on purpose (failpoints are compiled in test builds only).
     #[error(transparent)]
     Injected(#[from] sendfleet_failpoints::Injected),
+}
+
+fn mismatch_advice(config_key: Option<&'static str>) -> String {
+    match config_key {
+        Some(key) => format!(
+            "set {key} to the existing queue's value, or delete the queue (its messages are lost) so it is declared anew"
+        ),
+        None => "the queue was declared by hand or by another sendfleet version: delete it (its messages are lost) \
+                 so it is declared anew"
+            .to_owned(),
+    }
+}
+
+impl BrokerError {
+    /// Whether retrying (reconnecting) cannot help: the service must stop and say why.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, BrokerError::QueueMismatch { .. })
+    }
 }

@@ -52,8 +52,10 @@ pub struct ServiceOptions<'a> {
 }
 
 /// Runs sessions until shutdown. `setup` is called on every new connection (declare
-/// topology, open publishers) and returns the [`Session`] to run.
-pub async fn run_sessions<F, Fut>(options: ServiceOptions<'_>, setup: F)
+/// topology, open publishers) and returns the [`Session`] to run. Returns an error only
+/// when reconnecting cannot help ([`BrokerError::is_fatal`], e.g. a queue declared with
+/// other arguments): the service must stop.
+pub async fn run_sessions<F, Fut>(options: ServiceOptions<'_>, setup: F) -> Result<(), BrokerError>
 where
     F: Fn(Connection) -> Fut,
     Fut: Future<Output = Result<Session, BrokerError>>,
@@ -63,6 +65,11 @@ where
         let started = tokio::time::Instant::now();
         match session(&options, &setup).await {
             Ok(()) => break,
+            Err(err) if err.is_fatal() => {
+                options.readiness.set(false);
+                tracing::error!(service = options.service, error = %err, "cannot run against this broker; stopping");
+                return Err(err);
+            }
             Err(err) => {
                 options.readiness.set(false);
                 if started.elapsed() > Duration::from_secs(30) {
@@ -78,6 +85,7 @@ where
         delay = (delay * 2).min(Duration::from_secs(5));
     }
     options.readiness.set(false);
+    Ok(())
 }
 
 async fn session<F, Fut>(options: &ServiceOptions<'_>, setup: &F) -> Result<(), BrokerError>

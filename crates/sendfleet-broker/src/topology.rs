@@ -4,19 +4,21 @@
 //! <p>.requests  (fanout) ──► queue <p>.requests                       dispatcher consumes
 //! <p>.jobs      (topic)  ──► queue <p>.jobs.<provider>  keys <provider>, *.<provider>
 //! <p>.retry     (topic)  ──► queue <p>.retry.<tier>     key  <tier>.*   (TTL, dead-letters to <p>.jobs)
-//! <p>.events    (topic)  ──► queue <p>.events           key  #          kind.channel.provider
+//! <p>.events    (topic)  ──► queue <p>.events           key  #          kind.channel.provider (bounded, optional)
 //! <p>.dead      (direct) ──► queue <p>.requests.rejected key rejected
 //!                        ──► queue <p>.dead-letter       key dead-letter
 //! ```
 //! Every process declares the whole topology at start (declarations are idempotent),
-//! so start order does not matter.
+//! so start order does not matter. A queue that already exists with other arguments
+//! (bounds, queue type) is refused by the broker: [`BrokerError::QueueMismatch`] names
+//! the config key that differs.
 
 use lapin::{
     Channel, ExchangeKind,
     options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
     types::{AMQPValue, FieldTable, LongString, ShortString},
 };
-use sendfleet_config::{BrokerConfig, QueueType};
+use sendfleet_config::{BrokerConfig, EventsQueueConfig, QueueType};
 
 use crate::BrokerError;
 
@@ -52,15 +54,18 @@ impl RetryTier {
 pub struct Topology {
     prefix: String,
     queue_type: QueueType,
+    events: EventsQueueConfig,
 }
 
 const DEAD_LETTER_KEY: &str = "dead-letter";
 const REJECTED_KEY: &str = "rejected";
+/// AMQP reply code of a declaration that contradicts the existing object.
+const PRECONDITION_FAILED: u16 = 406;
 
 impl Topology {
     /// The topology of a broker config.
     pub fn new(config: &BrokerConfig) -> Topology {
-        Topology { prefix: config.prefix.clone(), queue_type: config.queue_type }
+        Topology { prefix: config.prefix.clone(), queue_type: config.queue_type, events: config.events_queue.clone() }
     }
 
     /// The prefix.
@@ -110,7 +115,8 @@ impl Topology {
     pub fn events_exchange(&self) -> String {
         format!("{}.events", self.prefix)
     }
-    /// The default events queue (bound to every event).
+    /// The default events queue (bound to every event; declared only when
+    /// `broker.events_queue.declare` is on).
     pub fn events_queue(&self) -> String {
         format!("{}.events", self.prefix)
     }
@@ -165,19 +171,22 @@ impl Topology {
         }
 
         let dead = self.dead_exchange();
-        self.queue(channel, &self.requests_queue(), Some((&dead, REJECTED_KEY)), None).await?;
+        let plain = FieldTable::default;
+        self.queue(channel, &self.requests_queue(), Some((&dead, REJECTED_KEY)), plain()).await?;
         self.bind(channel, &self.requests_queue(), &self.requests_exchange(), "").await?;
-        self.queue(channel, &self.rejected_queue(), None, None).await?;
+        self.queue(channel, &self.rejected_queue(), None, plain()).await?;
         self.bind(channel, &self.rejected_queue(), &dead, REJECTED_KEY).await?;
-        self.queue(channel, &self.dead_letter_queue(), None, None).await?;
+        self.queue(channel, &self.dead_letter_queue(), None, plain()).await?;
         self.bind(channel, &self.dead_letter_queue(), &dead, DEAD_LETTER_KEY).await?;
-        self.queue(channel, &self.events_queue(), None, None).await?;
-        self.bind(channel, &self.events_queue(), &self.events_exchange(), "#").await?;
+        if self.events.declare {
+            self.queue(channel, &self.events_queue(), None, self.events_queue_arguments()).await?;
+            self.bind(channel, &self.events_queue(), &self.events_exchange(), "#").await?;
+        }
 
         for provider in providers {
             let provider = provider.as_str();
             let queue = self.jobs_queue(provider);
-            self.queue(channel, &queue, Some((&dead, DEAD_LETTER_KEY)), None).await?;
+            self.queue(channel, &queue, Some((&dead, DEAD_LETTER_KEY)), plain()).await?;
             self.bind(channel, &queue, &self.jobs_exchange(), provider).await?;
             self.bind(channel, &queue, &self.jobs_exchange(), &format!("*.{provider}")).await?;
         }
@@ -186,20 +195,43 @@ impl Topology {
             let queue = self.retry_queue(*tier);
             // Dead-lettering keeps the routing key (`<tier>.<provider>`), which the jobs
             // exchange routes back to the provider's queue.
-            self.queue(channel, &queue, Some((&jobs, "")), Some(tier.delay_ms)).await?;
+            let mut ttl = FieldTable::default();
+            ttl.insert("x-message-ttl".into(), AMQPValue::LongLongInt(tier.delay_ms as i64));
+            self.queue(channel, &queue, Some((&jobs, "")), ttl).await?;
             self.bind(channel, &queue, &self.retry_exchange(), &format!("{}.*", tier.name)).await?;
         }
         Ok(())
     }
 
+    /// The bounds of the events queue as queue arguments (a bound of 0 is left out).
+    fn events_queue_arguments(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        let events = &self.events;
+        let bounded =
+            |value: u64| (value > 0).then(|| AMQPValue::LongLongInt(i64::try_from(value).unwrap_or(i64::MAX)));
+        if let Some(max) = bounded(events.max_length) {
+            args.insert("x-max-length".into(), max);
+        }
+        if let Some(max) = bounded(events.max_length_bytes) {
+            args.insert("x-max-length-bytes".into(), max);
+        }
+        if let Some(ttl) = bounded(events.message_ttl_seconds.saturating_mul(1_000)) {
+            args.insert("x-message-ttl".into(), ttl);
+        }
+        if events.max_length > 0 || events.max_length_bytes > 0 {
+            args.insert("x-overflow".into(), long_string(events.overflow.as_str()));
+        }
+        args
+    }
+
+    /// Declares a durable queue of the configured type with `args` added.
     async fn queue(
         &self,
         channel: &Channel,
         name: &str,
         dead_letter: Option<(&str, &str)>,
-        ttl_ms: Option<u64>,
+        mut args: FieldTable,
     ) -> Result<(), BrokerError> {
-        let mut args = FieldTable::default();
         let queue_type = match self.queue_type {
             QueueType::Classic => "classic",
             QueueType::Quorum => "quorum",
@@ -217,12 +249,34 @@ impl Topology {
                 args.insert("x-overflow".into(), long_string("reject-publish"));
             }
         }
-        if let Some(ttl) = ttl_ms {
-            args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl as i64));
-        }
         let options = QueueDeclareOptions { durable: true, ..Default::default() };
-        channel.queue_declare(ShortString::from(name), options, args).await?;
-        Ok(())
+        match channel.queue_declare(ShortString::from(name), options, args).await {
+            Ok(_) => Ok(()),
+            Err(err) => Err(self.mismatch(name, &err).unwrap_or(BrokerError::Amqp(err))),
+        }
+    }
+
+    /// A declaration refused because the queue exists with other arguments, as the
+    /// config key that sets the argument in question.
+    fn mismatch(&self, queue: &str, err: &lapin::Error) -> Option<BrokerError> {
+        let lapin::ErrorKind::ProtocolError(amqp) = err.kind() else { return None };
+        if amqp.get_id() != PRECONDITION_FAILED {
+            return None;
+        }
+        let broker_message = amqp.get_message().as_str().to_owned();
+        // "PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue …"
+        let argument = broker_message.split("inequivalent arg '").nth(1).and_then(|rest| rest.split('\'').next());
+        let events = queue == self.events_queue();
+        let config_key = match argument {
+            Some("x-queue-type") => Some("broker.queue_type"),
+            Some("x-max-length") if events => Some("broker.events_queue.max_length"),
+            Some("x-max-length-bytes") if events => Some("broker.events_queue.max_length_bytes"),
+            Some("x-message-ttl") if events => Some("broker.events_queue.message_ttl_seconds"),
+            Some("x-overflow") if events => Some("broker.events_queue.overflow"),
+            Some("x-overflow") => Some("broker.queue_type"),
+            _ => None,
+        };
+        Some(BrokerError::QueueMismatch { queue: queue.to_owned(), config_key, broker_message })
     }
 
     async fn bind(&self, channel: &Channel, queue: &str, exchange: &str, key: &str) -> Result<(), BrokerError> {
@@ -248,6 +302,27 @@ mod tests {
         assert_eq!(RetryTier::for_delay_ms(1_001).name, "5s");
         assert_eq!(RetryTier::for_delay_ms(45_000).name, "2m");
         assert_eq!(RetryTier::for_delay_ms(10 * 3_600_000).name, "1h");
+    }
+
+    #[test]
+    fn the_events_queue_arguments_are_its_configured_bounds() {
+        let arguments = |events: EventsQueueConfig| -> Vec<(String, AMQPValue)> {
+            let topology = Topology::new(&BrokerConfig { events_queue: events, ..Default::default() });
+            topology.events_queue_arguments().inner().iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect()
+        };
+        let bounded = arguments(EventsQueueConfig::default());
+        assert_eq!(
+            bounded,
+            [
+                ("x-max-length".to_owned(), AMQPValue::LongLongInt(250_000)),
+                ("x-max-length-bytes".to_owned(), AMQPValue::LongLongInt(128 << 20)),
+                ("x-message-ttl".to_owned(), AMQPValue::LongLongInt(86_400_000)),
+                ("x-overflow".to_owned(), long_string("drop-head")),
+            ]
+        );
+        let unbounded =
+            EventsQueueConfig { max_length: 0, max_length_bytes: 0, message_ttl_seconds: 0, ..Default::default() };
+        assert!(arguments(unbounded).is_empty(), "0 leaves a bound out, and no bound means no overflow policy");
     }
 
     #[test]

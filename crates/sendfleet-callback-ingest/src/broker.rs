@@ -90,13 +90,14 @@ impl BrokerSlot {
 }
 
 /// Connects, declares the topology and publishes the publisher; watches the connection
-/// and reconnects when it drops. Ends on shutdown.
+/// and reconnects when it drops. Ends on shutdown, or with an error when reconnecting
+/// cannot help ([`BrokerError::is_fatal`]: a queue declared with other arguments).
 pub(crate) async fn keep_connected(
     state: Arc<IngestState>,
     config: Arc<Config>,
     readiness: Readiness,
     shutdown: CancellationToken,
-) {
+) -> Result<(), BrokerError> {
     let mut delay = Duration::from_millis(200);
     loop {
         let connection = match sendfleet_broker::connect(&config.broker, "callback-ingest", &shutdown).await {
@@ -141,6 +142,11 @@ pub(crate) async fn keep_connected(
                     publisher.close().await;
                 }
             }
+            Err(err) if err.is_fatal() => {
+                tracing::error!(error = %err, "cannot run against this broker; stopping");
+                drop(connection.close(200, "stopping".into()).await);
+                return Err(err);
+            }
             Err(err) => tracing::warn!(error = %err, "broker set-up failed"),
         }
         if shutdown.is_cancelled() {
@@ -154,6 +160,7 @@ pub(crate) async fn keep_connected(
         }
         delay = (delay * 2).min(Duration::from_secs(5));
     }
+    Ok(())
 }
 
 async fn set_up(connection: &sendfleet_broker::lapin::Connection, config: &Config) -> Result<Publisher, BrokerError> {

@@ -42,6 +42,9 @@ pub enum IngestError {
     /// The SMS fallback store cannot be set up (Redis URL).
     #[error(transparent)]
     Fallback(#[from] sendfleet_fallback::FallbackError),
+    /// The broker cannot be used as configured (a queue exists with other arguments).
+    #[error(transparent)]
+    Broker(#[from] sendfleet_broker::BrokerError),
 }
 
 /// A provider as callback-ingest sees it.
@@ -167,16 +170,27 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), IngestError> {
     let metrics = sendfleet_telemetry::metrics::install();
+    sendfleet_telemetry::metrics::record_process("callback-ingest", &config.broker);
+    sendfleet_telemetry::metrics::RedisStore::register(&[sendfleet_telemetry::metrics::RedisStore::Fallback]);
     let readiness = Readiness::default();
     let state = Arc::new(IngestState::new(&config)?);
     register_metrics(&config);
     // The broker outlives the HTTP server: in-flight callbacks still publish after
     // shutdown stops new ones from being accepted.
     let broker_stop = CancellationToken::new();
-    let keeper =
-        tokio::spawn(broker::keep_connected(state.clone(), config.clone(), readiness.clone(), broker_stop.clone()));
+    // A fatal broker error (a queue declared with other arguments) stops the server too.
+    let stop_server = shutdown.child_token();
+    let keeper = tokio::spawn({
+        let (state, config, readiness, broker_stop, stop_server) =
+            (state.clone(), config.clone(), readiness.clone(), broker_stop.clone(), stop_server.clone());
+        async move {
+            let kept = broker::keep_connected(state, config, readiness, broker_stop).await;
+            stop_server.cancel();
+            kept
+        }
+    });
     let app = sendfleet_telemetry::ops_router(metrics, readiness).merge(router(state.clone()));
-    let served = sendfleet_telemetry::serve(listener, app, shutdown).await;
+    let served = sendfleet_telemetry::serve(listener, app, stop_server).await;
     // A task whose client disconnected is no longer tracked by the server: let it settle
     // while the broker is still there.
     state.tasks.close();
@@ -185,8 +199,9 @@ pub async fn run(
         tracing::warn!(left = state.tasks.len(), "callback tasks still running at the end of the grace period");
     }
     broker_stop.cancel();
-    keeper.await.ok();
+    let kept = keeper.await.unwrap_or(Ok(()));
     served?;
+    kept?;
     Ok(())
 }
 

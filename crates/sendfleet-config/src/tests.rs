@@ -307,3 +307,35 @@ fn bad_generic_headers_and_parameters_are_named() {
     assert!(text.contains("unknown field {{recipient}}"), "{text}");
     assert!(text.contains("conflicts with generic.auth"), "{text}");
 }
+
+#[test]
+fn the_events_queue_is_bounded_by_default_and_configurable() {
+    let config = Config::from_toml(GOOD, &env).unwrap();
+    let events = &config.broker.events_queue;
+    assert!(events.declare);
+    assert!(events.max_length > 0 && events.max_length_bytes > 0 && events.message_ttl_seconds > 0);
+    assert_eq!(events.overflow, Overflow::DropHead);
+
+    let toml = format!(
+        "{GOOD}\n[broker.events_queue]\ndeclare = false\nmax_length = 0\nmax_length_bytes = 5000\nmessage_ttl_seconds = 0\noverflow = \"reject-publish\"\n"
+    );
+    let events = Config::from_toml(&toml, &env).unwrap().broker.events_queue;
+    assert_eq!(
+        events,
+        EventsQueueConfig {
+            declare: false,
+            max_length: 0,
+            max_length_bytes: 5000,
+            message_ttl_seconds: 0,
+            overflow: Overflow::RejectPublish
+        }
+    );
+}
+
+#[test]
+fn events_queue_bounds_beyond_rabbitmq_limits_name_the_key() {
+    let toml = format!("{GOOD}\n[broker.events_queue]\nmessage_ttl_seconds = 5000000\n");
+    assert_eq!(field_errors(&toml), ["broker.events_queue.message_ttl_seconds"]);
+    let toml = format!("{GOOD}\n[broker.events_queue]\nmessage_ttl_seconds = 4294967\n");
+    assert!(field_errors(&toml).is_empty(), "the largest TTL RabbitMQ takes is accepted");
+}

@@ -86,6 +86,7 @@ pub(crate) fn validate_and_resolve(config: &mut Config, lookup: &dyn Fn(&str) ->
     if config.dispatcher.api_max_line_bytes < 256 {
         errors.push("dispatcher.api_max_line_bytes", "must be at least 256");
     }
+    validate_events_queue(&config.broker.events_queue, &mut errors);
 
     let mut ids = HashSet::new();
     let mut defaults = HashSet::new();
@@ -140,6 +141,26 @@ pub(crate) fn validate_and_resolve(config: &mut Config, lookup: &dyn Fn(&str) ->
         }
     }
     errors.0
+}
+
+/// RabbitMQ's limits on the queue arguments the events queue bounds become.
+fn validate_events_queue(events: &crate::EventsQueueConfig, errors: &mut Errors) {
+    // `x-message-ttl` is an unsigned 32-bit count of milliseconds (about 49 days).
+    const MAX_TTL_SECONDS: u64 = u32::MAX as u64 / 1_000;
+    if events.message_ttl_seconds > MAX_TTL_SECONDS {
+        errors.push(
+            "broker.events_queue.message_ttl_seconds",
+            format!("at most {MAX_TTL_SECONDS} (RabbitMQ's x-message-ttl limit); 0 keeps events until consumed"),
+        );
+    }
+    for (field, value) in [
+        ("broker.events_queue.max_length", events.max_length),
+        ("broker.events_queue.max_length_bytes", events.max_length_bytes),
+    ] {
+        if i64::try_from(value).is_err() {
+            errors.push(field, format!("at most {}; 0 = no limit", i64::MAX));
+        }
+    }
 }
 
 fn validate_provider(

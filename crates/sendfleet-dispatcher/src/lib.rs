@@ -30,6 +30,9 @@ pub enum DispatcherError {
     /// The HTTP listener failed.
     #[error("http server: {0}")]
     Io(#[from] std::io::Error),
+    /// The broker cannot be used as configured (a queue exists with other arguments).
+    #[error(transparent)]
+    Broker(#[from] sendfleet_broker::BrokerError),
 }
 
 /// Runs the dispatcher until `shutdown`: serves the HTTP API (`/v1/*`), `/metrics` and
@@ -44,11 +47,14 @@ pub async fn run(
         drop(tokio::task::spawn_blocking(load_numbering_plans).await);
     }
     let metrics = sendfleet_telemetry::metrics::install();
+    sendfleet_telemetry::metrics::record_process("dispatcher", &config.broker);
     register_metrics(&config);
     let readiness = Readiness::default();
     let api = Arc::new(api::ApiState::new(config.clone()));
     let router = sendfleet_telemetry::ops_router(metrics, readiness.clone()).merge(api::router(api.clone()));
-    let server = tokio::spawn(sendfleet_telemetry::serve(listener, router, shutdown.clone()));
+    // The API stops with the service, also when the sessions end on a fatal broker error.
+    let stop_server = shutdown.child_token();
+    let server = tokio::spawn(sendfleet_telemetry::serve(listener, router, stop_server.clone()));
     let options = ServiceOptions {
         broker: &config.broker,
         service: "dispatcher",
@@ -56,7 +62,7 @@ pub async fn run(
         shutdown,
         grace: Duration::from_secs(config.dispatcher.shutdown_grace_seconds),
     };
-    sendfleet_broker::run_sessions(options, |connection| {
+    let sessions = sendfleet_broker::run_sessions(options, |connection| {
         let config = config.clone();
         let api = api.clone();
         async move {
@@ -79,7 +85,9 @@ pub async fn run(
         }
     })
     .await;
+    stop_server.cancel();
     server.await.ok().transpose()?;
+    sessions?;
     Ok(())
 }
 

@@ -212,6 +212,12 @@ impl Settled {
     }
 }
 
+/// A failed Redis call of the store, counted for the Redis-unreachable alert.
+fn store_error(err: impl std::fmt::Display) -> FallbackError {
+    sendfleet_telemetry::metrics::RedisStore::Fallback.failed(1);
+    FallbackError::Store(err.to_string())
+}
+
 /// The fallback record. Cheap to clone.
 #[derive(Clone)]
 pub struct FallbackStore {
@@ -243,7 +249,7 @@ impl FallbackStore {
     }
 
     async fn connection(&self) -> Result<deadpool_redis::Connection, FallbackError> {
-        self.pool.get().await.map_err(|e| FallbackError::Store(e.to_string()))
+        self.pool.get().await.map_err(store_error)
     }
 
     /// Arms `sms` as the fallback of RCS message `message_id` for `ttl`.
@@ -258,7 +264,7 @@ impl FallbackStore {
             .arg(ttl.as_secs().max(1))
             .invoke_async(&mut *connection)
             .await
-            .map_err(|e| FallbackError::Store(e.to_string()))?;
+            .map_err(store_error)?;
         Ok(match state.as_str() {
             "C" => ArmState::InProgress,
             "F" => ArmState::AlreadyFired,
@@ -280,7 +286,7 @@ impl FallbackStore {
             .arg(timeout_ms)
             .invoke_async(&mut *connection)
             .await
-            .map_err(|e| FallbackError::Store(e.to_string()))?;
+            .map_err(store_error)?;
         drop(connection);
         let corrupt = |reason: String| FallbackError::Corrupt { message_id: message_id.to_owned(), reason };
         let (head, rest) = answer.split_first().ok_or_else(|| corrupt("empty answer from the claim script".into()))?;
@@ -318,12 +324,8 @@ impl FallbackStore {
 
     async fn settle(&self, script: &redis::Script, message_id: &str, token: &str) -> Result<Settled, FallbackError> {
         let mut connection = self.connection().await?;
-        let answer: String = script
-            .key(self.key(message_id))
-            .arg(token)
-            .invoke_async(&mut *connection)
-            .await
-            .map_err(|e| FallbackError::Store(e.to_string()))?;
+        let answer: String =
+            script.key(self.key(message_id)).arg(token).invoke_async(&mut *connection).await.map_err(store_error)?;
         Ok(Settled::parse(&answer))
     }
 
@@ -337,12 +339,8 @@ impl FallbackStore {
     /// release finds `D` and leaves it.
     pub async fn disarm(&self, message_id: &str) -> Result<bool, FallbackError> {
         let mut connection = self.connection().await?;
-        let was: i64 = self
-            .disarm
-            .key(self.key(message_id))
-            .invoke_async(&mut *connection)
-            .await
-            .map_err(|e| FallbackError::Store(e.to_string()))?;
+        let was: i64 =
+            self.disarm.key(self.key(message_id)).invoke_async(&mut *connection).await.map_err(store_error)?;
         Ok(was == 1)
     }
 }

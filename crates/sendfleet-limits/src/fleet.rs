@@ -134,6 +134,7 @@ pub struct FleetLimiter {
     fetch: tokio::sync::Mutex<()>,
     granted: AtomicU64,
     expired: AtomicU64,
+    lease_errors: AtomicU64,
     recent: Mutex<VecDeque<(Instant, u32)>>,
 }
 
@@ -148,6 +149,7 @@ impl FleetLimiter {
             fetch: tokio::sync::Mutex::new(()),
             granted: AtomicU64::new(0),
             expired: AtomicU64::new(0),
+            lease_errors: AtomicU64::new(0),
             recent: Mutex::new(VecDeque::new()),
         }
     }
@@ -199,6 +201,7 @@ impl FleetLimiter {
                 }
                 Err(err) => {
                     drop(guard);
+                    self.lease_errors.fetch_add(1, Ordering::Relaxed);
                     if Instant::now() + backoff > deadline {
                         return Err(err);
                     }
@@ -285,6 +288,11 @@ impl FleetLimiter {
     /// Slots that expired unused (capacity lost, never overshoot).
     pub fn expired(&self) -> u64 {
         self.expired.load(Ordering::Relaxed)
+    }
+
+    /// Lease calls the store failed (Redis unreachable or refusing).
+    pub fn lease_errors(&self) -> u64 {
+        self.lease_errors.load(Ordering::Relaxed)
     }
 
     /// The slot parameters.

@@ -165,6 +165,7 @@ impl Batch {
             Err(err) => {
                 // Redis is down: fail open rather than stall sending.
                 tracing::warn!(provider = %shared.provider, error = %err, "capability cache unavailable; sending RCS unchecked");
+                sendfleet_telemetry::metrics::RedisStore::CapabilityCache.failed(1);
                 count(shared, "error", pairs.len());
                 HashMap::new()
             }

@@ -41,6 +41,9 @@ pub enum WorkerError {
     /// The Redis URL cannot be used.
     #[error("redis: {0}")]
     Redis(String),
+    /// The broker cannot be used as configured (a queue exists with other arguments).
+    #[error(transparent)]
+    Broker(#[from] sendfleet_broker::BrokerError),
 }
 
 /// One provider as the worker drives it.
@@ -91,6 +94,16 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
     let metrics = sendfleet_telemetry::metrics::install();
+    sendfleet_telemetry::metrics::record_process("sender-worker", &config.broker);
+    {
+        use sendfleet_telemetry::metrics::RedisStore;
+        RedisStore::register(&[
+            RedisStore::RateLeases,
+            RedisStore::SentRecord,
+            RedisStore::CapabilityCache,
+            RedisStore::Fallback,
+        ]);
+    }
     let readiness = Readiness::default();
     let settings = AdapterSettings { callback_base_url: config.callback_ingest.public_base_url.clone() };
     let redis = redis_pool(&config)?;
@@ -139,11 +152,16 @@ pub async fn run(
             prefetch: u16::try_from(provider.concurrency.saturating_mul(2)).unwrap_or(u16::MAX),
         }));
     }
-    rate::spawn_share_gauges(&providers, shutdown.clone());
+    // The ops server and the gauges stop with the service, also when the sessions end
+    // on a fatal broker error.
+    let stopped = shutdown.child_token();
+    rate::spawn_rate_gauges(&providers, stopped.clone());
     let router = sendfleet_telemetry::ops_router(metrics, readiness.clone());
-    let server = tokio::spawn(sendfleet_telemetry::serve(ops_listener, router, shutdown.clone()));
+    let server = tokio::spawn(sendfleet_telemetry::serve(ops_listener, router, stopped.clone()));
     let fallbacks = sendfleet_fallback::Fallbacks::new(redis.clone(), &config);
-    session::run_sessions(config, providers, sent, fallbacks, readiness, shutdown).await;
+    let sessions = session::run_sessions(config, providers, sent, fallbacks, readiness, shutdown).await;
+    stopped.cancel();
     server.await.ok().transpose()?;
+    sessions?;
     Ok(())
 }

@@ -23,6 +23,10 @@ pub(crate) struct ProviderMetrics {
     queue_lag: Histogram,
     rate_wait: Histogram,
     share: Gauge,
+    rate_limit: Gauge,
+    burst: Gauge,
+    slots_leased: Counter,
+    slots_expired: Counter,
 }
 
 impl ProviderMetrics {
@@ -55,7 +59,23 @@ impl ProviderMetrics {
             queue_lag: histogram!(names::QUEUE_LAG_SECONDS, "provider" => label()),
             rate_wait: histogram!(names::RATE_LIMIT_WAIT_SECONDS, "provider" => label()),
             share: gauge!(names::RATE_SHARE_PER_SECOND, "provider" => label()),
+            rate_limit: gauge!(names::RATE_LIMIT_PER_SECOND, "provider" => label()),
+            burst: gauge!(names::RATE_BURST, "provider" => label()),
+            slots_leased: zero(counter!(names::RATE_SLOTS_LEASED_TOTAL, "provider" => label())),
+            slots_expired: zero(counter!(names::RATE_SLOTS_EXPIRED_TOTAL, "provider" => label())),
         }
+    }
+
+    /// The provider's configured cap: its fleet-wide rate and burst.
+    pub fn rate_config(&self, rate_per_second: u32, burst: u32) {
+        self.rate_limit.set(f64::from(rate_per_second));
+        self.burst.set(f64::from(burst));
+    }
+
+    /// The fleet limiter's running totals of slots leased and expired unused.
+    pub fn rate_slots(&self, leased: u64, expired: u64) {
+        self.slots_leased.absolute(leased);
+        self.slots_expired.absolute(expired);
     }
 
     pub fn request(&self, outcome: &'static str, took: Duration) {
@@ -93,6 +113,12 @@ impl ProviderMetrics {
     pub fn dead_lettered(&self, reason: &'static str) {
         dead_lettered(&self.provider, reason);
     }
+}
+
+/// A counter registered at zero.
+fn zero(counter: Counter) -> Counter {
+    counter.absolute(0);
+    counter
 }
 
 pub(crate) fn dead_lettered(provider: &str, reason: &'static str) {

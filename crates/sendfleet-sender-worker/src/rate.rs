@@ -7,6 +7,7 @@ use futures_util::future::BoxFuture;
 use sendfleet_config::{Config, ProviderConfig, RateLimiterKind};
 use sendfleet_limits::{FleetLimiter, LimitError, LocalLimiter, RedisLeases, SlotParams};
 use sendfleet_providers::{GateError, RequestGate};
+use sendfleet_telemetry::metrics::RedisStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::ProviderRuntime;
@@ -59,12 +60,21 @@ impl RateGate {
         }
     }
 
-    /// Slots leased and slots that expired unused (fleet limiter only).
-    pub fn slot_counts(&self) -> Option<(u64, u64)> {
+    /// Slots leased, slots that expired unused, and failed lease calls (fleet limiter only).
+    pub fn slot_counts(&self) -> Option<SlotCounts> {
         match self {
-            RateGate::Fleet(limiter) => Some((limiter.granted(), limiter.expired())),
+            RateGate::Fleet(limiter) => Some(SlotCounts {
+                leased: limiter.granted(),
+                expired: limiter.expired(),
+                lease_errors: limiter.lease_errors(),
+            }),
             _ => None,
         }
+    }
+
+    /// Whether a cap is enforced at all (`off` enforces none, so exports no cap).
+    fn enforced(&self) -> bool {
+        !matches!(self, RateGate::Off)
     }
 
     fn share_per_second(&self) -> f64 {
@@ -84,19 +94,42 @@ impl RequestGate for RateGate {
     }
 }
 
-/// Publishes each provider's current share of its rate every second.
-pub(crate) fn spawn_share_gauges(providers: &[Arc<ProviderRuntime>], shutdown: CancellationToken) {
+/// A fleet limiter's running totals.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SlotCounts {
+    pub leased: u64,
+    pub expired: u64,
+    pub lease_errors: u64,
+}
+
+/// Exports each provider's configured cap once, then every second its current share of
+/// the rate, its slots leased and expired, and failed lease calls (as Redis errors).
+pub(crate) fn spawn_rate_gauges(providers: &[Arc<ProviderRuntime>], shutdown: CancellationToken) {
     let providers = providers.to_vec();
+    for provider in &providers {
+        let config = provider.adapter.config();
+        if provider.rate.enforced() {
+            provider.metrics.rate_config(config.rate_per_second, config.effective_burst());
+        }
+    }
     tokio::spawn(async move {
+        let mut lease_errors_counted = 0;
         loop {
+            let mut lease_errors = 0;
             for provider in &providers {
                 provider.metrics.rate_share(provider.rate.share_per_second());
+                if let Some(counts) = provider.rate.slot_counts() {
+                    provider.metrics.rate_slots(counts.leased, counts.expired);
+                    lease_errors += counts.lease_errors;
+                }
             }
+            RedisStore::RateLeases.failed(lease_errors - lease_errors_counted);
+            lease_errors_counted = lease_errors;
             tokio::select! {
                 () = shutdown.cancelled() => {
                     for provider in &providers {
-                        if let Some((granted, expired)) = provider.rate.slot_counts() {
-                            tracing::info!(provider = %provider.adapter.config().id, granted, expired, "rate slots leased");
+                        if let Some(SlotCounts { leased, expired, .. }) = provider.rate.slot_counts() {
+                            tracing::info!(provider = %provider.adapter.config().id, leased, expired, "rate slots leased");
                         }
                     }
                     return;

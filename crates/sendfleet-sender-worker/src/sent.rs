@@ -20,6 +20,7 @@
 use std::{sync::Arc, time::Duration};
 
 use redis::Value;
+use sendfleet_telemetry::metrics::RedisStore;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Why the record could not be read or written.
@@ -100,12 +101,9 @@ impl SentLog {
 
     /// Whether the provider already accepted this message.
     pub async fn was_sent(&self, message_id: &str) -> Result<bool, SentStoreError> {
-        let mut connection = self.pool.get().await.map_err(|e| SentStoreError(e.to_string()))?;
-        let value: Option<String> = redis::cmd("GET")
-            .arg(self.key(message_id))
-            .query_async(&mut *connection)
-            .await
-            .map_err(|e| SentStoreError(e.to_string()))?;
+        let mut connection = self.pool.get().await.map_err(store_error)?;
+        let value: Option<String> =
+            redis::cmd("GET").arg(self.key(message_id)).query_async(&mut *connection).await.map_err(store_error)?;
         Ok(value.is_some_and(|v| !v.starts_with(CLAIM_PREFIX)))
     }
 
@@ -120,12 +118,9 @@ impl SentLog {
             _ => {
                 // Taken: by a sent mark, or by a claim (maybe expired just now, which the
                 // next delivery will find).
-                let mut connection = self.pool.get().await.map_err(|e| SentStoreError(e.to_string()))?;
-                let value: Option<String> = redis::cmd("GET")
-                    .arg(&key)
-                    .query_async(&mut *connection)
-                    .await
-                    .map_err(|e| SentStoreError(e.to_string()))?;
+                let mut connection = self.pool.get().await.map_err(store_error)?;
+                let value: Option<String> =
+                    redis::cmd("GET").arg(&key).query_async(&mut *connection).await.map_err(store_error)?;
                 Ok(match value {
                     Some(v) if !v.starts_with(CLAIM_PREFIX) => Claim::AlreadySent,
                     _ => Claim::HeldElsewhere,
@@ -138,7 +133,7 @@ impl SentLog {
     /// (and may be someone else's now). Not batched: only a job that waited long for its
     /// concurrency permit asks.
     pub async fn renew(&self, message_id: &str, token: &ClaimToken, ttl: Duration) -> Result<bool, SentStoreError> {
-        let mut connection = self.pool.get().await.map_err(|e| SentStoreError(e.to_string()))?;
+        let mut connection = self.pool.get().await.map_err(store_error)?;
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let renewed: i64 = redis::cmd("EVAL")
             .arg(LUA_RENEW)
@@ -148,7 +143,7 @@ impl SentLog {
             .arg(ttl_ms)
             .query_async(&mut *connection)
             .await
-            .map_err(|e| SentStoreError(e.to_string()))?;
+            .map_err(store_error)?;
         Ok(renewed == 1)
     }
 
@@ -168,6 +163,12 @@ impl SentLog {
         self.ops.send((op, done)).await.map_err(|_| SentStoreError("writer stopped".into()))?;
         wait.await.map_err(|_| SentStoreError("writer stopped".into()))?.map_err(SentStoreError)
     }
+}
+
+/// A failed Redis call of the record, counted for the Redis-unreachable alert.
+fn store_error(err: impl std::fmt::Display) -> SentStoreError {
+    RedisStore::SentRecord.failed(1);
+    SentStoreError(err.to_string())
 }
 
 async fn run_batches(pool: deadpool_redis::Pool, mut receiver: mpsc::Receiver<Request>, ttl: Duration) {
@@ -194,6 +195,7 @@ async fn run_batches(pool: deadpool_redis::Pool, mut receiver: mpsc::Receiver<Re
                     }
                 }
                 Err(err) => {
+                    RedisStore::SentRecord.failed(1);
                     for (_, done) in batch {
                         drop(done.send(Err(err.clone())));
                     }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{ProviderRuntime, pipeline};
 
-/// Runs the worker's sessions until shutdown.
+/// Runs the worker's sessions until shutdown (or a fatal broker error).
 pub(crate) async fn run_sessions(
     config: Arc<Config>,
     providers: Vec<Arc<ProviderRuntime>>,
@@ -18,7 +18,7 @@ pub(crate) async fn run_sessions(
     fallbacks: sendfleet_fallback::Fallbacks,
     readiness: Readiness,
     shutdown: CancellationToken,
-) {
+) -> Result<(), sendfleet_broker::BrokerError> {
     let options = ServiceOptions {
         broker: &config.broker,
         service: "sender-worker",
@@ -29,7 +29,7 @@ pub(crate) async fn run_sessions(
     sendfleet_broker::run_sessions(options, |connection| {
         setup(config.clone(), providers.clone(), sent.clone(), fallbacks.clone(), connection)
     })
-    .await;
+    .await
 }
 
 async fn setup(

@@ -49,6 +49,22 @@ pub const BROKER_CONNECTIONS_TOTAL: &str = "sendfleet_broker_connections_total";
 /// RCS capability lookups, by `provider` and `result` (enabled, not_capable, unknown, cached, error).
 pub const CAPABILITY_CHECKS_TOTAL: &str = "sendfleet_capability_checks_total";
 
+/// The provider's configured fleet-wide rate (requests/s), by `provider`: the cap.
+pub const RATE_LIMIT_PER_SECOND: &str = "sendfleet_rate_limit_per_second";
+/// The provider's configured burst (requests beyond the steady rate), by `provider`.
+pub const RATE_BURST: &str = "sendfleet_rate_burst";
+/// Rate slots this worker leased from the fleet-wide limiter, by `provider`.
+pub const RATE_SLOTS_LEASED_TOTAL: &str = "sendfleet_rate_slots_leased_total";
+/// Leased rate slots that expired unused (capacity lost, never overshoot), by `provider`.
+pub const RATE_SLOTS_EXPIRED_TOTAL: &str = "sendfleet_rate_slots_expired_total";
+/// Always 1; `version`, `commit` and `binary` say what runs.
+pub const BUILD_INFO: &str = "sendfleet_build_info";
+/// Failed Redis calls, by `store` (see [`RedisStore`]).
+pub const REDIS_ERRORS_TOTAL: &str = "sendfleet_redis_errors_total";
+/// The configured `x-max-length` of the default events queue, by `queue`; exported only
+/// when the queue is declared with a length bound.
+pub const EVENTS_QUEUE_MAX_LENGTH: &str = "sendfleet_events_queue_max_length";
+
 /// The `result` values of [`CAPABILITY_CHECKS_TOTAL`]: the provider's answer per number
 /// (enabled, not_capable, invalid_number, unknown), answers from the fleet cache (cached),
 /// numbers another worker was asking about (contended), and failed lookups sent anyway
@@ -77,7 +93,73 @@ pub const ALL: &[&str] = &[
     EVENTS_PUBLISHED_TOTAL,
     BROKER_CONNECTIONS_TOTAL,
     CAPABILITY_CHECKS_TOTAL,
+    RATE_LIMIT_PER_SECOND,
+    RATE_BURST,
+    RATE_SLOTS_LEASED_TOTAL,
+    RATE_SLOTS_EXPIRED_TOTAL,
+    BUILD_INFO,
+    REDIS_ERRORS_TOTAL,
+    EVENTS_QUEUE_MAX_LENGTH,
 ];
+
+/// What a failed Redis call was for: the `store` label of [`REDIS_ERRORS_TOTAL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisStore {
+    /// Fleet-wide rate slot leases (sender-worker).
+    RateLeases,
+    /// Send claims and sent records (sender-worker).
+    SentRecord,
+    /// The RCS capability cache (sender-worker).
+    CapabilityCache,
+    /// Armed SMS fallbacks (sender-worker, callback-ingest).
+    Fallback,
+}
+
+impl RedisStore {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedisStore::RateLeases => "rate_leases",
+            RedisStore::SentRecord => "sent_record",
+            RedisStore::CapabilityCache => "capability_cache",
+            RedisStore::Fallback => "fallback",
+        }
+    }
+
+    /// Registers the series of `stores` at zero, so `rate()` and alerts see them from the
+    /// first scrape.
+    pub fn register(stores: &[RedisStore]) {
+        for store in stores {
+            metrics::counter!(REDIS_ERRORS_TOTAL, "store" => store.as_str()).absolute(0);
+        }
+    }
+
+    /// Counts `n` failed calls (a `rate()` above zero for a while fires the
+    /// `SendfleetRedisUnreachable` alert).
+    pub fn failed(self, n: u64) {
+        metrics::counter!(REDIS_ERRORS_TOTAL, "store" => self.as_str()).increment(n);
+    }
+}
+
+/// The commit the binary was built from: `SENDFLEET_GIT_COMMIT` at build time (the
+/// Dockerfile passes it as a build argument), else `unknown`. Read from the environment
+/// rather than from git so a commit does not rebuild every crate.
+pub const GIT_COMMIT: &str = match option_env!("SENDFLEET_GIT_COMMIT") {
+    Some(commit) if !commit.is_empty() => commit,
+    _ => "unknown",
+};
+
+/// What every service exports about itself: [`BUILD_INFO`] for `binary`, and the
+/// events queue's configured length bound.
+pub fn record_process(binary: &'static str, broker: &sendfleet_config::BrokerConfig) {
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "commit" => GIT_COMMIT, "binary" => binary)
+        .set(1.0);
+    let events = &broker.events_queue;
+    if events.declare && events.max_length > 0 {
+        let queue = format!("{}.events", broker.prefix);
+        metrics::gauge!(EVENTS_QUEUE_MAX_LENGTH, "queue" => queue).set(events.max_length as f64);
+    }
+}
 
 /// Installs the Prometheus recorder once per process (later calls return the same
 /// handle) and describes every metric.
@@ -143,4 +225,11 @@ fn describe() {
     describe_counter!(EVENTS_PUBLISHED_TOTAL, "Events published, by kind.");
     describe_counter!(BROKER_CONNECTIONS_TOTAL, "Broker connections opened (first connect and reconnects).");
     describe_counter!(CAPABILITY_CHECKS_TOTAL, "RCS capability lookups by result.");
+    describe_gauge!(RATE_LIMIT_PER_SECOND, "The provider's configured fleet-wide rate (requests/s): the cap.");
+    describe_gauge!(RATE_BURST, "The provider's configured burst (requests beyond the steady rate).");
+    describe_counter!(RATE_SLOTS_LEASED_TOTAL, "Rate slots this worker leased from the fleet-wide limiter.");
+    describe_counter!(RATE_SLOTS_EXPIRED_TOTAL, "Leased rate slots that expired unused (capacity lost).");
+    describe_gauge!(BUILD_INFO, "Always 1; the labels say which version, commit and binary run.");
+    describe_counter!(REDIS_ERRORS_TOTAL, "Failed Redis calls, by what they were for.");
+    describe_gauge!(EVENTS_QUEUE_MAX_LENGTH, "The configured x-max-length of the default events queue.");
 }

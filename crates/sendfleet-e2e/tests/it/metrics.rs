@@ -2,7 +2,9 @@
 //! callback-ingest run as processes (from `target/debug`, built by `cargo build --bins`)
 //! for a short run; each one's `/metrics` must export every metric `docs/METRICS.md`
 //! says it exports, and every metric the Grafana dashboard or an alert rule queries
-//! must be exported by some binary.
+//! must be exported by some binary. The values that show the cap are checked too: the
+//! configured rate and burst per provider, the slots leased for the message sent, the
+//! events queue's bound, and what each binary says it is (`sendfleet_build_info`).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -21,7 +23,7 @@ use sendfleet_test_support::{
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
-const BINARIES: [&str; 3] = ["dispatcher", "sender-worker", "callback-ingest"];
+pub(crate) const BINARIES: [&str; 3] = ["dispatcher", "sender-worker", "callback-ingest"];
 const HISTOGRAM_SUFFIXES: [&str; 3] = ["_bucket", "_sum", "_count"];
 
 fn repo_root() -> PathBuf {
@@ -29,14 +31,14 @@ fn repo_root() -> PathBuf {
 }
 
 /// `target/<profile>/<name>`, next to this test's own executable (`…/deps/it-…`).
-fn binary(name: &str) -> PathBuf {
+pub(crate) fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let path = exe.parent().and_then(Path::parent).expect("target dir").join(name);
     assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first", path.display());
     path
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
@@ -67,6 +69,57 @@ fn exported_names(text: &str) -> BTreeSet<String> {
                 .unwrap_or(name)
         })
         .collect()
+}
+
+/// The value of the sample of `name` whose labels include every pair of `labels`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|line| !line.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (series_name, series_labels) = series.split_once('{').unwrap_or((series, ""));
+        let matches = series_name == name
+            && labels.iter().all(|(label, wanted)| series_labels.contains(&format!("{label}=\"{wanted}\"")));
+        matches.then(|| value.parse().ok()).flatten()
+    })
+}
+
+async fn scrape(client: &reqwest::Client, name: &str, port: u16) -> String {
+    client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .unwrap_or_else(|e| panic!("scrape {name}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The broker, Redis and listen sections of a test config for the three binaries on
+/// `ports` (by binary name), under `prefix`.
+pub(crate) fn services_toml(prefix: &str, ports: &BTreeMap<&str, u16>) -> String {
+    format!(
+        r#"
+[broker]
+url = "{amqp}"
+prefix = "{prefix}"
+[redis]
+url = "{redis}"
+key_prefix = "{prefix}"
+[dispatcher]
+listen = "127.0.0.1:{dispatcher}"
+check_numbering_plan = false
+[worker]
+listen = "127.0.0.1:{worker}"
+[callback_ingest]
+listen = "127.0.0.1:{ingest}"
+public_base_url = "http://127.0.0.1:{ingest}"
+"#,
+        amqp = amqp_url(),
+        redis = redis_url(),
+        dispatcher = ports["dispatcher"],
+        worker = ports["sender-worker"],
+        ingest = ports["callback-ingest"],
+    )
 }
 
 /// `docs/METRICS.md`'s table: metric → the binaries that export it.
@@ -155,21 +208,7 @@ async fn every_catalogued_metric_is_exported_and_every_queried_metric_exists() {
     .unwrap();
     let ports: BTreeMap<&str, u16> = BINARIES.iter().map(|b| (*b, free_port())).collect();
     let toml = format!(
-        r#"
-[broker]
-url = "{amqp}"
-prefix = "{prefix}"
-[redis]
-url = "{redis}"
-key_prefix = "{prefix}"
-[dispatcher]
-listen = "127.0.0.1:{dispatcher}"
-check_numbering_plan = false
-[worker]
-listen = "127.0.0.1:{worker}"
-[callback_ingest]
-listen = "127.0.0.1:{ingest}"
-public_base_url = "http://127.0.0.1:{ingest}"
+        r#"{services}
 [telemetry]
 log_format = "json"
 [[providers]]
@@ -193,13 +232,8 @@ rate_per_second = 1000
 concurrency = 16
 callback_token_env = "TEST_CALLBACK_TOKEN"
 "#,
-        amqp = amqp_url(),
-        prefix = ns.prefix,
-        redis = redis_url(),
+        services = services_toml(&ns.prefix, &ports),
         mock = mock.base_url(),
-        dispatcher = ports["dispatcher"],
-        worker = ports["sender-worker"],
-        ingest = ports["callback-ingest"],
     );
     let config = std::env::temp_dir().join(format!("{}.toml", ns.prefix));
     std::fs::write(&config, toml).unwrap();
@@ -237,18 +271,51 @@ callback_token_env = "TEST_CALLBACK_TOKEN"
         "the message was not delivered"
     );
 
+    // The worker publishes its slot counters every second: wait for the message's slot.
+    let leased = |text: &str| sample(text, "sendfleet_rate_slots_leased_total", &[("provider", "m-sms")]);
+    let mut worker_text = String::new();
+    for _ in 0..50 {
+        worker_text = scrape(&client, "sender-worker", ports["sender-worker"]).await;
+        if leased(&worker_text).is_some_and(|n| n >= 1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(leased(&worker_text).is_some_and(|n| n >= 1.0), "the slot of the message sent is counted");
+
     let mut exported_by: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let mut texts: BTreeMap<&str, String> = BTreeMap::new();
     for (name, port) in &ports {
-        let text = client
-            .get(format!("http://127.0.0.1:{port}/metrics"))
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .unwrap_or_else(|e| panic!("scrape {name}: {e}"))
-            .text()
-            .await
-            .unwrap();
+        let text = scrape(&client, name, *port).await;
         exported_by.insert(name, exported_names(&text));
+        texts.insert(name, text);
+    }
+    // The cap as configured (rate_per_second = 1000, burst rate/100) per provider, and
+    // the slot counters registered from the start.
+    let worker = &texts["sender-worker"];
+    for provider in ["m-sms", "m-rcs"] {
+        let of = |name: &str| sample(worker, name, &[("provider", provider)]);
+        assert_eq!(of("sendfleet_rate_limit_per_second"), Some(1000.0), "{provider}'s configured rate");
+        assert_eq!(of("sendfleet_rate_burst"), Some(10.0), "{provider}'s burst in effect");
+        assert!(of("sendfleet_rate_slots_expired_total").is_some(), "{provider}'s expired slots are exported");
+    }
+    assert_eq!(
+        sample(worker, "sendfleet_rate_slots_leased_total", &[("provider", "m-rcs")]),
+        Some(0.0),
+        "no slot leased for a provider that sent nothing"
+    );
+    for store in ["rate_leases", "sent_record", "capability_cache", "fallback"] {
+        assert_eq!(sample(worker, "sendfleet_redis_errors_total", &[("store", store)]), Some(0.0), "{store}");
+    }
+    let events_queue = format!("{}.events", ns.prefix);
+    for (name, text) in &texts {
+        let build = [("binary", *name), ("version", env!("CARGO_PKG_VERSION"))];
+        assert_eq!(sample(text, "sendfleet_build_info", &build), Some(1.0), "{name}'s build info");
+        assert_eq!(
+            sample(text, "sendfleet_events_queue_max_length", &[("queue", events_queue.as_str())]),
+            Some(250_000.0),
+            "{name} exports the events queue's default bound"
+        );
     }
     let mut missing = Vec::new();
     for (metric, exporters) in &catalogue {

@@ -101,6 +101,7 @@ async fn an_unavailable_store_fails_closed_after_the_deadline() {
     assert!(matches!(result, Err(LimitError::Unavailable(_))));
     assert!(started.elapsed() <= Duration::from_secs(2), "gave up within the deadline");
     assert_eq!(limiter.granted(), 0, "nothing was sent unguarded");
+    assert!(limiter.lease_errors() >= 2, "every failed lease call is counted: {}", limiter.lease_errors());
 }
 
 /// A lease store whose answers reach us late every other time (the server read its
