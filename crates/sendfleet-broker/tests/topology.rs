@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use sendfleet_broker::{
-    BrokerError, ConsumerSpec, Outgoing, Publisher, ServiceOptions, Topology,
+    BrokerError, Outgoing, Publisher, ServiceOptions, Session, Topology,
     lapin::{
         Channel, Connection,
         options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions},
@@ -200,12 +200,12 @@ async fn a_service_stops_on_a_queue_mismatch_instead_of_reconnecting_forever() {
         shutdown: shutdown.clone(),
         grace: Duration::from_secs(1),
     };
-    let setup = |connection: Connection| -> BoxFuture<'static, Result<(Connection, Vec<ConsumerSpec>), BrokerError>> {
+    let setup = |connection: Connection| -> BoxFuture<'static, Result<Session, BrokerError>> {
         let topology = Topology::new(&broker);
         Box::pin(async move {
             let channel = connection.create_channel().await?;
             topology.declare(&channel, &[]).await?;
-            Ok((connection, Vec::new()))
+            Ok(Session { connection, consumers: Vec::new(), publishers: Vec::new() })
         })
     };
     let ended = tokio::time::timeout(Duration::from_secs(20), sendfleet_broker::run_sessions(options, setup)).await;
