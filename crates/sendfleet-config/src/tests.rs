@@ -305,3 +305,17 @@ fn bad_generic_headers_and_parameters_are_named() {
     assert!(text.contains("unknown field {{recipient}}"), "{text}");
     assert!(text.contains("conflicts with generic.auth"), "{text}");
 }
+
+#[test]
+fn the_status_store_is_on_for_a_week_by_default_and_its_bounds_are_checked() {
+    let config = Config::from_toml(GOOD, &env).unwrap();
+    assert!(config.status.enabled);
+    assert_eq!(config.status.ttl_seconds, 7 * 24 * 3_600);
+    let off = Config::from_toml(&format!("[status]\nenabled = false\n{GOOD}"), &env).unwrap();
+    assert!(!off.status.enabled);
+    let bad = format!("[status]\nttl_seconds = 0\nqueue_capacity = 0\n{GOOD}");
+    let err = Config::from_toml(&bad, &env).unwrap_err();
+    let ConfigError::Invalid(errors) = &err else { panic!("{err}") };
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["status.ttl_seconds", "status.queue_capacity"]);
+}

@@ -49,6 +49,11 @@ pub const BROKER_CONNECTIONS_TOTAL: &str = "sendfleet_broker_connections_total";
 /// RCS capability lookups, by `provider` and `result` (enabled, not_capable, unknown, cached, error).
 pub const CAPABILITY_CHECKS_TOTAL: &str = "sendfleet_capability_checks_total";
 
+/// Message status updates by `outcome`: written (the record moved on), stale (refused:
+/// the record is already in a later state), dropped (the writer's queue was full),
+/// failed (Redis did not take them).
+pub const STATUS_UPDATES_TOTAL: &str = "sendfleet_status_updates_total";
+
 /// The `result` values of [`CAPABILITY_CHECKS_TOTAL`]: the provider's answer per number
 /// (enabled, not_capable, invalid_number, unknown), answers from the fleet cache (cached),
 /// numbers another worker was asking about (contended), and failed lookups sent anyway
@@ -77,6 +82,7 @@ pub const ALL: &[&str] = &[
     EVENTS_PUBLISHED_TOTAL,
     BROKER_CONNECTIONS_TOTAL,
     CAPABILITY_CHECKS_TOTAL,
+    STATUS_UPDATES_TOTAL,
 ];
 
 /// Installs the Prometheus recorder once per process (later calls return the same
@@ -143,4 +149,5 @@ fn describe() {
     describe_counter!(EVENTS_PUBLISHED_TOTAL, "Events published, by kind.");
     describe_counter!(BROKER_CONNECTIONS_TOTAL, "Broker connections opened (first connect and reconnects).");
     describe_counter!(CAPABILITY_CHECKS_TOTAL, "RCS capability lookups by result.");
+    describe_counter!(STATUS_UPDATES_TOTAL, "Message status updates by outcome (written, stale, dropped, failed).");
 }

@@ -11,3 +11,4 @@ mod metrics;
 mod python;
 mod quorum;
 mod send;
+mod status;
