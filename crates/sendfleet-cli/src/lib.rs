@@ -189,9 +189,7 @@ impl From<sendfleet_broker::lapin::Error> for CliError {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<Exit, CliError> {
-    if let Command::CheckConfig = cli.command {
-        return check_config(&cli);
-    }
+    // A bad config ends every command here: exit 64, every bad field named.
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::DeadLetters(command) => queue_command(&config, Source::DeadLetters, command, cli.json).await,
@@ -207,12 +205,11 @@ pub async fn run(cli: Cli) -> Result<Exit, CliError> {
             }
             Ok(Exit::Done)
         }
-        Command::CheckConfig => check_config(&cli),
+        Command::CheckConfig => Ok(check_config(&config, cli.json)),
     }
 }
 
-fn check_config(cli: &Cli) -> Result<Exit, CliError> {
-    let config = Config::load(cli.config.as_deref())?;
+fn check_config(config: &Config, json: bool) -> Exit {
     let summary = serde_json::json!({
         "valid": true,
         "providers": config.provider_ids(),
@@ -220,7 +217,7 @@ fn check_config(cli: &Cli) -> Result<Exit, CliError> {
         "redis_key_prefix": config.redis.key_prefix,
         "status_store": config.status.enabled,
     });
-    if cli.json {
+    if json {
         output::json(&summary);
     } else {
         println!(
@@ -231,7 +228,7 @@ fn check_config(cli: &Cli) -> Result<Exit, CliError> {
             if config.status.enabled { "on" } else { "off" }
         );
     }
-    Ok(Exit::Done)
+    Exit::Done
 }
 
 async fn status(config: &Config, message_id: &str, json: bool) -> Result<Exit, CliError> {

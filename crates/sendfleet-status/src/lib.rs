@@ -11,7 +11,7 @@
 //! | `attempts` | the highest reported | attempts made |
 //! | `channel`, `provider`, `fallback_for` | first update that gives them | `rcs`/`sms`, provider id, the RCS message an SMS fallback replaces |
 //! | `sms_leg`, `provider_message_id` | whenever given | the SMS fallback's id, the vendor's own id |
-//! | `reason_code`, `reason`, `status`, `error` | replaced when an update wins | why, and the provider's status and error (JSON) |
+//! | `reason_code`, `reason`, `status`, `error` | replaced when an update wins | why (the reason cut to 64 bytes), the provider's status `group_id\|id\|group_name\|name` and error `group_id\|id\|permanent\|name` |
 //! | `stale` | incremented when an update does not win | late or repeated reports refused |
 //! | `replays`, `replayed_from` | by `sendfleet dead-letters replay` | replays, and the state before the last one |
 //!

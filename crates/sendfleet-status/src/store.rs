@@ -30,16 +30,16 @@ pub struct MessageStatus {
     /// for Infobip and JioCX the provider's id *is* our message id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_message_id: Option<String>,
-    /// The provider's status reported with the current state.
+    /// The provider's status reported with the current state (without its description).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_status: Option<ProviderStatus>,
-    /// The provider's error reported with the current state.
+    /// The provider's error reported with the current state (without its description).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_error: Option<ProviderErrorInfo>,
     /// Bounded reason code of the current state (failures, retries, fallbacks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason_code: Option<String>,
-    /// Human reason of the current state.
+    /// Human reason of the current state (at most 64 bytes; the event has it whole).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Each state reported, with the first time it was, in order of time.
@@ -97,8 +97,8 @@ impl MessageStatus {
             provider: text("provider"),
             attempts: u32::try_from(number("attempts")).unwrap_or(u32::MAX),
             provider_message_id: text("provider_message_id"),
-            provider_status: fields.get("status").and_then(|s| serde_json::from_str(s).ok()),
-            provider_error: fields.get("error").and_then(|e| serde_json::from_str(e).ok()),
+            provider_status: fields.get("status").and_then(|s| crate::update::decode_status(s)),
+            provider_error: fields.get("error").and_then(|e| crate::update::decode_error(e)),
             reason_code: text("reason_code"),
             reason: text("reason"),
             transitions,

@@ -1,6 +1,6 @@
 //! One change to a message's record, and how events become changes.
 
-use sendfleet_protocol::{Channel, Event, EventKind, SendJob};
+use sendfleet_protocol::{Channel, Event, EventKind, ProviderErrorInfo, ProviderStatus, SendJob};
 
 use crate::State;
 
@@ -31,9 +31,9 @@ pub struct StatusUpdate {
     pub reason_code: Option<String>,
     /// Human reason, replaced with the state.
     pub reason: Option<String>,
-    /// The provider's status, compact JSON, replaced with the state.
+    /// The provider's status ([`encode_status`]), replaced with the state.
     pub provider_status: Option<String>,
-    /// The provider's error, compact JSON, replaced with the state.
+    /// The provider's error ([`encode_error`]), replaced with the state.
     pub provider_error: Option<String>,
 }
 
@@ -100,9 +100,9 @@ impl StatusUpdate {
         update.provider = Some(event.provider.clone());
         update.provider_message_id = event.details.get("vendor_message_id").cloned();
         update.reason_code = event.details.get("reason_code").cloned();
-        update.reason = event.reason.clone();
-        update.provider_status = event.status.as_ref().and_then(|s| serde_json::to_string(s).ok());
-        update.provider_error = event.error.as_ref().and_then(|e| serde_json::to_string(e).ok());
+        update.reason = event.reason.as_deref().map(shortened);
+        update.provider_status = event.status.as_ref().map(encode_status);
+        update.provider_error = event.error.as_ref().map(encode_error);
         Some(update)
     }
 
@@ -117,10 +117,55 @@ impl StatusUpdate {
     }
 }
 
+/// Longest value Redis keeps a hash compact for (`hash-max-listpack-value`, 64 bytes by
+/// default). One longer value turns the record into a hash table for good, about 2.5×
+/// the memory, so the stored reason is cut to fit (the event keeps it whole).
+const COMPACT_VALUE_BYTES: usize = 64;
+
+/// `reason`, cut to [`COMPACT_VALUE_BYTES`] at a character boundary, ending in `…`.
+fn shortened(reason: &str) -> String {
+    if reason.len() <= COMPACT_VALUE_BYTES {
+        return reason.to_owned();
+    }
+    let mut end = COMPACT_VALUE_BYTES - '…'.len_utf8();
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &reason[..end])
+}
+
+/// A status as stored: `group_id|id|group_name|name` (the description is not kept: it
+/// restates the name, and would make the record large).
+pub(crate) fn encode_status(status: &ProviderStatus) -> String {
+    let (group, name) = (status.group_name.as_deref().unwrap_or(""), status.name.as_deref().unwrap_or(""));
+    format!("{}|{}|{group}|{name}", status.group_id, status.id)
+}
+
+/// A status as [`encode_status`] stored it.
+pub(crate) fn decode_status(text: &str) -> Option<ProviderStatus> {
+    let mut parts = text.splitn(4, '|');
+    let (group_id, id) = (parts.next()?.parse().ok()?, parts.next()?.parse().ok()?);
+    let named = |part: Option<&str>| part.filter(|p| !p.is_empty()).map(str::to_owned);
+    let (group_name, name) = (named(parts.next()), named(parts.next()));
+    Some(ProviderStatus { group_id, group_name, id, name, description: None })
+}
+
+/// An error as stored: `group_id|id|permanent (0/1)|name`.
+pub(crate) fn encode_error(error: &ProviderErrorInfo) -> String {
+    format!("{}|{}|{}|{}", error.group_id, error.id, u8::from(error.permanent), error.name.as_deref().unwrap_or(""))
+}
+
+/// An error as [`encode_error`] stored it.
+pub(crate) fn decode_error(text: &str) -> Option<ProviderErrorInfo> {
+    let mut parts = text.splitn(4, '|');
+    let (group_id, id) = (parts.next()?.parse().ok()?, parts.next()?.parse().ok()?);
+    let permanent = parts.next()? == "1";
+    let name = parts.next().filter(|p| !p.is_empty()).map(str::to_owned);
+    Some(ProviderErrorInfo { group_id, id, name, description: None, permanent })
+}
+
 #[cfg(test)]
 mod tests {
-    use sendfleet_protocol::ProviderStatus;
-
     use super::*;
 
     fn event(kind: EventKind, channel: Channel) -> Event {
@@ -143,7 +188,12 @@ mod tests {
         });
         let update = StatusUpdate::from_event(&accepted).expect("an update");
         assert_eq!((update.message_id.as_str(), update.state, update.attempts), ("m-1", State::Accepted, 2));
-        assert_eq!(update.provider_status.as_deref(), Some(r#"{"group_id":1,"group_name":"PENDING","id":26,"name":"PENDING_ACCEPTED"}"#));
+        assert_eq!(update.provider_status.as_deref(), Some("1|26|PENDING|PENDING_ACCEPTED"));
+        let status = decode_status("1|26|PENDING|PENDING_ACCEPTED").expect("decodes");
+        assert_eq!((status.group_id, status.id, status.name.as_deref()), (1, 26, Some("PENDING_ACCEPTED")));
+        let error = ProviderErrorInfo { group_id: 1, id: 7002, name: Some("EC_UNKNOWN_USER".into()), description: None, permanent: true };
+        assert_eq!(decode_error(&encode_error(&error)), Some(error));
+        assert_eq!(decode_status("x|1||"), None);
         assert_eq!((update.channel, update.provider.as_deref()), (Some(Channel::Sms), Some("p")));
         let mut deferred = event(EventKind::Retrying, Channel::Sms);
         deferred.attempt = Some(3);
@@ -155,6 +205,14 @@ mod tests {
         let mut unpaired = event(EventKind::Delivered, Channel::Sms);
         unpaired.message_id = None;
         assert_eq!(StatusUpdate::from_event(&unpaired), None);
+    }
+
+    #[test]
+    fn long_reasons_are_cut_to_keep_the_record_compact() {
+        let reason = "é".repeat(100);
+        let cut = shortened(&reason);
+        assert!(cut.len() <= COMPACT_VALUE_BYTES && cut.ends_with('…'), "{cut}");
+        assert_eq!(shortened("HTTP 503"), "HTTP 503");
     }
 
     #[test]
