@@ -238,10 +238,10 @@ async fn confirm_channel(connection: &Connection) -> Result<Channel, BrokerError
 }
 
 fn properties(message: &Outgoing<'_>) -> BasicProperties {
-    let mut properties = BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type(CONTENT_TYPE.into())
-        .with_timestamp(message.timestamp.unwrap_or_else(|| u64::try_from(sendfleet_protocol::now_ms() / 1000).unwrap_or(0)));
+    let mut properties =
+        BasicProperties::default().with_delivery_mode(2).with_content_type(CONTENT_TYPE.into()).with_timestamp(
+            message.timestamp.unwrap_or_else(|| u64::try_from(sendfleet_protocol::now_ms() / 1000).unwrap_or(0)),
+        );
     if !message.headers.is_empty() {
         let mut headers = FieldTable::default();
         for (name, value) in &message.headers {

@@ -57,15 +57,15 @@ impl Source {
 
 /// What a replay of an entry publishes.
 #[derive(Debug, Clone)]
-pub(crate) enum Copy {
+pub(crate) enum Republish {
     /// A dead-lettered job: published to `<prefix>.jobs` with attempts and age reset.
     Job(Box<SendJob>),
     /// A request as received: published to `<prefix>.requests` with the AMQP
     /// `message_id` and `timestamp` given, so every replay of this message (a replay
     /// killed after the publish and run again) plans the same message ids.
     Request { bytes: Vec<u8>, message_id: Option<String>, timestamp: Option<u64> },
-    /// Not replayable (undecodable job bytes): why.
-    Not(String),
+    /// Not replayable (undecodable job bytes).
+    Not,
 }
 
 /// A message as `list` shows it.
@@ -104,7 +104,7 @@ pub struct Entry {
     #[serde(skip)]
     pub body: serde_json::Value,
     #[serde(skip)]
-    pub(crate) copy: Copy,
+    pub(crate) republish: Republish,
 }
 
 impl Entry {
@@ -118,9 +118,10 @@ impl Entry {
             .cloned()
             .or_else(|| death.as_ref().map(|d| format!("broker:{}", d.reason)))
             .unwrap_or_else(|| "unknown".into());
-        let reason = headers.get(REASON_HEADER).cloned().or_else(|| {
-            death.as_ref().map(|d| format!("dead-lettered by RabbitMQ from {} ({})", d.queue, d.reason))
-        });
+        let reason = headers
+            .get(REASON_HEADER)
+            .cloned()
+            .or_else(|| death.as_ref().map(|d| format!("dead-lettered by RabbitMQ from {} ({})", d.queue, d.reason)));
         let at_ms = death
             .as_ref()
             .and_then(|d| d.time)
@@ -143,7 +144,7 @@ impl Entry {
             delivery_count: table.inner().get("x-delivery-count").and_then(integer),
             headers,
             body: serde_json::Value::Null,
-            copy: Copy::Not(String::new()),
+            republish: Republish::Not,
         };
         match source {
             Source::DeadLetters => entry.read_job(&delivery.data, amqp_id),
@@ -170,7 +171,7 @@ impl Entry {
                 self.trace_id.get_or_insert_with(|| job.trace_id.clone());
                 self.body = serde_json::to_value(&job).unwrap_or_default();
                 self.replayable = true;
-                self.copy = Copy::Job(Box::new(job));
+                self.republish = Republish::Job(Box::new(job));
             }
             Err(err) => {
                 self.id = amqp_id.unwrap_or_else(|| hashed_id(data));
@@ -181,7 +182,7 @@ impl Entry {
                     .and_then(|key| key.rsplit('.').next())
                     .map(str::to_owned);
                 self.body = serde_json::json!({ "undecodable": err.to_string(), "bytes": data.len() });
-                self.copy = Copy::Not(format!("undecodable job: {err}"));
+                self.republish = Republish::Not;
             }
         }
     }
@@ -202,7 +203,7 @@ impl Entry {
         // Even an undecodable request is replayed as it was: the dispatcher rejects it
         // again, with the reason, if nothing changed.
         self.replayable = true;
-        self.copy = Copy::Request { bytes, message_id, timestamp };
+        self.republish = Republish::Request { bytes, message_id, timestamp };
     }
 }
 
@@ -285,7 +286,8 @@ impl Filters {
 
     /// Whether `entry` is chosen. An age filter skips messages whose age is unknown.
     pub fn matches(&self, entry: &Entry) -> bool {
-        let provider_ok = self.providers.is_empty() || entry.provider.as_ref().is_some_and(|p| self.providers.contains(p));
+        let provider_ok =
+            self.providers.is_empty() || entry.provider.as_ref().is_some_and(|p| self.providers.contains(p));
         let reason_ok = self.reasons.is_empty() || self.reasons.contains(&entry.reason_code);
         let age = entry.age_seconds.map(Duration::from_secs);
         let older_ok = self.older_than.is_none_or(|min| age.is_some_and(|age| age >= min));
@@ -315,7 +317,7 @@ mod tests {
             delivery_count: None,
             headers: BTreeMap::new(),
             body: serde_json::Value::Null,
-            copy: Copy::Not(String::new()),
+            republish: Republish::Not,
         }
     }
 

@@ -319,14 +319,31 @@ mod tests {
         assert!(parse_age("2w").unwrap_err().contains("unit"));
         assert!(parse_age("soon").is_err());
         let cli = Cli::try_parse_from([
-            "sendfleet", "dead-letters", "replay", "--provider", "ib-sms", "--reason", "retries_exhausted", "--older-than",
-            "1h", "--limit", "10", "--dry-run", "--json",
+            "sendfleet",
+            "dead-letters",
+            "replay",
+            "--provider",
+            "ib-sms",
+            "--reason",
+            "retries_exhausted",
+            "--older-than",
+            "1h",
+            "--limit",
+            "10",
+            "--dry-run",
+            "--json",
         ])
         .expect("parses");
         let Command::DeadLetters(QueueCommand::Replay { filters, limit, dry_run, .. }) = cli.command else {
             panic!("{:?}", cli.command)
         };
-        assert_eq!((filters.providers, filters.reasons), (vec!["ib-sms".to_owned()], vec!["retries_exhausted".to_owned()]));
-        assert_eq!((filters.older_than, limit, dry_run, cli.json), (Some(Duration::from_secs(3_600)), Some(10), true, true));
+        assert_eq!(
+            (filters.providers, filters.reasons),
+            (vec!["ib-sms".to_owned()], vec!["retries_exhausted".to_owned()])
+        );
+        assert_eq!(
+            (filters.older_than, limit, dry_run, cli.json),
+            (Some(Duration::from_secs(3_600)), Some(10), true, true)
+        );
     }
 }

@@ -132,11 +132,7 @@ pub(crate) fn status(status: &MessageStatus) {
 
 fn print_record(status: &MessageStatus, indent: &str) {
     let channel = status.channel.map_or("-".into(), |c| c.to_string());
-    println!(
-        "{indent}message {}  ({channel} via {})",
-        status.message_id,
-        status.provider.as_deref().unwrap_or("-")
-    );
+    println!("{indent}message {}  ({channel} via {})", status.message_id, status.provider.as_deref().unwrap_or("-"));
     println!(
         "{indent}state   {}{}  attempts {}",
         status.state,

@@ -115,8 +115,8 @@ async fn managed(base: &str, vhost: &str, queue: &str) -> Result<Option<ManagedQ
     let mut url = url::Url::parse(base).map_err(|e| CliError::Usage(format!("--management-url: {e}")))?;
     let (user, password) = (url.username().to_owned(), url.password().map(str::to_owned));
     // Set aside: credentials go in a header, never into an error message.
-    drop(url.set_username(""));
-    drop(url.set_password(None));
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
     let endpoint = format!("{}/api/queues/{vhost}/{queue}", url.as_str().trim_end_matches('/'));
     let mut request = reqwest::Client::new().get(&endpoint);
     if !user.is_empty() {

@@ -20,7 +20,7 @@ use sendfleet_config::Config;
 use sendfleet_protocol::{SendJob, encode, now_ms};
 use serde::Serialize;
 
-use crate::{CliError, Entry, Filters, Source, entry::Copy, scan::Scan};
+use crate::{CliError, Entry, Filters, Source, entry::Republish, scan::Scan};
 
 /// Copies in flight (awaiting their confirm) at once.
 const WINDOW: usize = 64;
@@ -168,14 +168,18 @@ async fn replay_window(
     }
     // Before the copies exist: a worker's update about a copy must land after the reset.
     if let Some(status) = status {
-        let ids: Vec<&str> = chosen.iter().filter(|c| matches!(c.entry.copy, Copy::Job(_))).map(|c| c.entry.id.as_str()).collect();
+        let ids: Vec<&str> = chosen
+            .iter()
+            .filter(|c| matches!(c.entry.republish, Republish::Job(_)))
+            .map(|c| c.entry.id.as_str())
+            .collect();
         match status.reset_for_replay(&ids, now_ms()).await {
             Ok(()) => summary.status_reset += ids.len() as u64,
             // Informational only: the replay goes on.
             Err(err) => eprintln!("status records not reset ({err}); replaying anyway"),
         }
     }
-    let copies: Vec<(Vec<u8>, &Chosen)> = chosen.iter().map(|c| (copy_bytes(&c.entry.copy), c)).collect();
+    let copies: Vec<(Vec<u8>, &Chosen)> = chosen.iter().map(|c| (copy_bytes(&c.entry.republish), c)).collect();
     let exchanges = (topology.jobs_exchange(), topology.requests_exchange());
     let published = join_all(copies.iter().map(|(bytes, chosen)| {
         let outgoing = outgoing(&exchanges, &chosen.entry, bytes);
@@ -198,18 +202,18 @@ async fn replay_window(
 }
 
 /// The bytes a replay publishes: a job with attempts and age reset, a request as it was.
-fn copy_bytes(copy: &Copy) -> Vec<u8> {
+fn copy_bytes(copy: &Republish) -> Vec<u8> {
     match copy {
-        Copy::Job(job) => encode(&SendJob { attempts: 0, first_attempt_at_ms: None, ..(**job).clone() }),
-        Copy::Request { bytes, .. } => bytes.clone(),
-        Copy::Not(_) => Vec::new(),
+        Republish::Job(job) => encode(&SendJob { attempts: 0, first_attempt_at_ms: None, ..(**job).clone() }),
+        Republish::Request { bytes, .. } => bytes.clone(),
+        Republish::Not => Vec::new(),
     }
 }
 
 fn outgoing<'a>(exchanges: &'a (String, String), entry: &'a Entry, bytes: &'a [u8]) -> Outgoing<'a> {
-    let mut outgoing = match &entry.copy {
-        Copy::Job(job) => Outgoing::new(&exchanges.0, &job.provider, bytes).message_id(&job.message_id),
-        Copy::Request { message_id, timestamp, .. } => {
+    let mut outgoing = match &entry.republish {
+        Republish::Job(job) => Outgoing::new(&exchanges.0, &job.provider, bytes).message_id(&job.message_id),
+        Republish::Request { message_id, timestamp, .. } => {
             let mut outgoing = Outgoing::new(&exchanges.1, "", bytes);
             if let Some(id) = message_id {
                 outgoing = outgoing.message_id(id);
@@ -219,7 +223,7 @@ fn outgoing<'a>(exchanges: &'a (String, String), entry: &'a Entry, bytes: &'a [u
             }
             outgoing
         }
-        Copy::Not(_) => Outgoing::new(&exchanges.0, "", bytes),
+        Republish::Not => Outgoing::new(&exchanges.0, "", bytes),
     };
     if let Some(trace) = &entry.trace_id {
         outgoing = outgoing.header(TRACE_HEADER, trace.clone());

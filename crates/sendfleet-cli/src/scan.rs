@@ -53,7 +53,7 @@ impl Scan {
 
     /// The next message, held unacknowledged; `None` when every message left is held.
     pub async fn next(&mut self) -> Result<Option<(Entry, Delivery)>, CliError> {
-        let got = self.channel.basic_get(self.queue.as_str().into(), BasicGetOptions { no_ack: false }).await?;
+        let got = self.channel.basic_get(self.queue.as_str().into(), BasicGetOptions::default()).await?;
         Ok(got.map(|message| (Entry::read(self.source, &message.delivery, now_ms()), message.delivery)))
     }
 

@@ -4,8 +4,8 @@
 
 mod common;
 
-use sendfleet_broker::{Outgoing, Publisher, REASON_CODE_HEADER, REASON_HEADER};
 use sendfleet_broker::lapin::options::{BasicAckOptions, BasicGetOptions};
+use sendfleet_broker::{Outgoing, Publisher, REASON_CODE_HEADER, REASON_HEADER};
 use sendfleet_config::Config;
 use sendfleet_dispatcher::RejectedRequest;
 use sendfleet_protocol::encode;
@@ -71,16 +71,20 @@ async fn rejected_requests_are_listed_without_removal_filtered_shown_and_replaye
             reason: format!("{code}: test"),
             original: original.clone(),
         });
-        let outgoing =
-            Outgoing::new(&dead, key, &body).header(REASON_CODE_HEADER, *code).header(REASON_HEADER, "test").timestamp(1_700_000_000);
+        let outgoing = Outgoing::new(&dead, key, &body)
+            .header(REASON_CODE_HEADER, *code)
+            .header(REASON_HEADER, "test")
+            .timestamp(1_700_000_000);
         publisher.publish(outgoing).await.expect("publish rejection");
     }
     let rejected = ns.topology().rejected_queue();
 
     let all = common::json(&common::run(&path, &["rejected", "list", "--json"]).await);
     assert_eq!(all.as_array().map(Vec::len), Some(3), "{all}");
-    let new_provider =
-        common::json(&common::run(&path, &["rejected", "list", "--reason", "unknown_provider", "--provider", "ib-new", "--json"]).await);
+    let new_provider = common::json(
+        &common::run(&path, &["rejected", "list", "--reason", "unknown_provider", "--provider", "ib-new", "--json"])
+            .await,
+    );
     let listed = new_provider.as_array().expect("a list");
     assert_eq!(listed.len(), 2, "{new_provider}");
     assert!(listed.iter().all(|e| e["age_seconds"].as_u64() > Some(86_400)), "age from the rejection's timestamp");
@@ -88,7 +92,10 @@ async fn rejected_requests_are_listed_without_removal_filtered_shown_and_replaye
     assert_eq!(recent.as_array().map(Vec::len), Some(0));
     let id = listed[0]["id"].as_str().expect("an id").to_owned();
     let shown = common::json(&common::run(&path, &["rejected", "show", &id]).await);
-    assert_eq!((shown["body"]["to"].as_str(), shown["reason_code"].as_str()), (Some("+15550000001"), Some("unknown_provider")));
+    assert_eq!(
+        (shown["body"]["to"].as_str(), shown["reason_code"].as_str()),
+        (Some("+15550000001"), Some("unknown_provider"))
+    );
     let missing = common::run(&path, &["rejected", "show", "r-000000000000"]).await;
     assert_eq!(missing.status.code(), Some(1));
     assert_eq!(ns.queue_depth(&rejected).await, 3, "nothing taken out by looking");
@@ -139,7 +146,12 @@ async fn queues_status_callback_urls_and_exit_codes() {
     let urls = common::run(&path, &["callback-urls"]).await;
     assert_eq!(
         String::from_utf8_lossy(&urls.stdout).lines().next(),
-        Some(format!("ib-sms\tdelivery reports\thttps://hooks.example.com/callbacks/ib-sms/{TEST_CALLBACK_TOKEN}/delivery").as_str())
+        Some(
+            format!(
+                "ib-sms\tdelivery reports\thttps://hooks.example.com/callbacks/ib-sms/{TEST_CALLBACK_TOKEN}/delivery"
+            )
+            .as_str()
+        )
     );
     let checked = common::run(&path, &["check-config"]).await;
     assert_eq!(checked.status.code(), Some(0));

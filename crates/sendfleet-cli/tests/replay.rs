@@ -132,18 +132,27 @@ async fn a_thousand_dead_letters_are_listed_without_removal_then_replayed_once_e
     let (fleet, config) = thousand_dead_letters("cli-replay").await;
     let dead = fleet.ns.topology().dead_letter_queue();
 
-    let listed = common::json(&common::run(&config, &["dead-letters", "list", "--provider", "ib-sms", "--limit", "5", "--json"]).await);
+    let listed = common::json(
+        &common::run(&config, &["dead-letters", "list", "--provider", "ib-sms", "--limit", "5", "--json"]).await,
+    );
     let listed = listed.as_array().expect("a list");
     assert_eq!(listed.len(), 5);
     assert!(listed.iter().all(|e| e["reason_code"] == "retries_exhausted" && e["attempts"] == 2), "{listed:?}");
     let none = common::json(&common::run(&config, &["dead-letters", "list", "--reason", "max_age", "--json"]).await);
     assert_eq!(none.as_array().map(Vec::len), Some(0));
     let shown = common::json(&common::run(&config, &["dead-letters", "show", "dl-0007"]).await);
-    assert_eq!((shown["body"]["to"].as_str(), shown["headers"]["x-sendfleet-reason-code"].as_str()), (Some("+15550000007"), Some("retries_exhausted")));
+    assert_eq!(
+        (shown["body"]["to"].as_str(), shown["headers"]["x-sendfleet-reason-code"].as_str()),
+        (Some("+15550000007"), Some("retries_exhausted"))
+    );
     let dry = common::run(&config, &["dead-letters", "replay", "--limit", "10", "--dry-run", "--json"]).await;
     assert_eq!(dry.status.code(), Some(0));
     assert_eq!(common::json(&dry)["would_replay"].as_array().map(Vec::len), Some(10));
-    assert_eq!(depth_when(&fleet, &dead, |d| d == JOBS as u32).await, JOBS as u32, "list, show and a dry run take nothing out");
+    assert_eq!(
+        depth_when(&fleet, &dead, |d| d == JOBS as u32).await,
+        JOBS as u32,
+        "list, show and a dry run take nothing out"
+    );
     assert_eq!(fleet.mock.stats().requests, 0, "nothing was sent by looking");
 
     let output = common::run(&config, &["dead-letters", "replay", "--provider", "ib-sms", "--json"]).await;
@@ -173,7 +182,8 @@ async fn a_thousand_dead_letters_are_listed_without_removal_then_replayed_once_e
 async fn a_replay_killed_halfway_then_run_again_loses_and_duplicates_nothing() {
     let (fleet, config) = thousand_dead_letters("cli-kill").await;
     let dead = fleet.ns.topology().dead_letter_queue();
-    let mut replay = common::spawn(&config, &["dead-letters", "replay", "--provider", "ib-sms", "--rate", "150", "--json"]);
+    let mut replay =
+        common::spawn(&config, &["dead-letters", "replay", "--provider", "ib-sms", "--rate", "150", "--json"]);
     let halfway = wait_until(Duration::from_secs(30), || fleet.mock.stats().accepted >= 300).await;
     // SIGKILL: no clean-up of any kind in the replay process.
     replay.start_kill().expect("kill -9");

@@ -203,7 +203,12 @@ async fn fire(
         Ok(outcome) => {
             if let FireOutcome::Published(sms) = &outcome {
                 ctx.event_metrics.published(EventKind::FallbackTriggered);
-                ctx.status.record(sendfleet_status::StatusUpdate::fallback_triggered(job, sms, reason.as_str(), now_ms()));
+                ctx.status.record(sendfleet_status::StatusUpdate::fallback_triggered(
+                    job,
+                    sms,
+                    reason.as_str(),
+                    now_ms(),
+                ));
             }
             Ok(outcome)
         }

@@ -191,7 +191,13 @@ mod tests {
         assert_eq!(update.provider_status.as_deref(), Some("1|26|PENDING|PENDING_ACCEPTED"));
         let status = decode_status("1|26|PENDING|PENDING_ACCEPTED").expect("decodes");
         assert_eq!((status.group_id, status.id, status.name.as_deref()), (1, 26, Some("PENDING_ACCEPTED")));
-        let error = ProviderErrorInfo { group_id: 1, id: 7002, name: Some("EC_UNKNOWN_USER".into()), description: None, permanent: true };
+        let error = ProviderErrorInfo {
+            group_id: 1,
+            id: 7002,
+            name: Some("EC_UNKNOWN_USER".into()),
+            description: None,
+            permanent: true,
+        };
         assert_eq!(decode_error(&encode_error(&error)), Some(error));
         assert_eq!(decode_status("x|1||"), None);
         assert_eq!((update.channel, update.provider.as_deref()), (Some(Channel::Sms), Some("p")));

@@ -109,9 +109,7 @@ impl StatusWriter {
     pub async fn flush(&self, timeout: Duration) -> bool {
         let Some(inner) = &self.inner else { return true };
         let (done, wait) = oneshot::channel();
-        let flushed = async {
-            inner.queue.send(Item::Flush(done)).await.is_ok() && wait.await.is_ok()
-        };
+        let flushed = async { inner.queue.send(Item::Flush(done)).await.is_ok() && wait.await.is_ok() };
         tokio::time::timeout(timeout, flushed).await.unwrap_or(false)
     }
 }
@@ -154,7 +152,7 @@ async fn run(
                 drop(all);
             }
             for done in flushes {
-                drop(done.send(()));
+                let _ = done.send(());
             }
         }
     }
@@ -186,7 +184,9 @@ async fn write_batch(
                 match reply {
                     Ok(1) => counters.written.increment(1),
                     Ok(_) => counters.stale.increment(1),
-                    Err(err) if round == 0 && err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                    Err(err)
+                        if round == 0 && err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                    {
                         missing_script.push(*update);
                     }
                     Err(err) => {
@@ -227,7 +227,8 @@ fn push_apply(pipe: &mut redis::Pipeline, script: &redis::Script, prefix: &str, 
         ("provider", update.provider.as_deref()),
         ("fallback_for", update.fallback_for.as_deref()),
     ];
-    let always = [("sms_leg", update.sms_leg.as_deref()), ("provider_message_id", update.provider_message_id.as_deref())];
+    let always =
+        [("sms_leg", update.sms_leg.as_deref()), ("provider_message_id", update.provider_message_id.as_deref())];
     let winner = [
         ("reason_code", update.reason_code.as_deref()),
         ("reason", update.reason.as_deref()),
@@ -252,6 +253,9 @@ fn warn(counters: &Counters, error: &str) {
     if now - last >= WARN_EVERY_MS
         && counters.last_warning_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
     {
-        tracing::warn!(error, "message status updates not written (sendfleet_status_updates_total{{outcome=\"failed\"}})");
+        tracing::warn!(
+            error,
+            "message status updates not written (sendfleet_status_updates_total{{outcome=\"failed\"}})"
+        );
     }
 }

@@ -43,7 +43,8 @@ fn delivered_event(id: &str, at_ms: i64) -> Event {
 async fn a_delivered_message_stays_delivered_after_a_late_accepted_and_a_repeated_report() {
     let prefix = prefix();
     let config = config(&sendfleet_test_support::redis_url(), &prefix);
-    let (writer, store) = (StatusWriter::start(&config).expect("writer"), StatusStore::connect(&config).expect("store"));
+    let (writer, store) =
+        (StatusWriter::start(&config).expect("writer"), StatusStore::connect(&config).expect("store"));
 
     let mut accepted = update("m-1", State::Accepted, 1_000);
     accepted.attempts = 1;
@@ -106,7 +107,8 @@ async fn concurrent_writers_in_any_order_end_at_the_highest_state() {
 async fn an_rcs_record_shows_its_sms_leg_and_a_replay_starts_a_new_life() {
     let prefix = prefix();
     let config = config(&sendfleet_test_support::redis_url(), &prefix);
-    let (writer, store) = (StatusWriter::start(&config).expect("writer"), StatusStore::connect(&config).expect("store"));
+    let (writer, store) =
+        (StatusWriter::start(&config).expect("writer"), StatusStore::connect(&config).expect("store"));
     let mut rcs = update("r-1", State::FallbackTriggered, 1_000);
     rcs.channel = Some(Channel::Rcs);
     rcs.sms_leg = Some("r-1.sms".into());
@@ -123,7 +125,10 @@ async fn an_rcs_record_shows_its_sms_leg_and_a_replay_starts_a_new_life() {
     let record = store.get("r-1").await.expect("read").expect("a record");
     assert_eq!((record.state, record.reason_code.as_deref()), (State::FallbackTriggered, Some("not_capable")));
     let leg = record.sms_leg.as_ref().expect("the SMS leg");
-    assert_eq!((leg.message_id.as_str(), leg.state, leg.fallback_for.as_deref()), ("r-1.sms", State::Accepted, Some("r-1")));
+    assert_eq!(
+        (leg.message_id.as_str(), leg.state, leg.fallback_for.as_deref()),
+        ("r-1.sms", State::Accepted, Some("r-1"))
+    );
     assert_eq!(store.get("x-1").await.expect("read").expect("a record").sms_leg, None);
 
     // Dead-lettered, then replayed: the record starts again from `replayed`.
@@ -152,7 +157,8 @@ async fn an_rcs_record_shows_its_sms_leg_and_a_replay_starts_a_new_life() {
 async fn a_redis_that_comes_back_empty_gets_the_script_again_and_a_switched_off_store_writes_nothing() {
     let mut redis = sendfleet_test_support::RedisServer::start();
     let config = config(&redis.url(), "sft-status-own");
-    let (writer, store) = (StatusWriter::start(&config).expect("writer"), StatusStore::connect(&config).expect("store"));
+    let (writer, store) =
+        (StatusWriter::start(&config).expect("writer"), StatusStore::connect(&config).expect("store"));
     writer.record(update("m-1", State::Accepted, 1_000));
     assert!(writer.flush(FLUSH).await);
     assert_eq!(store.get("m-1").await.expect("read").map(|r| r.state), Some(State::Accepted));

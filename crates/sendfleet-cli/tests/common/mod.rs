@@ -37,6 +37,7 @@ pub async fn run(config: &PathBuf, args: &[&str]) -> Output {
 }
 
 /// Starts it, output captured.
+#[allow(dead_code)] // tests/replay.rs kills it; tests/cli.rs does not start one
 pub fn spawn(config: &PathBuf, args: &[&str]) -> Child {
     command(config, args)
         .stdout(std::process::Stdio::piped())

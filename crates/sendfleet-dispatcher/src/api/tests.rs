@@ -141,7 +141,10 @@ async fn a_message_status_needs_the_token_and_an_unknown_id_is_404_with_a_reason
     let (status, body) = get_json(router, &path, Some("Bearer token-0123456789abcdef")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(body["error"], "unknown_message");
-    assert!(body["reason"].as_str().is_some_and(|r| r.contains("unknown-") && r.contains("status.ttl_seconds")), "{body}");
+    assert!(
+        body["reason"].as_str().is_some_and(|r| r.contains("unknown-") && r.contains("status.ttl_seconds")),
+        "{body}"
+    );
 
     let mut off = (*config(false)).clone();
     off.status.enabled = false;

@@ -32,7 +32,8 @@ fn states(record: &Value) -> Vec<&str> {
 }
 
 async fn send(base: &str, request: Value) -> String {
-    let response = reqwest::Client::new().post(format!("{base}/v1/messages")).json(&request).send().await.expect("post");
+    let response =
+        reqwest::Client::new().post(format!("{base}/v1/messages")).json(&request).send().await.expect("post");
     assert_eq!(response.status().as_u16(), 202);
     let body: Value = response.json().await.expect("json");
     body["message_ids"][0].as_str().expect("an id").to_owned()
@@ -81,9 +82,10 @@ async fn a_record_walks_accepted_to_delivered_and_late_or_repeated_updates_leave
     };
     fleet.publish_bytes(&fleet.ns.topology().jobs_exchange(), "ib-sms", &encode(&job)).await;
     // A repeated report: the provider posts the delivery report again.
-    let fixture = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/infobip/sms-dlr-delivered.json"))
-        .expect("fixture")
-        .replace("7f1c2a9e-3b4d-4e5f-8a6b-0c1d2e3f4a01", &id);
+    let fixture =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/infobip/sms-dlr-delivered.json"))
+            .expect("fixture")
+            .replace("7f1c2a9e-3b4d-4e5f-8a6b-0c1d2e3f4a01", &id);
     let ingest = fleet.ingest_url.clone().expect("ingest");
     let answer = reqwest::Client::new()
         .post(format!("{ingest}/callbacks/ib-sms/{TEST_CALLBACK_TOKEN}/delivery"))
@@ -107,8 +109,7 @@ async fn an_rcs_message_with_fallback_shows_both_legs() {
     let mut options = FleetOptions::infobip("status-legs");
     // The RCS delivery report says "not RCS capable" (7002): callback-ingest fires the
     // SMS fallback, which the worker sends and the mock reports delivered.
-    options.behaviour =
-        Behaviour { not_rcs_capable_numbers: vec!["+15550003333".into()], ..Behaviour::default() };
+    options.behaviour = Behaviour { not_rcs_capable_numbers: vec!["+15550003333".into()], ..Behaviour::default() };
     let fleet = Fleet::start(options).await;
     let base = fleet.dispatcher_url.clone().expect("dispatcher");
     let id = send(
