@@ -4,7 +4,12 @@
 
 mod common;
 
-use sendfleet_broker::lapin::options::{BasicAckOptions, BasicGetOptions};
+use std::path::PathBuf;
+
+use sendfleet_broker::lapin::{
+    Channel, Connection,
+    options::{BasicAckOptions, BasicGetOptions},
+};
 use sendfleet_broker::{Outgoing, Publisher, REASON_CODE_HEADER, REASON_HEADER};
 use sendfleet_config::Config;
 use sendfleet_dispatcher::RejectedRequest;
@@ -48,15 +53,21 @@ fn request(to: &str, provider: &str) -> Vec<u8> {
     encode(&serde_json::from_value::<sendfleet_protocol::SendRequest>(request).expect("a request"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rejected_requests_are_listed_without_removal_filtered_shown_and_replayed_as_received() {
-    let ns = Namespace::new("cli-rejected", &["ib-sms"]);
-    let config = config(&ns);
+/// The namespace's config file, topology, a channel and a publisher.
+async fn setup(ns: &Namespace) -> (PathBuf, Connection, Channel, Publisher) {
+    let config = config(ns);
     let path = common::write_config(&config, &ns.prefix);
     let connection = ns.connect().await;
     let channel = connection.create_channel().await.expect("channel");
     ns.topology().declare(&channel, &config.provider_ids()).await.expect("declare");
     let publisher = Publisher::open(&connection).await.expect("publisher");
+    (path, connection, channel, publisher)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_requests_are_listed_without_removal_filtered_shown_and_replayed_as_received() {
+    let ns = Namespace::new("cli-rejected", &["ib-sms"]);
+    let (path, connection, channel, publisher) = setup(&ns).await;
     // As the dispatcher rejects: two for a provider not configured yet, one bad number.
     let rejections = [
         ("unknown_provider", request("+15550000001", "ib-new")),
@@ -123,12 +134,7 @@ async fn rejected_requests_are_listed_without_removal_filtered_shown_and_replaye
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queues_status_callback_urls_and_exit_codes() {
     let ns = Namespace::new("cli-misc", &["ib-sms"]);
-    let config = config(&ns);
-    let path = common::write_config(&config, &ns.prefix);
-    let connection = ns.connect().await;
-    let channel = connection.create_channel().await.expect("channel");
-    ns.topology().declare(&channel, &config.provider_ids()).await.expect("declare");
-    let publisher = Publisher::open(&connection).await.expect("publisher");
+    let (path, connection, channel, publisher) = setup(&ns).await;
     for _ in 0..3 {
         publisher.publish(Outgoing::new(&ns.topology().jobs_exchange(), "ib-sms", b"x")).await.expect("publish");
     }

@@ -13,19 +13,17 @@ use sendfleet_test_support::{Fleet, FleetOptions, wait_until};
 
 const JOBS: usize = 1_000;
 
-const PROVIDER: &str = r#"
-[[providers]]
-id = "ib-sms"
-kind = "infobip_sms"
-base_url = "{mock}"
-api_key_env = "TEST_API_KEY"
-sender_ids = ["ACMEIN"]
-default_for_channel = true
-rate_per_second = 4600
-concurrency = 64
-callback_token_env = "TEST_CALLBACK_TOKEN"
-retry = { max_attempts = 2, initial_delay_ms = 200, max_delay_ms = 500 }
-"#;
+/// `ib-sms` of the test fleets, giving up after two attempts a few hundred ms apart.
+fn provider(name: &'static str) -> String {
+    let both = FleetOptions::infobip(name).providers_toml;
+    let sms = both.split("[[providers]]").nth(1).expect("the SMS provider");
+    let retry = "retry = { initial_delay_ms = 200, max_delay_ms = 2000 }";
+    assert!(sms.contains(retry), "{sms}");
+    format!(
+        "[[providers]]{}",
+        sms.replace(retry, "retry = { max_attempts = 2, initial_delay_ms = 200, max_delay_ms = 500 }")
+    )
+}
 
 fn job(i: usize) -> SendJob {
     SendJob {
@@ -51,7 +49,7 @@ fn job(i: usize) -> SendJob {
 /// is in the dead-letter queue; then the provider is fixed (and its counters reset).
 async fn thousand_dead_letters(name: &'static str) -> (Fleet, PathBuf) {
     let options = FleetOptions {
-        providers_toml: PROVIDER.to_owned(),
+        providers_toml: provider(name),
         provider_ids: vec!["ib-sms"],
         dispatcher: false,
         ingest: false,
