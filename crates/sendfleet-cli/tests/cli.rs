@@ -134,7 +134,7 @@ async fn rejected_requests_are_listed_without_removal_filtered_shown_and_replaye
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queues_status_callback_urls_and_exit_codes() {
     let ns = Namespace::new("cli-misc", &["ib-sms"]);
-    let (path, connection, channel, publisher) = setup(&ns).await;
+    let (path, connection, _channel, publisher) = setup(&ns).await;
     for _ in 0..3 {
         publisher.publish(Outgoing::new(&ns.topology().jobs_exchange(), "ib-sms", b"x")).await.expect("publish");
     }

@@ -42,7 +42,7 @@ pub struct MessageStatus {
     /// Human reason of the current state (at most 64 bytes; the event has it whole).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Each state reported, with the first time it was, in order of time.
+    /// Each state reported, with the first time it was, in state order.
     pub transitions: Vec<Transition>,
     /// When the current state was reached, ms since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,7 +88,10 @@ impl MessageStatus {
                 Some(Transition { state, at_ms: at.parse().ok()? })
             })
             .collect();
-        transitions.sort_by_key(|t| (t.at_ms, t.state));
+        // The walk in state order: states only move up, and the times come from different
+        // clocks (the worker's, the provider's report), so a report can carry an earlier
+        // time than the `accepted` that the worker recorded after it.
+        transitions.sort_by_key(|t| (t.state, t.at_ms));
         Some(MessageStatus {
             message_id: message_id.to_owned(),
             state,
