@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image with every sendfleet binary: dispatcher, sender-worker, callback-ingest,
-# mock-provider. Pick the process with the container command.
+# mock-provider, and the operator CLI sendfleet. Pick the process with the container
+# command.
 #
 #   docker build -t sendfleet:local .
 #   docker run --rm sendfleet:local sender-worker --help
@@ -19,10 +20,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \
       -p sendfleet-dispatcher -p sendfleet-sender-worker \
-      -p sendfleet-callback-ingest -p sendfleet-mock-provider \
+      -p sendfleet-callback-ingest -p sendfleet-mock-provider -p sendfleet-cli \
  && mkdir -p /out \
  && cp target/release/dispatcher target/release/sender-worker \
-       target/release/callback-ingest target/release/mock-provider /out/
+       target/release/callback-ingest target/release/mock-provider target/release/sendfleet /out/
 
 FROM debian:bookworm-slim AS runtime
 # ca-certificates: provider APIs are HTTPS; tini: PID 1 that forwards SIGTERM so the

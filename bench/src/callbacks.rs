@@ -81,6 +81,7 @@ pub async fn run_once(
         burst: None,
         concurrency: 1,
         workers: 0,
+        status_store: true,
         run_dir: run_dir.join(&prefix),
     };
     let fleet = ProcessFleet::start(spec).await?;

@@ -42,6 +42,7 @@ pub async fn run(args: DemoArgs, amqp_url: &str, redis_url: &str) -> anyhow::Res
         burst: None,
         concurrency: 256,
         workers: 1,
+        status_store: true,
         run_dir: run_dir.clone(),
     };
     println!("starting mock-provider, dispatcher, callback-ingest and one sender-worker (logs: {})", run_dir.display());

@@ -35,6 +35,8 @@ pub struct FleetSpec {
     pub concurrency: u32,
     /// Workers at start.
     pub workers: usize,
+    /// `status.enabled`: the message status store (on in production).
+    pub status_store: bool,
     /// Where logs and the config go.
     pub run_dir: PathBuf,
 }
@@ -217,6 +219,9 @@ listen = "127.0.0.1:{dispatcher_port}"
 [worker]
 rate_limiter = "{rate_limiter}"
 
+[status]
+enabled = {status_store}
+
 [callback_ingest]
 listen = "127.0.0.1:{ingest_port}"
 public_base_url = "http://127.0.0.1:{ingest_port}"
@@ -226,6 +231,7 @@ public_base_url = "http://127.0.0.1:{ingest_port}"
         redis = spec.redis_url,
         queue_type = crate::procs::queue_type_name(),
         rate_limiter = spec.rate_limiter,
+        status_store = spec.status_store,
         sms = provider(PROVIDERS[0], "infobip_sms", "SENDFLEET", true),
         rcs = provider(PROVIDERS[1], "infobip_rcs", "SendfleetAgent", true),
     )

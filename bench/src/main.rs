@@ -144,6 +144,7 @@ async fn run_scenarios(args: RunArgs, amqp_url: &str, redis_url: &str) -> anyhow
         summaries: report::summarise(&chosen, &runs),
         uncapped_vs_bare: report::ratio_vs_bare(&runs, |r| r.jobs_per_second),
         cpu_vs_bare: report::ratio_vs_bare(&runs, |r| r.cpu_seconds_per_1000),
+        status_on_vs_off: report::StatusCost::of(&runs),
         runs,
     };
     report::print_table(&report);

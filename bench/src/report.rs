@@ -55,6 +55,9 @@ pub struct Report {
     pub uncapped_vs_bare: Option<f64>,
     /// `uncapped` CPU per job ÷ `bare` CPU per job, median of the per-round ratios.
     pub cpu_vs_bare: Option<f64>,
+    /// Status store on ÷ off, medians of per-round ratios: `uncapped` jobs/s, `uncapped`
+    /// CPU per job, `capped` CPU per job.
+    pub status_on_vs_off: StatusCost,
     /// Every run.
     pub runs: Vec<RunResult>,
 }
@@ -103,11 +106,38 @@ pub fn summarise(scenarios: &[Scenario], runs: &[RunResult]) -> Vec<ScenarioSumm
         .collect()
 }
 
+/// What the status store costs: on ÷ off, medians of the per-round ratios.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StatusCost {
+    /// `uncapped` ÷ `uncapped-status-off` jobs/s.
+    pub uncapped_throughput: Option<f64>,
+    /// `uncapped` ÷ `uncapped-status-off` worker CPU per job.
+    pub uncapped_cpu_per_job: Option<f64>,
+    /// `capped` ÷ `capped-status-off` worker CPU per job.
+    pub capped_cpu_per_job: Option<f64>,
+}
+
+impl StatusCost {
+    /// The ratios of `runs`.
+    pub fn of(runs: &[RunResult]) -> StatusCost {
+        StatusCost {
+            uncapped_throughput: ratio(runs, "uncapped", "uncapped-status-off", |r| r.jobs_per_second),
+            uncapped_cpu_per_job: ratio(runs, "uncapped", "uncapped-status-off", |r| r.cpu_seconds_per_1000),
+            capped_cpu_per_job: ratio(runs, "capped", "capped-status-off", |r| r.cpu_seconds_per_1000),
+        }
+    }
+}
+
 /// Median over rounds of `uncapped.metric / bare.metric`.
 pub fn ratio_vs_bare(runs: &[RunResult], metric: impl Fn(&RunResult) -> f64) -> Option<f64> {
-    let uncapped: Vec<f64> = runs.iter().filter(|r| r.scenario == "uncapped").map(&metric).collect();
-    let bare: Vec<f64> = runs.iter().filter(|r| r.scenario == "bare").map(&metric).collect();
-    let ratios: Vec<f64> = uncapped.iter().zip(&bare).filter(|(_, b)| **b > 0.0).map(|(u, b)| u / b).collect();
+    ratio(runs, "uncapped", "bare", metric)
+}
+
+/// Median over rounds of `a.metric / b.metric` (the n-th run of each in a round).
+fn ratio(runs: &[RunResult], a: &str, b: &str, metric: impl Fn(&RunResult) -> f64) -> Option<f64> {
+    let first: Vec<f64> = runs.iter().filter(|r| r.scenario == a).map(&metric).collect();
+    let second: Vec<f64> = runs.iter().filter(|r| r.scenario == b).map(&metric).collect();
+    let ratios: Vec<f64> = first.iter().zip(&second).filter(|(_, y)| **y > 0.0).map(|(x, y)| x / y).collect();
     (!ratios.is_empty()).then(|| median(ratios))
 }
 
@@ -151,6 +181,16 @@ pub fn print_table(report: &Report) {
     }
     if let Some(ratio) = report.cpu_vs_bare {
         println!("uncapped / bare CPU per job: {:.2}", ratio);
+    }
+    let status = &report.status_on_vs_off;
+    for (what, ratio) in [
+        ("uncapped throughput", status.uncapped_throughput),
+        ("uncapped worker CPU per job", status.uncapped_cpu_per_job),
+        ("capped worker CPU per job", status.capped_cpu_per_job),
+    ] {
+        if let Some(ratio) = ratio {
+            println!("status store on / off, {what}: {ratio:.3} (median of per-round ratios)");
+        }
     }
 }
 

@@ -79,10 +79,28 @@ pub struct Scenario {
     pub max_seconds: u64,
     /// Fleet changes, at seconds after the workers start.
     pub changes: &'static [(u64, Change)],
+    /// The message status store on (`status.enabled`); the `-status-off` scenarios
+    /// turn it off to measure its cost in the same rounds.
+    pub status_store: bool,
 }
 
 /// The default scenarios, in the order they run.
 pub fn defaults() -> Vec<Scenario> {
+    let mut all = base();
+    // The status store's cost: the same scenarios with it off, run in the same rounds.
+    for (name, description) in [
+        ("capped-status-off", "capped, with the message status store off (status.enabled = false)"),
+        ("uncapped-status-off", "uncapped, with the message status store off (status.enabled = false)"),
+    ] {
+        let base = name.trim_end_matches("-status-off");
+        if let Some(on) = all.iter().find(|s| s.name == base) {
+            all.push(Scenario { name, description, status_store: false, ..on.clone() });
+        }
+    }
+    all
+}
+
+fn base() -> Vec<Scenario> {
     vec![
         Scenario {
             name: "capped",
@@ -97,6 +115,7 @@ pub fn defaults() -> Vec<Scenario> {
             load: Load::Backlog { jobs: 70_000 },
             max_seconds: 14,
             changes: &[],
+            status_store: true,
         },
         Scenario {
             name: "capped-fleet",
@@ -111,6 +130,7 @@ pub fn defaults() -> Vec<Scenario> {
             load: Load::Backlog { jobs: 80_000 },
             max_seconds: 15,
             changes: &[(5, Change::AddWorker), (10, Change::StopWorker(0))],
+            status_store: true,
         },
         Scenario {
             name: "uncapped",
@@ -125,6 +145,7 @@ pub fn defaults() -> Vec<Scenario> {
             load: Load::Backlog { jobs: 40_000 },
             max_seconds: 60,
             changes: &[],
+            status_store: true,
         },
         Scenario {
             name: "bare",
@@ -139,6 +160,7 @@ pub fn defaults() -> Vec<Scenario> {
             load: Load::Backlog { jobs: 40_000 },
             max_seconds: 60,
             changes: &[],
+            status_store: true,
         },
         Scenario {
             name: "slow-provider",
@@ -153,6 +175,7 @@ pub fn defaults() -> Vec<Scenario> {
             load: Load::Open { per_second: 1_500, seconds: 10 },
             max_seconds: 20,
             changes: &[],
+            status_store: true,
         },
         callbacks(
             "callback-ingest",
@@ -184,6 +207,7 @@ fn callbacks(name: &'static str, description: &'static str, load: CallbackLoad, 
         load: Load::Callbacks(load),
         max_seconds,
         changes: &[],
+        status_store: true,
     }
 }
 
@@ -241,6 +265,7 @@ pub async fn run_once(
         burst: Some(scenario.burst),
         concurrency: scenario.concurrency,
         workers: 0,
+        status_store: scenario.status_store,
         run_dir: run_dir.join(&prefix),
     };
     let mut fleet = ProcessFleet::start(spec).await?;

@@ -35,12 +35,22 @@ pub struct Outgoing<'a> {
     pub mandatory: bool,
     /// AMQP message id (our message id, for tooling).
     pub message_id: Option<&'a str>,
+    /// AMQP timestamp, seconds since the epoch; `None`: the time of publishing.
+    pub timestamp: Option<u64>,
 }
 
 impl<'a> Outgoing<'a> {
     /// A mandatory message with no headers.
     pub fn new(exchange: &'a str, routing_key: &'a str, payload: &'a [u8]) -> Outgoing<'a> {
-        Outgoing { exchange, routing_key, payload, headers: Vec::new(), mandatory: true, message_id: None }
+        Outgoing {
+            exchange,
+            routing_key,
+            payload,
+            headers: Vec::new(),
+            mandatory: true,
+            message_id: None,
+            timestamp: None,
+        }
     }
 
     /// Adds a header.
@@ -52,6 +62,14 @@ impl<'a> Outgoing<'a> {
     /// Sets the AMQP message id.
     pub fn message_id(mut self, id: &'a str) -> Outgoing<'a> {
         self.message_id = Some(id);
+        self
+    }
+
+    /// Sets the AMQP timestamp (seconds) instead of the time of publishing: a message
+    /// put back in a queue keeps the one it had, since the dispatcher derives the ids of
+    /// a request from its bytes, `message_id` and `timestamp`.
+    pub fn timestamp(mut self, seconds: u64) -> Outgoing<'a> {
+        self.timestamp = Some(seconds);
         self
     }
 
@@ -244,10 +262,10 @@ async fn confirm_channel(connection: &Connection) -> Result<Channel, BrokerError
 }
 
 fn properties(message: &Outgoing<'_>) -> BasicProperties {
-    let mut properties = BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type(CONTENT_TYPE.into())
-        .with_timestamp(u64::try_from(sendfleet_protocol::now_ms() / 1000).unwrap_or(0));
+    let mut properties =
+        BasicProperties::default().with_delivery_mode(2).with_content_type(CONTENT_TYPE.into()).with_timestamp(
+            message.timestamp.unwrap_or_else(|| u64::try_from(sendfleet_protocol::now_ms() / 1000).unwrap_or(0)),
+        );
     if !message.headers.is_empty() {
         let mut headers = FieldTable::default();
         for (name, value) in &message.headers {

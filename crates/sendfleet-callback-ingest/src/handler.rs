@@ -262,6 +262,9 @@ async fn settle(
     // Published with confirms before answering: a 2xx means every event of the body is
     // in the broker; anything else and the provider posts the whole body again.
     state.broker.publish_events(&events).await?;
+    for event in &events {
+        state.status.record_event(event);
+    }
     for (kind, count) in counts {
         counter!(EVENTS_PUBLISHED_TOTAL, "kind" => kind).increment(count);
     }

@@ -45,6 +45,9 @@ pub enum IngestError {
     /// The broker cannot be used as configured (a queue exists with other arguments).
     #[error(transparent)]
     Broker(#[from] sendfleet_broker::BrokerError),
+    /// The message status store cannot be set up (Redis URL).
+    #[error(transparent)]
+    Status(#[from] sendfleet_status::StatusError),
 }
 
 /// A provider as callback-ingest sees it.
@@ -67,10 +70,13 @@ pub struct IngestState {
     pub(crate) max_in_flight: usize,
     /// The callbacks' publish-and-fire tasks, waited for at shutdown.
     pub(crate) tasks: TaskTracker,
+    /// Status records of the reports' messages (never waited for).
+    pub(crate) status: sendfleet_status::StatusWriter,
 }
 
 impl IngestState {
-    /// Builds the state for a config (no broker connection yet).
+    /// Builds the state for a config (no broker connection yet). Inside a tokio runtime:
+    /// it starts the status writer's task.
     pub fn new(config: &Config) -> Result<IngestState, IngestError> {
         let settings = AdapterSettings::default();
         let mut providers = HashMap::new();
@@ -99,12 +105,13 @@ impl IngestState {
             in_flight: Arc::new(Semaphore::new(config.callback_ingest.max_in_flight.max(1))),
             max_in_flight: config.callback_ingest.max_in_flight.max(1),
             tasks: TaskTracker::new(),
+            status: sendfleet_status::StatusWriter::start(config)?,
         })
     }
 }
 
 /// One URL to paste into a vendor's portal.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CallbackUrl {
     /// What the portal calls it, and where to paste it.
     pub purpose: &'static str,
@@ -113,13 +120,27 @@ pub struct CallbackUrl {
 }
 
 /// A provider's callback URLs, or why it has none.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ProviderCallbackUrls {
     /// Provider id.
     pub provider: String,
     /// The URLs; empty when `callback_ingest.public_base_url` or the provider's
     /// `callback_token_env` is not set.
     pub urls: Vec<CallbackUrl>,
+}
+
+impl ProviderCallbackUrls {
+    /// The lines `callback-urls` prints: `provider<TAB>purpose<TAB>url` per URL, or one
+    /// line saying why the provider has none.
+    pub fn lines(&self) -> Vec<String> {
+        if self.urls.is_empty() {
+            return vec![format!(
+                "{}\t(no URL: set callback_ingest.public_base_url and the provider's callback_token_env)",
+                self.provider
+            )];
+        }
+        self.urls.iter().map(|url| format!("{}\t{}\t{}", self.provider, url.purpose, url.url)).collect()
+    }
 }
 
 /// Each provider's callback URLs, `<public_base_url>/callbacks/<id>/<token>/<kind>`, one
@@ -198,6 +219,7 @@ pub async fn run(
     if tokio::time::timeout(grace, state.tasks.wait()).await.is_err() {
         tracing::warn!(left = state.tasks.len(), "callback tasks still running at the end of the grace period");
     }
+    state.status.flush(Duration::from_secs(2)).await;
     broker_stop.cancel();
     let kept = keeper.await.unwrap_or(Ok(()));
     served?;
@@ -295,6 +317,12 @@ sender_ids = ["ACME"]
         assert_eq!(rcs, ["delivery", "inbound", "seen", "events"]);
         assert!(urls[1].urls[1].purpose.contains("MO_OTT_MSISDN"));
         assert!(urls[2].urls.is_empty(), "no token, no URL");
+        assert_eq!(
+            urls[0].lines()[0],
+            "ib-sms\tdelivery reports\thttps://hooks.example.com/callbacks/ib-sms/tok-0123456789abcdef/delivery"
+        );
+        let none = urls[2].lines();
+        assert!(none.len() == 1 && none[0].starts_with("no-token\t(no URL: "), "{none:?}");
         for url in urls.iter().flat_map(|p| &p.urls) {
             let kind = url.url.rsplit('/').next().unwrap_or("");
             assert!(ROUTE_KINDS.contains(&kind), "{kind} is routed");

@@ -21,6 +21,8 @@ pub struct Config {
     pub worker: WorkerConfig,
     /// The callback-ingest process.
     pub callback_ingest: CallbackIngestConfig,
+    /// The message status store (`GET /v1/messages/{id}`, `sendfleet status`).
+    pub status: StatusConfig,
     /// Logging.
     pub telemetry: TelemetryConfig,
     /// Dispatcher-side templates.
@@ -287,6 +289,29 @@ impl Default for CallbackIngestConfig {
             max_in_flight: 512,
             shutdown_grace_seconds: 10,
         }
+    }
+}
+
+/// The message status store: one record per message id in Redis, written by the
+/// sender-worker and callback-ingest, read by the dispatcher's `GET /v1/messages/{id}`
+/// and `sendfleet status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatusConfig {
+    /// Write status records. Off: nothing is written and every lookup answers that the
+    /// store is switched off.
+    pub enabled: bool,
+    /// How long a record lives after its last change, in seconds (default 7 days).
+    pub ttl_seconds: u64,
+    /// Status updates a process may hold waiting for Redis. Beyond it an update is
+    /// dropped and counted (`sendfleet_status_updates_total{outcome="dropped"}`): a slow
+    /// Redis never slows sending or callbacks down.
+    pub queue_capacity: usize,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        StatusConfig { enabled: true, ttl_seconds: 604_800, queue_capacity: 65_536 }
     }
 }
 

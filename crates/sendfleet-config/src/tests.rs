@@ -339,3 +339,17 @@ fn events_queue_bounds_beyond_rabbitmq_limits_name_the_key() {
     let toml = format!("{GOOD}\n[broker.events_queue]\nmessage_ttl_seconds = 4294967\n");
     assert!(field_errors(&toml).is_empty(), "the largest TTL RabbitMQ takes is accepted");
 }
+
+#[test]
+fn the_status_store_is_on_for_a_week_by_default_and_its_bounds_are_checked() {
+    let config = Config::from_toml(GOOD, &env).unwrap();
+    assert!(config.status.enabled);
+    assert_eq!(config.status.ttl_seconds, 7 * 24 * 3_600);
+    let off = Config::from_toml(&format!("[status]\nenabled = false\n{GOOD}"), &env).unwrap();
+    assert!(!off.status.enabled);
+    let bad = format!("[status]\nttl_seconds = 0\nqueue_capacity = 0\n{GOOD}");
+    let err = Config::from_toml(&bad, &env).unwrap_err();
+    let ConfigError::Invalid(errors) = &err else { panic!("{err}") };
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["status.ttl_seconds", "status.queue_capacity"]);
+}

@@ -111,6 +111,12 @@ pub(crate) fn validate_and_resolve(config: &mut Config, lookup: &dyn Fn(&str) ->
     if config.worker.capability_batch_window_ms > 1_000 {
         errors.push("worker.capability_batch_window_ms", "at most 1000 ms (jobs wait this long before sending)");
     }
+    if config.status.ttl_seconds == 0 || config.status.ttl_seconds > 31_536_000 {
+        errors.push("status.ttl_seconds", "must be between 1 and 31536000 (a year)");
+    }
+    if config.status.queue_capacity == 0 || config.status.queue_capacity > 10_000_000 {
+        errors.push("status.queue_capacity", "must be between 1 and 10000000");
+    }
     if config.worker.capability_cache_ttl_seconds == 0 {
         errors.push("worker.capability_cache_ttl_seconds", "must be at least 1");
     }

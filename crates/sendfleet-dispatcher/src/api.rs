@@ -8,6 +8,7 @@
 //!   unconfirmed publishes, so neither the body nor its jobs are ever held whole.
 //! - `POST /v1/send-test`: one synchronous send through a named provider's adapter.
 //! - `POST /v1/events`: an outbound RCS event (typing indicator, read receipt).
+//! - `GET /v1/messages/{id}`: the message's status record (`sendfleet-status`).
 //!
 //! With `dispatcher.api_token_env` set, every `/v1/*` call needs
 //! `Authorization: Bearer <token>`.
@@ -26,7 +27,7 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::post,
+    routing::{get, post},
 };
 use futures_util::{Stream, StreamExt, future::try_join_all, stream::FuturesUnordered};
 use metrics::counter;
@@ -58,12 +59,16 @@ pub(crate) struct ApiState {
     pub config: Arc<Config>,
     pub topology: Topology,
     publisher: RwLock<Option<Publisher>>,
+    /// Message status records (`GET /v1/messages/{id}`); the error when the store
+    /// cannot be set up (a Redis URL a config built without validation let through).
+    status: Result<sendfleet_status::StatusStore, String>,
 }
 
 impl ApiState {
     pub fn new(config: Arc<Config>) -> ApiState {
         let topology = Topology::new(&config.broker);
-        ApiState { config, topology, publisher: RwLock::new(None) }
+        let status = sendfleet_status::StatusStore::connect(&config).map_err(|e| e.to_string());
+        ApiState { config, topology, publisher: RwLock::new(None), status }
     }
 
     /// Installs the publisher of a new broker session.
@@ -84,6 +89,7 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/v1/messages", post(single))
         .route("/v1/messages/bulk", post(bulk))
+        .route("/v1/messages/{id}", get(message_status))
         .route("/v1/send-test", post(send_test_handler))
         .route("/v1/events", post(event))
         .layer(DefaultBodyLimit::max(limit))
@@ -172,6 +178,34 @@ async fn single(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
     counter!(names::REQUESTS_TOTAL, "outcome" => "accepted").increment(1);
     let message_ids = jobs.into_iter().map(|job| job.message_id).collect::<Vec<_>>();
     (StatusCode::ACCEPTED, Json(Accepted { accepted: message_ids.len(), message_ids })).into_response()
+}
+
+/// `GET /v1/messages/{id}`: the status record as JSON; 404 with a reason when there is
+/// none (or the store is switched off), 503 when Redis cannot answer.
+async fn message_status(
+    State(state): State<Arc<ApiState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let store = match &state.status {
+        Ok(store) => store,
+        Err(reason) => return error(StatusCode::SERVICE_UNAVAILABLE, "status_store_unavailable", reason.clone()),
+    };
+    match store.get(&id).await {
+        Ok(Some(status)) => (StatusCode::OK, Json(status)).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "unknown_message",
+            format!(
+                "no status record for message id '{id}': never sent through this fleet, or its record expired \
+                 ({} s after its last change, status.ttl_seconds)",
+                state.config.status.ttl_seconds
+            ),
+        ),
+        Err(sendfleet_status::StatusError::Disabled) => {
+            error(StatusCode::NOT_FOUND, "status_disabled", sendfleet_status::StatusError::Disabled.to_string())
+        }
+        Err(err) => error(StatusCode::SERVICE_UNAVAILABLE, "status_store_unavailable", err.to_string()),
+    }
 }
 
 /// One refused line of a bulk request.

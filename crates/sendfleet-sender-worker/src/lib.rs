@@ -159,8 +159,11 @@ pub async fn run(
     let router = sendfleet_telemetry::ops_router(metrics, readiness.clone());
     let server = tokio::spawn(sendfleet_telemetry::serve(ops_listener, router, stopped.clone()));
     let fallbacks = sendfleet_fallback::Fallbacks::new(redis.clone(), &config);
-    let sessions = session::run_sessions(config, providers, sent, fallbacks, readiness, shutdown).await;
+    let status = sendfleet_status::StatusWriter::start(&config).map_err(|e| WorkerError::Redis(e.to_string()))?;
+    let sessions = session::run_sessions(config, providers, sent, fallbacks, status.clone(), readiness, shutdown).await;
     stopped.cancel();
+    // The last jobs' status updates, written before the process ends (bounded).
+    status.flush(Duration::from_secs(2)).await;
     server.await.ok().transpose()?;
     sessions?;
     Ok(())

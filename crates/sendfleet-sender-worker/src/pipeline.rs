@@ -25,6 +25,8 @@ pub(crate) struct SessionContext {
     pub event_metrics: metrics::EventMetrics,
     pub sent: crate::sent::SentLog,
     pub fallbacks: Fallbacks,
+    /// Status records: every event published, and fired fallbacks (never waited for).
+    pub status: sendfleet_status::StatusWriter,
     pub config: Arc<Config>,
     pub topology: Topology,
     pub publisher: Publisher,
@@ -199,8 +201,14 @@ async fn fire(
 ) -> Result<FireOutcome, sendfleet_broker::BrokerError> {
     match ctx.fallbacks.fire(&ctx.publisher, &job.message_id, &job.provider, reason, detail).await {
         Ok(outcome) => {
-            if matches!(outcome, FireOutcome::Published(_)) {
+            if let FireOutcome::Published(sms) = &outcome {
                 ctx.event_metrics.published(EventKind::FallbackTriggered);
+                ctx.status.record(sendfleet_status::StatusUpdate::fallback_triggered(
+                    job,
+                    sms,
+                    reason.as_str(),
+                    now_ms(),
+                ));
             }
             Ok(outcome)
         }
@@ -611,6 +619,7 @@ pub(crate) async fn publish_event(ctx: &SessionContext, event: &Event) -> Result
     // The trace id travels in the event body; no header needed on the hot path.
     ctx.publisher.publish(Outgoing::new(&exchange, &key, &bytes).optional()).await?;
     ctx.event_metrics.published(event.kind);
+    ctx.status.record_event(event);
     Ok(())
 }
 

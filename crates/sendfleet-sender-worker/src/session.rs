@@ -16,6 +16,7 @@ pub(crate) async fn run_sessions(
     providers: Vec<Arc<ProviderRuntime>>,
     sent: crate::sent::SentLog,
     fallbacks: sendfleet_fallback::Fallbacks,
+    status: sendfleet_status::StatusWriter,
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), sendfleet_broker::BrokerError> {
@@ -27,7 +28,7 @@ pub(crate) async fn run_sessions(
         grace: Duration::from_secs(config.worker.shutdown_grace_seconds),
     };
     sendfleet_broker::run_sessions(options, |connection| {
-        setup(config.clone(), providers.clone(), sent.clone(), fallbacks.clone(), connection)
+        setup(config.clone(), providers.clone(), sent.clone(), fallbacks.clone(), status.clone(), connection)
     })
     .await
 }
@@ -37,6 +38,7 @@ async fn setup(
     providers: Vec<Arc<ProviderRuntime>>,
     sent: crate::sent::SentLog,
     fallbacks: sendfleet_fallback::Fallbacks,
+    status: sendfleet_status::StatusWriter,
     connection: Connection,
 ) -> Result<Session, sendfleet_broker::BrokerError> {
     let topology = Topology::new(&config.broker);
@@ -47,6 +49,7 @@ async fn setup(
         event_metrics: crate::metrics::EventMetrics::new(),
         sent,
         fallbacks,
+        status,
         config: config.clone(),
         topology: topology.clone(),
         publisher: publisher.clone(),

@@ -64,6 +64,10 @@ pub const REDIS_ERRORS_TOTAL: &str = "sendfleet_redis_errors_total";
 /// The configured `x-max-length` of the default events queue, by `queue`; exported only
 /// when the queue is declared with a length bound.
 pub const EVENTS_QUEUE_MAX_LENGTH: &str = "sendfleet_events_queue_max_length";
+/// Message status updates by `outcome`: written (the record moved on), stale (refused:
+/// the record is already in a later state), dropped (the writer's queue was full),
+/// failed (Redis did not take them).
+pub const STATUS_UPDATES_TOTAL: &str = "sendfleet_status_updates_total";
 
 /// The `result` values of [`CAPABILITY_CHECKS_TOTAL`]: the provider's answer per number
 /// (enabled, not_capable, invalid_number, unknown), answers from the fleet cache (cached),
@@ -100,6 +104,7 @@ pub const ALL: &[&str] = &[
     BUILD_INFO,
     REDIS_ERRORS_TOTAL,
     EVENTS_QUEUE_MAX_LENGTH,
+    STATUS_UPDATES_TOTAL,
 ];
 
 /// What a failed Redis call was for: the `store` label of [`REDIS_ERRORS_TOTAL`].
@@ -232,4 +237,5 @@ fn describe() {
     describe_gauge!(BUILD_INFO, "Always 1; the labels say which version, commit and binary run.");
     describe_counter!(REDIS_ERRORS_TOTAL, "Failed Redis calls, by what they were for.");
     describe_gauge!(EVENTS_QUEUE_MAX_LENGTH, "The configured x-max-length of the default events queue.");
+    describe_counter!(STATUS_UPDATES_TOTAL, "Message status updates by outcome (written, stale, dropped, failed).");
 }

@@ -21,7 +21,8 @@ struct Args {
 enum Command {
     /// Print each provider's callback URLs (delivery reports, inbound messages, and for
     /// RCS seen reports and events) for pasting into the vendor's portal, one per line:
-    /// provider, purpose, URL. The URLs embed secrets: handle them as such.
+    /// provider, purpose, URL. The URLs embed secrets: handle them as such. The same as
+    /// `sendfleet callback-urls`.
     CallbackUrls,
 }
 
@@ -42,14 +43,8 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("warning: {warning}");
         }
         for provider in sendfleet_callback_ingest::callback_urls(config) {
-            if provider.urls.is_empty() {
-                println!(
-                    "{}\t(no URL: set callback_ingest.public_base_url and the provider's callback_token_env)",
-                    provider.provider
-                );
-            }
-            for url in provider.urls {
-                println!("{}\t{}\t{}", provider.provider, url.purpose, url.url);
+            for line in provider.lines() {
+                println!("{line}");
             }
         }
         return Ok(());

@@ -119,3 +119,36 @@ async fn lines_are_split_across_chunks_and_overlong_lines_are_flagged_not_buffer
     let lines = read_all(vec!["0123456789abc"], 8).await;
     assert_eq!(lines, [None]);
 }
+
+async fn get_json(router: Router, path: &str, auth: Option<&str>) -> (StatusCode, serde_json::Value) {
+    let mut request = axum::http::Request::get(path);
+    if let Some(auth) = auth {
+        request = request.header("authorization", auth);
+    }
+    let response = router.oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test]
+async fn a_message_status_needs_the_token_and_an_unknown_id_is_404_with_a_reason() {
+    let router = super::router(Arc::new(ApiState::new(config(true))));
+    let path = format!("/v1/messages/unknown-{}", uuid::Uuid::new_v4());
+    let (status, _) = get_json(router.clone(), &path, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Past auth: the real Redis has no record of it.
+    let (status, body) = get_json(router, &path, Some("Bearer token-0123456789abcdef")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"], "unknown_message");
+    assert!(
+        body["reason"].as_str().is_some_and(|r| r.contains("unknown-") && r.contains("status.ttl_seconds")),
+        "{body}"
+    );
+
+    let mut off = (*config(false)).clone();
+    off.status.enabled = false;
+    let router = super::router(Arc::new(ApiState::new(Arc::new(off))));
+    let (status, body) = get_json(router, "/v1/messages/m-1", None).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("status_disabled")), "{body}");
+}

@@ -12,3 +12,4 @@ mod python;
 mod quorum;
 mod send;
 mod startup;
+mod status;

@@ -1,0 +1,153 @@
+//! `queues`: how much work waits where.
+
+use sendfleet_broker::{
+    RETRY_TIERS, Topology,
+    lapin::{Connection, options::QueueDeclareOptions, types::FieldTable},
+};
+use sendfleet_config::Config;
+use serde::{Deserialize, Serialize};
+
+use crate::{CliError, Exit, output};
+
+/// One queue's numbers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueDepth {
+    /// Queue name.
+    pub queue: String,
+    /// `jobs`, `retry`, `dead_letters`, `rejected`, `requests` or `events`.
+    pub kind: &'static str,
+    /// The provider of a jobs queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Messages ready for delivery; `None` when the queue does not exist.
+    pub ready: Option<u32>,
+    /// Delivered and not yet acked (only with the management API).
+    pub unacked: Option<u64>,
+    /// Consumers.
+    pub consumers: Option<u32>,
+}
+
+/// What the management API says of a queue (`GET /api/queues/<vhost>/<name>`).
+#[derive(Debug, Deserialize, PartialEq)]
+pub(crate) struct ManagedQueue {
+    #[serde(default)]
+    messages_ready: Option<u64>,
+    #[serde(default)]
+    messages_unacknowledged: Option<u64>,
+    #[serde(default)]
+    consumers: Option<u64>,
+}
+
+/// Every queue of the fleet: each provider's jobs queue, the retry tiers (shared by
+/// all providers), dead letters, rejected requests, requests and events.
+fn queues(config: &Config) -> Vec<QueueDepth> {
+    let topology = Topology::new(&config.broker);
+    let depth = |queue: String, kind, provider: Option<String>| QueueDepth {
+        queue,
+        kind,
+        provider,
+        ready: None,
+        unacked: None,
+        consumers: None,
+    };
+    let mut all: Vec<QueueDepth> =
+        config.providers.iter().map(|p| depth(topology.jobs_queue(&p.id), "jobs", Some(p.id.clone()))).collect();
+    all.extend(RETRY_TIERS.iter().map(|tier| depth(topology.retry_queue(*tier), "retry", None)));
+    all.push(depth(topology.dead_letter_queue(), "dead_letters", None));
+    all.push(depth(topology.rejected_queue(), "rejected", None));
+    all.push(depth(topology.requests_queue(), "requests", None));
+    all.push(depth(topology.events_queue(), "events", None));
+    all
+}
+
+/// Reads every queue's depth (passive declares, and the management API when given).
+pub(crate) async fn run(config: &Config, management_url: Option<&str>, json: bool) -> Result<Exit, CliError> {
+    let connection = sendfleet_broker::connect_once(&config.broker, "cli").await?;
+    let mut depths = queues(config);
+    let declared = declare_all(&connection, &mut depths).await;
+    drop(connection.close(200, "done".into()).await);
+    declared?;
+    if let Some(url) = management_url {
+        let vhost = vhost(config.broker.url.expose());
+        for depth in &mut depths {
+            let managed = managed(url, &vhost, &depth.queue).await?;
+            if let Some(managed) = managed {
+                depth.unacked = managed.messages_unacknowledged;
+                depth.ready = managed.messages_ready.and_then(|n| u32::try_from(n).ok()).or(depth.ready);
+                depth.consumers = managed.consumers.and_then(|n| u32::try_from(n).ok()).or(depth.consumers);
+            }
+        }
+    }
+    if json {
+        output::json(&depths);
+    } else {
+        output::depths(&depths);
+    }
+    Ok(Exit::Done)
+}
+
+/// A passive declare per queue; a missing queue closes its channel, so each missing
+/// one costs a new channel.
+async fn declare_all(connection: &Connection, depths: &mut [QueueDepth]) -> Result<(), CliError> {
+    let mut channel = connection.create_channel().await?;
+    for depth in depths {
+        let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+        match channel.queue_declare(depth.queue.as_str().into(), passive, FieldTable::default()).await {
+            Ok(queue) => {
+                depth.ready = Some(queue.message_count());
+                depth.consumers = Some(queue.consumer_count());
+            }
+            Err(_) => channel = connection.create_channel().await?,
+        }
+    }
+    Ok(())
+}
+
+/// The vhost of an AMQP URL (`/` when the path is empty), as the management API wants it.
+fn vhost(amqp_url: &str) -> String {
+    let path = url::Url::parse(amqp_url).map(|u| u.path().trim_start_matches('/').to_owned()).unwrap_or_default();
+    if path.is_empty() { "%2f".into() } else { path }
+}
+
+/// `GET <url>/api/queues/<vhost>/<queue>`, credentials from the URL as Basic auth;
+/// `None` for a queue the broker does not have.
+async fn managed(base: &str, vhost: &str, queue: &str) -> Result<Option<ManagedQueue>, CliError> {
+    let mut url = url::Url::parse(base).map_err(|e| CliError::Usage(format!("--management-url: {e}")))?;
+    let (user, password) = (url.username().to_owned(), url.password().map(str::to_owned));
+    // Set aside: credentials go in a header, never into an error message.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let endpoint = format!("{}/api/queues/{vhost}/{queue}", url.as_str().trim_end_matches('/'));
+    let mut request = reqwest::Client::new().get(&endpoint);
+    if !user.is_empty() {
+        request = request.basic_auth(user, password);
+    }
+    let response = request.send().await.map_err(|e| CliError::Management(e.without_url().to_string()))?;
+    match response.status() {
+        reqwest::StatusCode::NOT_FOUND => Ok(None),
+        status if status.is_success() => {
+            response.json().await.map(Some).map_err(|e| CliError::Management(e.without_url().to_string()))
+        }
+        status => Err(CliError::Management(format!("{endpoint} answered {status}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vhost_and_a_management_answer_are_read() {
+        assert_eq!(vhost("amqp://guest:guest@127.0.0.1:5672/%2f"), "%2f");
+        assert_eq!(vhost("amqp://guest:guest@127.0.0.1:5672"), "%2f");
+        assert_eq!(vhost("amqps://u:p@rabbit/prod"), "prod");
+        // The fields RabbitMQ's /api/queues/<vhost>/<name> answers with (others ignored).
+        let answer = r#"{"name":"sendfleet.jobs.ib-sms","vhost":"/","messages":12,"messages_ready":10,
+                         "messages_unacknowledged":2,"consumers":3,"state":"running"}"#;
+        let managed: ManagedQueue = serde_json::from_str(answer).expect("parses");
+        assert_eq!(
+            managed,
+            ManagedQueue { messages_ready: Some(10), messages_unacknowledged: Some(2), consumers: Some(3) }
+        );
+    }
+}
