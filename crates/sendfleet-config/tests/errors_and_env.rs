@@ -140,7 +140,7 @@ fn errors_quote_the_file_line_and_key_path_in_config_words() {
         ),
         (
             base.replace("prefix = \"t\"", "prefx = \"t\""),
-            "sendfleet.toml, line 2: broker.prefx: unknown field `prefx`, expected one of `url`, `prefix`, `queue_type`",
+            "sendfleet.toml, line 2: broker.prefx: unknown field `prefx`, expected one of `url`, `prefix`, `queue_type`, `events_queue`",
         ),
         (
             format!("{base}[providers.retry]\nmax_attempts = true\n"),
