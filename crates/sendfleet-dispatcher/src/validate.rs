@@ -1,6 +1,6 @@
 //! From a send request to send jobs, or a rejection with its reason. Pure.
 
-use sendfleet_config::{Config, ProviderConfig};
+use sendfleet_config::{Config, FallbackMode, ProviderConfig};
 use sendfleet_protocol::{
     Channel, Content, IndiaDlt, Recipient, Regional, SCHEMA_VERSION, SendJob, SendOptions, SendRequest, SmsFallback,
     Suggestion, TurkeyIys, check_send_at, new_id, now_ms,
@@ -307,6 +307,17 @@ impl<'c> Planner<'c> {
                 )
             })?,
         };
+        // The worker sends a fleet-managed fallback through `sms` and would fail the RCS
+        // job for a sender that provider does not have; refused now, before any send.
+        if let Some(sender) = &fallback.sender
+            && self.provider.fallback_mode == FallbackMode::Fleet
+            && !sms.sender_ids.iter().any(|s| s == sender)
+        {
+            return Err(Rejection::new(
+                "unknown_sender",
+                format!("fallback.sender '{sender}' is not configured for SMS provider '{}'", sms.id),
+            ));
+        }
         apply_regional_defaults(to, &mut fallback.regional, sms);
         let has_dlt = fallback.regional.as_ref().is_some_and(|r| r.india_dlt.is_some());
         if to.starts_with(INDIA) && sms.require_india_dlt && !has_dlt {

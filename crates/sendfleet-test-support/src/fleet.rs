@@ -40,6 +40,10 @@ pub struct FleetOptions {
     pub ingest: bool,
     /// Redis the services use instead of the test default ([`crate::redis_url`]).
     pub redis_url: Option<String>,
+    /// Check destinations against their country's numbering plan
+    /// (`dispatcher.check_numbering_plan`). Off by default: the suites send to fictional
+    /// numbers (+1 555 …); the docs test runs the documented (valid) numbers with it on.
+    pub check_numbering_plan: bool,
 }
 
 impl FleetOptions {
@@ -82,6 +86,7 @@ retry = { initial_delay_ms = 200, max_delay_ms = 2000 }
             dispatcher: true,
             ingest: true,
             redis_url: None,
+            check_numbering_plan: false,
         }
     }
 }
@@ -152,7 +157,7 @@ impl Fleet {
         };
         let mut config = Config::from_toml(&toml, &lookup).expect("test config");
         // The suites send to fictional numbers (+1 555 …); the plan check has its own tests.
-        config.dispatcher.check_numbering_plan = false;
+        config.dispatcher.check_numbering_plan = options.check_numbering_plan;
         let config = Arc::new(config);
 
         let connection = ns.connect().await;

@@ -151,7 +151,7 @@ id = "sms"
 kind = "infobip_sms"
 base_url = "https://x.api.infobip.com"
 api_key_env = "K"
-sender_ids = ["ACME"]
+sender_ids = ["ACME", "ACMEFB"]
 default_for_channel = true
 require_india_dlt = true
 regional = { turkey_brand_code = 777, turkey_recipient_type = "TACIR" }
@@ -285,6 +285,19 @@ fn the_fallback_takes_sender_and_india_dlt_from_the_provider_settings() {
     // Outside India it passes.
     request.to = Some("+14155551237".into());
     assert!(plan(request.clone(), &config).is_ok());
+    // A fallback naming an SMS provider that does not exist, or a sender that provider
+    // does not have, is refused at the door rather than failing the RCS job later.
+    let fallback = request.fallback.clone();
+    request.fallback.as_mut().unwrap().provider = Some("nope".into());
+    assert_eq!(plan(request.clone(), &config).unwrap_err().code, "unknown_provider");
+    request.fallback.as_mut().unwrap().provider = Some("rcs".into());
+    assert_eq!(plan(request.clone(), &config).unwrap_err().code, "unknown_provider");
+    request.fallback.as_mut().unwrap().provider = None;
+    request.fallback.as_mut().unwrap().sender = Some("OTHER".into());
+    let err = plan(request.clone(), &config).unwrap_err();
+    assert_eq!(err.code, "unknown_sender");
+    assert!(err.reason.starts_with("fallback.sender 'OTHER'"), "{}", err.reason);
+    request.fallback = fallback;
     // A provider with its fallback disabled refuses requests that carry one.
     request.provider = Some("rcs-off".into());
     assert_eq!(plan(request.clone(), &config).unwrap_err().code, "fallback_disabled");

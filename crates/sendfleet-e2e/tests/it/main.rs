@@ -2,6 +2,7 @@
 //! provider. Each test runs in its own broker namespace.
 
 mod dispatch;
+mod docs;
 mod fallback;
 mod faults;
 mod features;
