@@ -23,7 +23,7 @@ use std::{
 use axum::{
     Json, Router,
     body::{Body, Bytes},
-    extract::{DefaultBodyLimit, Request, State},
+    extract::{DefaultBodyLimit, Request, State, rejection::BytesRejection},
     http::{HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
@@ -31,6 +31,7 @@ use axum::{
 };
 use futures_util::{Stream, StreamExt, future::try_join_all, stream::FuturesUnordered};
 use metrics::counter;
+use schemars::JsonSchema;
 use sendfleet_broker::{BrokerError, Publisher, Topology};
 use sendfleet_config::{Config, ProviderKind};
 use sendfleet_protocol::{Recipient, SUPPORTED_SCHEMA_VERSIONS, SendJob, SendRequest, encode};
@@ -40,7 +41,6 @@ use sendfleet_providers::{
 };
 use sendfleet_telemetry::metrics as names;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::{
@@ -97,9 +97,58 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
+/// The body of every error answer: `{"error": code, "reason": what is wrong}`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ErrorBody {
+    /// Bounded error code (`malformed`, `unauthorized`, a rejection code, …).
+    pub error: String,
+    /// What is wrong, for a human.
+    pub reason: String,
+}
+
+/// The answer to a `POST /v1/messages/bulk` that stopped part way (503): the error and
+/// the report of what was settled before it.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct BulkFailure {
+    /// `broker_unavailable` (503) or `body_error` (400).
+    pub error: String,
+    /// What is wrong.
+    pub reason: String,
+    /// What was settled: every line up to `confirmed_through_line` was published or
+    /// listed as refused.
+    pub report: BulkReport,
+}
+
+/// The answer to `POST /v1/events`: what the provider said.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct EventAnswer {
+    /// Provider id.
+    pub provider: String,
+    /// The provider's HTTP status, absent when no answer came.
+    pub http_status: Option<u16>,
+    /// `accepted`, `rejected`, `transient` or `auth_failure`.
+    pub outcome: String,
+    /// Why, when not accepted.
+    pub reason: Option<String>,
+    /// The answer body as received.
+    pub raw_body: String,
+}
+
 /// A JSON error body: `{"error": code, "reason": what is wrong}`.
 fn error(status: StatusCode, code: &str, reason: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": code, "reason": reason.into() }))).into_response()
+    (status, Json(ErrorBody { error: code.to_owned(), reason: reason.into() })).into_response()
+}
+
+/// The JSON error for a body that could not be read: over `dispatcher.api_max_body_bytes`
+/// (413) or broken off (400). Axum's own answer is plain text, which the error contract
+/// (every error is JSON) does not allow.
+fn body_error(rejection: &BytesRejection) -> Response {
+    let status = rejection.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        error(status, "body_too_large", rejection.body_text())
+    } else {
+        error(StatusCode::BAD_REQUEST, "body_error", rejection.body_text())
+    }
 }
 
 fn rejected(rejection: &Rejection) -> Response {
@@ -146,7 +195,7 @@ fn parse_request(bytes: &[u8]) -> Result<SendRequest, Box<Response>> {
 }
 
 /// The answer to an accepted `POST /v1/messages`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Accepted {
     /// Jobs published (one per recipient).
     pub accepted: usize,
@@ -154,7 +203,11 @@ pub struct Accepted {
     pub message_ids: Vec<String>,
 }
 
-async fn single(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
+async fn single(State(state): State<Arc<ApiState>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return body_error(&rejection),
+    };
     let request = match parse_request(&body) {
         Ok(request) => request,
         Err(response) => return *response,
@@ -209,7 +262,7 @@ async fn message_status(
 }
 
 /// One refused line of a bulk request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct LineError {
     /// 1-based line number (line 1 is the request).
     pub line: u64,
@@ -220,7 +273,7 @@ pub struct LineError {
 }
 
 /// The answer to `POST /v1/messages/bulk`.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct BulkReport {
     /// Recipient lines read (blank lines not counted).
     pub recipients: u64,
@@ -387,7 +440,7 @@ fn bulk_failure(
     last_line: u64,
 ) -> Response {
     report.confirmed_through_line = pending.first().map_or(last_line, |first| first - 1);
-    (status, Json(json!({ "error": code, "reason": reason.to_string(), "report": report }))).into_response()
+    (status, Json(BulkFailure { error: code.to_owned(), reason: reason.to_string(), report })).into_response()
 }
 
 /// A line of an NDJSON body.
@@ -459,7 +512,11 @@ where
     }
 }
 
-async fn send_test_handler(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
+async fn send_test_handler(State(state): State<Arc<ApiState>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return body_error(&rejection),
+    };
     let request: SendTestRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => return error(StatusCode::BAD_REQUEST, "malformed", format!("not a send-test request: {e}")),
@@ -470,22 +527,30 @@ async fn send_test_handler(State(state): State<Arc<ApiState>>, body: Bytes) -> R
     }
 }
 
-/// `POST /v1/events` body.
-#[derive(Debug, Deserialize)]
+/// `POST /v1/events` body: an outbound RCS event.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct EventRequest {
+pub(crate) struct EventRequest {
+    /// Provider id of an RCS provider (`infobip_rcs` or `jiocx_rcs`).
     provider: String,
+    /// The recipient, E.164.
     to: String,
     /// `typing_indicator` or `read_receipt`.
     #[serde(rename = "type")]
     kind: String,
+    /// `read_receipt`: the provider's id of the inbound message that was read.
     #[serde(default)]
     message_id: Option<String>,
+    /// RCS agent; absent means the provider's first sender id.
     #[serde(default)]
     sender: Option<String>,
 }
 
-async fn event(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
+async fn event(State(state): State<Arc<ApiState>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return body_error(&rejection),
+    };
     let request: EventRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => return error(StatusCode::BAD_REQUEST, "malformed", format!("not an event request: {e}")),
@@ -534,13 +599,13 @@ async fn event(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
         | sendfleet_providers::SendOutcome::Transient { reason, .. }
         | sendfleet_providers::SendOutcome::AuthFailure { reason, .. } => Some(reason.clone()),
     };
-    let body = json!({
-        "provider": provider.id,
-        "http_status": answer.http_status,
-        "outcome": answer.outcome.label(),
-        "reason": reason,
-        "raw_body": answer.body,
-    });
+    let body = EventAnswer {
+        provider: provider.id.clone(),
+        http_status: answer.http_status,
+        outcome: answer.outcome.label().to_owned(),
+        reason,
+        raw_body: answer.body,
+    };
     (StatusCode::OK, Json(body)).into_response()
 }
 
