@@ -152,3 +152,19 @@ async fn a_message_status_needs_the_token_and_an_unknown_id_is_404_with_a_reason
     let (status, body) = get_json(router, "/v1/messages/m-1", None).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("status_disabled")), "{body}");
 }
+
+/// A body over `api_max_body_bytes` was answered by axum in plain text; every error of
+/// the API is JSON (`docs/http-api.md`, the OpenAPI document).
+#[tokio::test]
+async fn an_oversized_body_is_a_json_413() {
+    let mut config = (*config(false)).clone();
+    config.dispatcher.api_max_body_bytes = 64;
+    let router = super::router(Arc::new(ApiState::new(Arc::new(config))));
+    let big = format!(r#"{{"schema_version":1,"channel":"sms","to":"+14155550101","pad":"{}"}}"#, "x".repeat(200));
+    for path in ["/v1/messages", "/v1/send-test", "/v1/events"] {
+        let (status, body) = call(router.clone(), path, None, &big).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+        assert_eq!(body["error"], "body_too_large", "{path}: {body}");
+        assert!(body["reason"].as_str().is_some_and(|r| !r.is_empty()), "{path}: {body}");
+    }
+}
