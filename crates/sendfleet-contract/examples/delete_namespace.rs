@@ -18,8 +18,16 @@ async fn main() -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&path)?;
     let config = sendfleet_config::Config::from_toml(&text, &|_: &str| Some("x".repeat(32)))?;
     // Refuse the shared default names: this tool is for throw-away prefixes only.
-    anyhow::ensure!(config.broker.prefix.starts_with("sfc-"), "prefix {} is not a contract-test prefix", config.broker.prefix);
-    anyhow::ensure!(config.redis.key_prefix.starts_with("sfc-"), "key prefix {} is not a contract-test prefix", config.redis.key_prefix);
+    anyhow::ensure!(
+        config.broker.prefix.starts_with("sfc-"),
+        "prefix {} is not a contract-test prefix",
+        config.broker.prefix
+    );
+    anyhow::ensure!(
+        config.redis.key_prefix.starts_with("sfc-"),
+        "key prefix {} is not a contract-test prefix",
+        config.redis.key_prefix
+    );
 
     let topology = Topology::new(&config.broker);
     let connection = Connection::connect(config.broker.url.expose(), ConnectionProperties::default()).await?;
@@ -41,8 +49,14 @@ async fn main() -> anyhow::Result<()> {
     let mut cursor: u64 = 0;
     let mut keys_deleted = 0;
     loop {
-        let (next, keys): (u64, Vec<String>) =
-            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query_async(&mut redis).await?;
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut redis)
+            .await?;
         if !keys.is_empty() {
             keys_deleted += keys.len();
             let () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await?;

@@ -28,7 +28,8 @@ fn wire(name: &str) -> Validator {
 }
 
 fn assert_valid(validator: &Validator, instance: &Value, what: &str) {
-    let errors: Vec<String> = validator.iter_errors(instance).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    let errors: Vec<String> =
+        validator.iter_errors(instance).map(|e| format!("{e} at {}", e.instance_path())).collect();
     assert!(errors.is_empty(), "{what}: {errors:#?}\n{instance:#}");
 }
 
@@ -42,7 +43,11 @@ fn examples(markdown: &str) -> Vec<Value> {
             (None, Some(lang)) => block = Some((lang.trim().to_owned(), String::new())),
             (Some((lang, text)), Some(_)) => {
                 match lang.as_str() {
-                    "json" => found.push(serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))),
+                    "json" => found.extend(
+                        serde_json::Deserializer::from_str(text)
+                            .into_iter::<Value>()
+                            .map(|value| value.unwrap_or_else(|e| panic!("{e}: {text}"))),
+                    ),
                     "" => found.extend(text.lines().filter_map(|l| serde_json::from_str(l).ok())),
                     "sh" => {
                         if let Some((_, body)) = text.split_once("-d '") {

@@ -271,11 +271,8 @@ mod tests {
     /// route added without documentation fails the test below.
     fn routes_in_source() -> BTreeSet<(String, String)> {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-        let files = [
-            "sendfleet-dispatcher/src/api.rs",
-            "sendfleet-dispatcher/src/lib.rs",
-            "sendfleet-telemetry/src/ops.rs",
-        ];
+        let files =
+            ["sendfleet-dispatcher/src/api.rs", "sendfleet-dispatcher/src/lib.rs", "sendfleet-telemetry/src/ops.rs"];
         let mut routes = BTreeSet::new();
         for file in files {
             let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
