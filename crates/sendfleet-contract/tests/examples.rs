@@ -157,3 +157,31 @@ fn a_rejected_request_as_the_dispatcher_writes_it_matches_its_schema() {
     text["original"] = json!("not bytes");
     assert!(!wire("rejected-request").is_valid(&text), "original is bytes, not a string");
 }
+
+#[test]
+fn the_request_examples_of_the_openapi_document_match_their_schemas() {
+    let doc = sendfleet_dispatcher::openapi::document();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            let Some(example) = operation["requestBody"]["content"]["application/json"].get("example") else {
+                continue;
+            };
+            let schema = &operation["requestBody"]["content"]["application/json"]["schema"];
+            let name = schema["$ref"].as_str().and_then(|r| r.rsplit('/').next()).expect("a component");
+            assert_valid(&component(name), example, &format!("{method} {path} example"));
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 3, "POST /v1/messages, /v1/send-test and /v1/events have JSON examples");
+    // The bulk example: line 1 a request without recipients, then recipients.
+    let bulk = doc["paths"]["/v1/messages/bulk"]["post"]["requestBody"]["content"]["text/plain"]["example"]
+        .as_str()
+        .expect("bulk example");
+    let lines: Vec<Value> = bulk.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    assert!(lines.len() >= 2);
+    assert_valid(&component("SendRequest"), &lines[0], "bulk line 1");
+    for line in &lines[1..] {
+        assert_valid(&component("Recipient"), line, "bulk recipient line");
+    }
+}
