@@ -178,8 +178,9 @@ async fn authenticate(State(state): State<Arc<ApiState>>, request: Request, next
 }
 
 fn parse_request(bytes: &[u8]) -> Result<SendRequest, Box<Response>> {
-    let request: SendRequest = serde_json::from_slice(bytes)
-        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, "malformed", format!("not a send request: {e}"))))?;
+    let malformed =
+        |e: String| Box::new(error(StatusCode::BAD_REQUEST, "malformed", format!("not a send request: {e}")));
+    let (request, conforms) = strict::read::<SendRequest>(bytes).map_err(malformed)?;
     if !SUPPORTED_SCHEMA_VERSIONS.contains(&request.schema_version) {
         return Err(Box::new(rejected(&Rejection::new(
             "unsupported_version",
@@ -191,6 +192,8 @@ fn parse_request(bytes: &[u8]) -> Result<SendRequest, Box<Response>> {
             ),
         ))));
     }
+    // Checked after the version: a request of another version is refused as such.
+    conforms.map_err(malformed)?;
     Ok(request)
 }
 
@@ -362,7 +365,7 @@ async fn bulk(State(state): State<Arc<ApiState>>, body: Body) -> Response {
         }
         let Some(planner) = planner.as_ref() else { continue };
         report.recipients += 1;
-        let job = serde_json::from_slice::<Recipient>(&bytes)
+        let job = strict::read_conforming::<Recipient>(&bytes)
             .map_err(|e| Rejection::new("malformed", format!("not a recipient: {e}")))
             .and_then(|recipient| planner.job(recipient));
         match job {
@@ -517,7 +520,7 @@ async fn send_test_handler(State(state): State<Arc<ApiState>>, body: Result<Byte
         Ok(body) => body,
         Err(rejection) => return body_error(&rejection),
     };
-    let request: SendTestRequest = match serde_json::from_slice(&body) {
+    let request: SendTestRequest = match strict::read_conforming(&body) {
         Ok(request) => request,
         Err(e) => return error(StatusCode::BAD_REQUEST, "malformed", format!("not a send-test request: {e}")),
     };
@@ -551,7 +554,7 @@ async fn event(State(state): State<Arc<ApiState>>, body: Result<Bytes, BytesReje
         Ok(body) => body,
         Err(rejection) => return body_error(&rejection),
     };
-    let request: EventRequest = match serde_json::from_slice(&body) {
+    let request: EventRequest = match strict::read_conforming(&body) {
         Ok(request) => request,
         Err(e) => return error(StatusCode::BAD_REQUEST, "malformed", format!("not an event request: {e}")),
     };
@@ -608,6 +611,8 @@ async fn event(State(state): State<Arc<ApiState>>, body: Result<Bytes, BytesReje
     };
     (StatusCode::OK, Json(body)).into_response()
 }
+
+mod strict;
 
 #[cfg(test)]
 mod tests;

@@ -79,7 +79,8 @@ pub fn document() -> Value {
     let ndjson_schema = json!({
         "type": "string",
         "description": "NDJSON: line 1 is a send request without `to` or `recipients` (a `SendRequest`); \
-                        every further line is one `Recipient`. Blank lines are skipped.",
+                        every further line is one `Recipient`. Blank lines are skipped. The Content-Type is not \
+                        checked (`application/x-ndjson` is usual).",
     });
     let paths = json!({
         "/v1/messages": {
@@ -102,7 +103,6 @@ pub fn document() -> Value {
                  A bad line 1 refuses the whole body; a bad recipient line is listed in `errors`.",
                 Some(json!({
                     "content": {
-                        "application/x-ndjson": {"schema": ndjson_schema, "example": BULK_EXAMPLE},
                         "text/plain": {"schema": ndjson_schema, "example": BULK_EXAMPLE},
                     },
                     "required": true,

@@ -168,3 +168,37 @@ async fn an_oversized_body_is_a_json_413() {
         assert!(body["reason"].as_str().is_some_and(|r| !r.is_empty()), "{path}: {body}");
     }
 }
+
+/// Found by the contract test (schemathesis): serde reads a JSON array in place of an
+/// object (fields by position), so `"options": [null, null]` was accepted although the
+/// OpenAPI document says an object. Now such a body is `400 malformed`, naming the place.
+#[tokio::test]
+async fn an_array_where_an_object_belongs_is_malformed() {
+    let router = super::router(Arc::new(ApiState::new(config(false))));
+    let positional = r#"{"schema_version":1,"channel":"sms","to":"+14155550123","content":{"type":"text","text":"hi"},"options":[null,null]}"#;
+    let (status, body) = call(router.clone(), "/v1/messages", None, positional).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "malformed");
+    assert!(body["reason"].as_str().is_some_and(|r| r.contains("/options")), "{body}");
+
+    let form = r#"["sms", "1", "4155550123"]"#;
+    let (status, body) = call(router.clone(), "/v1/send-test", None, form).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let event = r#"["sms", "+14155550123", "typing_indicator"]"#;
+    let (status, body) = call(router.clone(), "/v1/events", None, event).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // The version is still checked first: another version is refused as such.
+    let future = r#"{"schema_version":2,"channel":"sms","to":"+14155550123","content":{"type":"text","text":"hi"}}"#;
+    let (status, body) = call(router, "/v1/messages", None, future).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"], "unsupported_version");
+}
+
+#[test]
+fn a_positional_recipient_line_is_malformed() {
+    let line = br#"["+14155550123", "m-1"]"#;
+    let err = strict::read_conforming::<Recipient>(line).unwrap_err();
+    assert!(err.contains("object"), "{err}");
+    assert!(strict::read_conforming::<Recipient>(br#"{"to":"+14155550123"}"#).is_ok());
+}
