@@ -5,7 +5,8 @@
 # in a venv under target/) call every operation of the served /openapi.json: no answer may
 # be a 5xx and every answer must be one the document lists, with a body of its schema.
 # Cleans up its queues, Redis keys and process on exit. Bounded: a few examples per
-# operation, well under two minutes.
+# operation, well under two minutes. CONTRACT_MAX_EXAMPLES and CONTRACT_SEED (defaults 25
+# and 1) widen or vary a run by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -86,9 +87,9 @@ status=0
 timeout 150 "$venv/bin/schemathesis" --no-color run "$base/openapi.json" \
   --header "Authorization: Bearer $SFC_API_TOKEN" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance,negative_data_rejection,ignored_auth,unsupported_method \
-  --max-examples 25 \
+  --max-examples "${CONTRACT_MAX_EXAMPLES:-25}" \
   --phases examples,coverage,fuzzing \
-  --seed 1 || status=$?
+  --seed "${CONTRACT_SEED:-1}" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "== dispatcher log (last 40 lines)" >&2
   tail -40 "$work/dispatcher.log" >&2
