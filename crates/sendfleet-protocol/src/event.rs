@@ -79,7 +79,10 @@ pub struct Event {
     /// code `unsupported_version`.
     #[schemars(extend("const" = 1))]
     pub schema_version: u16,
-    /// Unique id of this event (UUIDv7), for consumers that de-duplicate.
+    /// Id of this event, for consumers that de-duplicate: a UUIDv7; for a send outcome
+    /// (`accepted`, `failed`, `fallback_triggered`) or a provider's report, a UUIDv5
+    /// derived from what it says, so the same outcome or report published again carries
+    /// the same id.
     pub event_id: String,
     /// What happened: one of the known kinds, or a kind added by a later build, which
     /// consumers must accept (and may ignore).

@@ -9,7 +9,8 @@ use crate::{Channel, Content, Versioned};
 
 /// A request to send one message to one recipient (`to`) or to many (`recipients`).
 ///
-/// Either `content` or `template` must be present. The dispatcher validates it, picks
+/// Exactly one of `content` or `template` must be present, and exactly one of `to` or
+/// `recipients`. The dispatcher validates it, picks
 /// the provider (explicit `provider`, else the channel's default) and publishes one
 /// [`crate::SendJob`] per recipient.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -27,7 +28,8 @@ pub struct SendRequest {
     /// Provider id from the config; absent means the channel's default provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
-    /// Destination in E.164 (`+` and 8–15 digits). Required unless `recipients` is given.
+    /// Destination in E.164 (`+` and 8–15 digits). Required unless `recipients` is given
+    /// (not both).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
     /// Several destinations, each with its own personalisation variables.
