@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 venv=target/contract-venv
 if ! "$venv/bin/python" -c 'import schemathesis' 2>/dev/null \
    || ! cmp -s scripts/requirements-contract.txt "$venv/requirements-contract.txt"; then
-  python3 -m venv "$venv"
+  python3 -m venv "$venv" || { echo "python3 -m venv failed: install python3-venv" >&2; exit 1; }
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-contract.txt
   cp scripts/requirements-contract.txt "$venv/requirements-contract.txt"
 fi
@@ -73,14 +73,16 @@ trap cleanup EXIT
 target/debug/dispatcher --config "$work/sendfleet.toml" > "$work/dispatcher.log" 2>&1 &
 pid=$!
 base="http://127.0.0.1:$port"
+# GET with Python rather than curl, which a fresh Debian machine may lack.
+fetch() { "$venv/bin/python" -c 'import sys, urllib.request; sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1], timeout=5).read())' "$1"; }
 for _ in $(seq 1 100); do
-  if curl -fsS "$base/health" >/dev/null 2>&1; then break; fi
+  if fetch "$base/health" >/dev/null 2>&1; then break; fi
   if ! kill -0 "$pid" 2>/dev/null; then cat "$work/dispatcher.log" >&2; exit 1; fi
   sleep 0.2
 done
-curl -fsS "$base/health" >/dev/null || { echo "dispatcher not ready" >&2; cat "$work/dispatcher.log" >&2; exit 1; }
+fetch "$base/health" >/dev/null || { echo "dispatcher not ready" >&2; cat "$work/dispatcher.log" >&2; exit 1; }
 # The served document is the committed one (the Rust test compares the generator with it).
-curl -fsS "$base/openapi.json" | cmp -s - docs/openapi.json \
+fetch "$base/openapi.json" | cmp -s - docs/openapi.json \
   || { echo "GET /openapi.json differs from docs/openapi.json" >&2; exit 1; }
 
 status=0
