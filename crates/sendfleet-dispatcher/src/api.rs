@@ -23,7 +23,10 @@ use std::{
 use axum::{
     Json, Router,
     body::{Body, Bytes},
-    extract::{DefaultBodyLimit, Request, State, rejection::BytesRejection},
+    extract::{
+        DefaultBodyLimit, Path, Request, State,
+        rejection::{BytesRejection, PathRejection},
+    },
     http::{HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
@@ -238,10 +241,12 @@ async fn single(State(state): State<Arc<ApiState>>, body: Result<Bytes, BytesRej
 
 /// `GET /v1/messages/{id}`: the status record as JSON; 404 with a reason when there is
 /// none (or the store is switched off), 503 when Redis cannot answer.
-async fn message_status(
-    State(state): State<Arc<ApiState>>,
-    axum::extract::Path(id): axum::extract::Path<String>,
-) -> Response {
+async fn message_status(State(state): State<Arc<ApiState>>, id: Result<Path<String>, PathRejection>) -> Response {
+    // An id that is not valid percent-encoded UTF-8: axum's own answer is plain text.
+    let id = match id {
+        Ok(Path(id)) => id,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, "malformed", rejection.body_text()),
+    };
     let store = match &state.status {
         Ok(store) => store,
         Err(reason) => return error(StatusCode::SERVICE_UNAVAILABLE, "status_store_unavailable", reason.clone()),

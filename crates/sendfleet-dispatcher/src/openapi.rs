@@ -136,6 +136,7 @@ pub fn document() -> Value {
                 "responses": responses(
                     vec![
                         ("200", "The record.", json_body(&status)),
+                        ("400", "The id is not valid percent-encoded UTF-8.", json_body(&error_ref(&["malformed"]))),
                         ("404", "No record: never sent through this fleet or expired (`unknown_message`), or \
                                  the status store is switched off (`status_disabled`).",
                          json_body(&error_ref(&["unknown_message", "status_disabled"]))),
@@ -164,7 +165,11 @@ pub fn document() -> Value {
                 Some(json!({"content": {"application/json": {"schema": event_request, "example": {
                     "provider": "ib-rcs", "to": "+447700900123", "type": "typing_indicator",
                 }}}, "required": true})),
-                vec![("200", "The event was sent; the provider's answer.", json_body(&event_answer))],
+                vec![
+                    ("200", "The event was sent; the provider's answer.", json_body(&event_answer)),
+                    ("500", "The provider's adapter could not be built (its HTTP client); the reason says why.",
+                     json_body(&error_ref(&["provider_unavailable"]))),
+                ],
                 &[MALFORMED, UNAUTHORIZED, TOO_LARGE, REFUSED],
             ),
         },

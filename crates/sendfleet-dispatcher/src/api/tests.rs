@@ -202,3 +202,13 @@ fn a_positional_recipient_line_is_malformed() {
     assert!(err.contains("object"), "{err}");
     assert!(strict::read_conforming::<Recipient>(br#"{"to":"+14155550123"}"#).is_ok());
 }
+
+/// A message id that is not valid percent-encoded UTF-8 was answered by axum in plain
+/// text; it is a JSON `400 malformed` like every other error.
+#[tokio::test]
+async fn an_undecodable_message_id_is_a_json_400() {
+    let router = super::router(Arc::new(ApiState::new(config(false))));
+    let (status, body) = get_json(router, "/v1/messages/%FF%FE", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "malformed", "{body}");
+}
