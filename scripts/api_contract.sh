@@ -86,12 +86,14 @@ fetch "$base/openapi.json" | cmp -s - docs/openapi.json \
   || { echo "GET /openapi.json differs from docs/openapi.json" >&2; exit 1; }
 
 status=0
-timeout 150 "$venv/bin/schemathesis" --no-color run "$base/openapi.json" \
+# Run from the temp dir: schemathesis keeps a .schemathesis/ cache in its working directory.
+schemathesis="$PWD/$venv/bin/schemathesis"
+(cd "$work" && timeout 150 "$schemathesis" --no-color run "$base/openapi.json" \
   --header "Authorization: Bearer $SFC_API_TOKEN" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance,negative_data_rejection,ignored_auth,unsupported_method \
   --max-examples "${CONTRACT_MAX_EXAMPLES:-25}" \
   --phases examples,coverage,fuzzing \
-  --seed "${CONTRACT_SEED:-1}" || status=$?
+  --seed "${CONTRACT_SEED:-1}") || status=$?
 if [ "$status" -ne 0 ]; then
   echo "== dispatcher log (last 40 lines)" >&2
   tail -40 "$work/dispatcher.log" >&2
