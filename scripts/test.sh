@@ -14,6 +14,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== build the binaries (process tests and the deploy checks run them)"
 cargo build --workspace --all-targets --locked
 
+echo "== HTTP API contract: schemathesis against a live dispatcher and docs/openapi.json"
+bash scripts/api_contract.sh
+
 echo "== tests (cargo nextest)"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast

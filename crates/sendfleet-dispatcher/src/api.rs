@@ -23,7 +23,10 @@ use std::{
 use axum::{
     Json, Router,
     body::{Body, Bytes},
-    extract::{DefaultBodyLimit, Request, State},
+    extract::{
+        DefaultBodyLimit, Path, Request, State,
+        rejection::{BytesRejection, PathRejection},
+    },
     http::{HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
@@ -31,6 +34,7 @@ use axum::{
 };
 use futures_util::{Stream, StreamExt, future::try_join_all, stream::FuturesUnordered};
 use metrics::counter;
+use schemars::JsonSchema;
 use sendfleet_broker::{BrokerError, Publisher, Topology};
 use sendfleet_config::{Config, ProviderKind};
 use sendfleet_protocol::{Recipient, SUPPORTED_SCHEMA_VERSIONS, SendJob, SendRequest, encode};
@@ -40,7 +44,6 @@ use sendfleet_providers::{
 };
 use sendfleet_telemetry::metrics as names;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::{
@@ -97,9 +100,58 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
+/// The body of every error answer: `{"error": code, "reason": what is wrong}`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ErrorBody {
+    /// Bounded error code (`malformed`, `unauthorized`, a rejection code, …).
+    pub error: String,
+    /// What is wrong, for a human.
+    pub reason: String,
+}
+
+/// The answer to a `POST /v1/messages/bulk` that stopped part way (503): the error and
+/// the report of what was settled before it.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct BulkFailure {
+    /// `broker_unavailable` (503) or `body_error` (400).
+    pub error: String,
+    /// What is wrong.
+    pub reason: String,
+    /// What was settled: every line up to `confirmed_through_line` was published or
+    /// listed as refused.
+    pub report: BulkReport,
+}
+
+/// The answer to `POST /v1/events`: what the provider said.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct EventAnswer {
+    /// Provider id.
+    pub provider: String,
+    /// The provider's HTTP status, absent when no answer came.
+    pub http_status: Option<u16>,
+    /// `accepted`, `rejected`, `transient` or `auth_failure`.
+    pub outcome: String,
+    /// Why, when not accepted.
+    pub reason: Option<String>,
+    /// The answer body as received.
+    pub raw_body: String,
+}
+
 /// A JSON error body: `{"error": code, "reason": what is wrong}`.
 fn error(status: StatusCode, code: &str, reason: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": code, "reason": reason.into() }))).into_response()
+    (status, Json(ErrorBody { error: code.to_owned(), reason: reason.into() })).into_response()
+}
+
+/// The JSON error for a body that could not be read: over `dispatcher.api_max_body_bytes`
+/// (413) or broken off (400). Axum's own answer is plain text, which the error contract
+/// (every error is JSON) does not allow.
+fn body_error(rejection: &BytesRejection) -> Response {
+    let status = rejection.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        error(status, "body_too_large", rejection.body_text())
+    } else {
+        error(StatusCode::BAD_REQUEST, "body_error", rejection.body_text())
+    }
 }
 
 fn rejected(rejection: &Rejection) -> Response {
@@ -129,8 +181,9 @@ async fn authenticate(State(state): State<Arc<ApiState>>, request: Request, next
 }
 
 fn parse_request(bytes: &[u8]) -> Result<SendRequest, Box<Response>> {
-    let request: SendRequest = serde_json::from_slice(bytes)
-        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, "malformed", format!("not a send request: {e}"))))?;
+    let malformed =
+        |e: String| Box::new(error(StatusCode::BAD_REQUEST, "malformed", format!("not a send request: {e}")));
+    let (request, conforms) = strict::read::<SendRequest>(bytes).map_err(malformed)?;
     if !SUPPORTED_SCHEMA_VERSIONS.contains(&request.schema_version) {
         return Err(Box::new(rejected(&Rejection::new(
             "unsupported_version",
@@ -142,11 +195,13 @@ fn parse_request(bytes: &[u8]) -> Result<SendRequest, Box<Response>> {
             ),
         ))));
     }
+    // Checked after the version: a request of another version is refused as such.
+    conforms.map_err(malformed)?;
     Ok(request)
 }
 
 /// The answer to an accepted `POST /v1/messages`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Accepted {
     /// Jobs published (one per recipient).
     pub accepted: usize,
@@ -154,7 +209,11 @@ pub struct Accepted {
     pub message_ids: Vec<String>,
 }
 
-async fn single(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
+async fn single(State(state): State<Arc<ApiState>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return body_error(&rejection),
+    };
     let request = match parse_request(&body) {
         Ok(request) => request,
         Err(response) => return *response,
@@ -182,10 +241,12 @@ async fn single(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
 
 /// `GET /v1/messages/{id}`: the status record as JSON; 404 with a reason when there is
 /// none (or the store is switched off), 503 when Redis cannot answer.
-async fn message_status(
-    State(state): State<Arc<ApiState>>,
-    axum::extract::Path(id): axum::extract::Path<String>,
-) -> Response {
+async fn message_status(State(state): State<Arc<ApiState>>, id: Result<Path<String>, PathRejection>) -> Response {
+    // An id that is not valid percent-encoded UTF-8: axum's own answer is plain text.
+    let id = match id {
+        Ok(Path(id)) => id,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, "malformed", rejection.body_text()),
+    };
     let store = match &state.status {
         Ok(store) => store,
         Err(reason) => return error(StatusCode::SERVICE_UNAVAILABLE, "status_store_unavailable", reason.clone()),
@@ -209,7 +270,7 @@ async fn message_status(
 }
 
 /// One refused line of a bulk request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct LineError {
     /// 1-based line number (line 1 is the request).
     pub line: u64,
@@ -220,7 +281,7 @@ pub struct LineError {
 }
 
 /// The answer to `POST /v1/messages/bulk`.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct BulkReport {
     /// Recipient lines read (blank lines not counted).
     pub recipients: u64,
@@ -309,7 +370,7 @@ async fn bulk(State(state): State<Arc<ApiState>>, body: Body) -> Response {
         }
         let Some(planner) = planner.as_ref() else { continue };
         report.recipients += 1;
-        let job = serde_json::from_slice::<Recipient>(&bytes)
+        let job = strict::read_conforming::<Recipient>(&bytes)
             .map_err(|e| Rejection::new("malformed", format!("not a recipient: {e}")))
             .and_then(|recipient| planner.job(recipient));
         match job {
@@ -387,7 +448,7 @@ fn bulk_failure(
     last_line: u64,
 ) -> Response {
     report.confirmed_through_line = pending.first().map_or(last_line, |first| first - 1);
-    (status, Json(json!({ "error": code, "reason": reason.to_string(), "report": report }))).into_response()
+    (status, Json(BulkFailure { error: code.to_owned(), reason: reason.to_string(), report })).into_response()
 }
 
 /// A line of an NDJSON body.
@@ -459,8 +520,12 @@ where
     }
 }
 
-async fn send_test_handler(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
-    let request: SendTestRequest = match serde_json::from_slice(&body) {
+async fn send_test_handler(State(state): State<Arc<ApiState>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return body_error(&rejection),
+    };
+    let request: SendTestRequest = match strict::read_conforming(&body) {
         Ok(request) => request,
         Err(e) => return error(StatusCode::BAD_REQUEST, "malformed", format!("not a send-test request: {e}")),
     };
@@ -470,23 +535,31 @@ async fn send_test_handler(State(state): State<Arc<ApiState>>, body: Bytes) -> R
     }
 }
 
-/// `POST /v1/events` body.
-#[derive(Debug, Deserialize)]
+/// `POST /v1/events` body: an outbound RCS event.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct EventRequest {
+pub(crate) struct EventRequest {
+    /// Provider id of an RCS provider (`infobip_rcs` or `jiocx_rcs`).
     provider: String,
+    /// The recipient, E.164.
     to: String,
     /// `typing_indicator` or `read_receipt`.
     #[serde(rename = "type")]
     kind: String,
+    /// `read_receipt`: the provider's id of the inbound message that was read.
     #[serde(default)]
     message_id: Option<String>,
+    /// RCS agent; absent means the provider's first sender id.
     #[serde(default)]
     sender: Option<String>,
 }
 
-async fn event(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
-    let request: EventRequest = match serde_json::from_slice(&body) {
+async fn event(State(state): State<Arc<ApiState>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return body_error(&rejection),
+    };
+    let request: EventRequest = match strict::read_conforming(&body) {
         Ok(request) => request,
         Err(e) => return error(StatusCode::BAD_REQUEST, "malformed", format!("not an event request: {e}")),
     };
@@ -534,15 +607,17 @@ async fn event(State(state): State<Arc<ApiState>>, body: Bytes) -> Response {
         | sendfleet_providers::SendOutcome::Transient { reason, .. }
         | sendfleet_providers::SendOutcome::AuthFailure { reason, .. } => Some(reason.clone()),
     };
-    let body = json!({
-        "provider": provider.id,
-        "http_status": answer.http_status,
-        "outcome": answer.outcome.label(),
-        "reason": reason,
-        "raw_body": answer.body,
-    });
+    let body = EventAnswer {
+        provider: provider.id.clone(),
+        http_status: answer.http_status,
+        outcome: answer.outcome.label().to_owned(),
+        reason,
+        raw_body: answer.body,
+    };
     (StatusCode::OK, Json(body)).into_response()
 }
+
+mod strict;
 
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,7 @@
 
 mod api;
 mod number;
+pub mod openapi;
 mod pipeline;
 mod send_test;
 mod template;
@@ -17,7 +18,7 @@ use sendfleet_config::Config;
 use sendfleet_telemetry::Readiness;
 use tokio_util::sync::CancellationToken;
 
-pub use api::{Accepted, BulkReport, LineError};
+pub use api::{Accepted, BulkFailure, BulkReport, ErrorBody, EventAnswer, LineError};
 pub use number::{NumberingPlan, check_destination, from_national, load_numbering_plans};
 pub use pipeline::RejectedRequest;
 pub use send_test::{ProviderAnswer, SendTestRequest, SendTestResult, send_test};
@@ -51,7 +52,7 @@ pub async fn run(
     register_metrics(&config);
     let readiness = Readiness::default();
     let api = Arc::new(api::ApiState::new(config.clone()));
-    let router = sendfleet_telemetry::ops_router(metrics, readiness.clone()).merge(api::router(api.clone()));
+    let router = app(sendfleet_telemetry::ops_router(metrics, readiness.clone()), api.clone());
     // The API stops with the service, also when the sessions end on a fatal broker error.
     let stop_server = shutdown.child_token();
     let server = tokio::spawn(sendfleet_telemetry::serve(listener, router, stop_server.clone()));
@@ -89,6 +90,20 @@ pub async fn run(
     server.await.ok().transpose()?;
     sessions?;
     Ok(())
+}
+
+/// Every route the dispatcher serves: the ops routes (`/metrics`, `/health`, `/livez`),
+/// `/openapi.json` and the API. The OpenAPI document must list each one (a test checks).
+fn app(ops: axum::Router, api: Arc<api::ApiState>) -> axum::Router {
+    let document = openapi::document_text();
+    let openapi = axum::Router::new().route(
+        "/openapi.json",
+        axum::routing::get(move || {
+            let document = document.clone();
+            async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], document) }
+        }),
+    );
+    ops.merge(openapi).merge(api::router(api))
 }
 
 /// Registers the request and per-provider job series at zero, so dashboards see every

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use futures_util::future::try_join_all;
 use metrics::counter;
+use schemars::JsonSchema;
 use sendfleet_broker::{
     BrokerError, Inbound, Outgoing, Publisher, REASON_CODE_HEADER, REASON_HEADER, TRACE_HEADER, Topology,
 };
@@ -22,16 +23,20 @@ pub(crate) struct Context {
 }
 
 /// The body of a message in the rejected queue: why, and the original bytes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RejectedRequest {
-    /// Schema version of this document.
+    /// Schema version of this document (currently 1).
+    #[schemars(extend("const" = 1))]
     pub schema_version: u16,
-    /// Bounded reason code (`invalid_destination`, `malformed`, …).
+    /// Bounded reason code (`invalid_destination`, `malformed`, …); equal to the
+    /// `x-sendfleet-reason-code` header.
     pub reason_code: String,
-    /// What is wrong.
+    /// What is wrong, for a human; equal to the `x-sendfleet-reason` header.
     pub reason: String,
-    /// The request exactly as received.
+    /// The request exactly as received: a MessagePack bin (byte string), shown in the
+    /// JSON view as an array of integers 0-255.
     #[serde(with = "serde_bytes")]
+    #[schemars(with = "Vec<u8>")]
     pub original: Vec<u8>,
 }
 

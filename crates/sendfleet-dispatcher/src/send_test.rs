@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use sendfleet_config::{Config, ProviderConfig};
 use sendfleet_protocol::{
     Channel, Content, IndiaDlt, Regional, SCHEMA_VERSION, SendJob, SendOptions, SmsFallback, new_id, now_ms,
@@ -17,7 +18,7 @@ use crate::{
 };
 
 /// What the operator enters in the *Send Test* form.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendTestRequest {
     /// Provider id from the config.
@@ -49,7 +50,7 @@ pub struct SendTestRequest {
 }
 
 /// The provider's answer to one send.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProviderAnswer {
     /// Provider id.
     pub provider: String,
@@ -69,7 +70,7 @@ pub struct ProviderAnswer {
 
 /// The result of a send test: the answer, and the SMS fallback's answer when one was
 /// sent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SendTestResult {
     /// The provider's answer.
     pub answer: ProviderAnswer,

@@ -2,10 +2,11 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// What the recipient sees. Tagged by `type`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Content {
     /// Plain text (SMS or RCS), with optional RCS suggestions.
@@ -73,7 +74,7 @@ impl Content {
 }
 
 /// A rich card (standalone or in a carousel).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
 pub struct Card {
     /// Title, 1–200 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,7 +91,7 @@ pub struct Card {
 }
 
 /// Media on a card.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Media {
     /// File URL.
     pub url: String,
@@ -102,7 +103,7 @@ pub struct Media {
 }
 
 /// Card media height.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MediaHeight {
     /// Short.
@@ -114,7 +115,7 @@ pub enum MediaHeight {
 }
 
 /// Standalone card orientation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CardOrientation {
     /// Image beside the text.
@@ -124,7 +125,7 @@ pub enum CardOrientation {
 }
 
 /// Standalone card image alignment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CardAlignment {
     /// Image on the left.
@@ -134,7 +135,7 @@ pub enum CardAlignment {
 }
 
 /// Carousel card width.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CardWidth {
     /// Small cards.
@@ -144,7 +145,7 @@ pub enum CardWidth {
 }
 
 /// How an `open_url` suggestion opens its link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UrlApplication {
     /// The device browser.
@@ -154,7 +155,7 @@ pub enum UrlApplication {
 }
 
 /// Web view size for `open_url` with `application = webview`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WebviewViewMode {
     /// Full screen.
@@ -167,7 +168,7 @@ pub enum WebviewViewMode {
 
 /// An RCS suggested reply or action. Every one has a label `text` (1–25 characters)
 /// and `postback_data` returned when the user taps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Suggestion {
     /// A suggested reply.

@@ -2,13 +2,14 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{Channel, Versioned};
 
 /// What happened. Published to the events exchange with routing key
 /// `<kind>.<channel>.<provider>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// The provider accepted the message for delivery (not yet delivered).
@@ -52,17 +53,40 @@ impl EventKind {
     }
 }
 
+/// The schema of [`Event::kind`]: the known kinds, or any other snake_case name, because
+/// `docs/protocol.md` promises consumers that new kinds may appear within a version.
+fn open_event_kind(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let known = generator.subschema_for::<EventKind>();
+    schemars::json_schema!({
+        "anyOf": [
+            known,
+            {
+                "description": "A kind added after this build; consumers must accept it.",
+                "type": "string",
+                "pattern": "^[a-z][a-z0-9_]*$"
+            }
+        ]
+    })
+}
+
 /// Namespace of [`Event::outcome_id`] (a fixed random UUID).
 const OUTCOME_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5e6d_f1ee_7a3c_4b7e_9d2a_1c0f_8e4b_6a21);
 
 /// One normalised event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Event {
-    /// Must be a version this build reads (currently 1).
+    /// Must be a version this build reads (currently 1); any other is refused with reason
+    /// code `unsupported_version`.
+    #[schemars(extend("const" = 1))]
     pub schema_version: u16,
-    /// Unique id of this event (UUIDv7), for consumers that de-duplicate.
+    /// Id of this event, for consumers that de-duplicate: a UUIDv7; for a send outcome
+    /// (`accepted`, `failed`, `fallback_triggered`) or a provider's report, a UUIDv5
+    /// derived from what it says, so the same outcome or report published again carries
+    /// the same id.
     pub event_id: String,
-    /// What happened.
+    /// What happened: one of the known kinds, or a kind added by a later build, which
+    /// consumers must accept (and may ignore).
+    #[schemars(schema_with = "open_event_kind")]
     pub kind: EventKind,
     /// Our message id (absent for inbound messages not paired to one of ours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -178,7 +202,7 @@ impl Versioned for Event {
 }
 
 /// A provider's status object (Infobip: `status.groupId/groupName/id/name`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ProviderStatus {
     /// Status group id (Infobip: 1 pending, 2 undeliverable, 3 delivered, 4 expired, 5 rejected).
     pub group_id: i32,
@@ -196,7 +220,7 @@ pub struct ProviderStatus {
 }
 
 /// A provider's error object (Infobip: `error.groupId/id/name/permanent`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ProviderErrorInfo {
     /// Error group id.
     pub group_id: i32,
@@ -214,7 +238,7 @@ pub struct ProviderErrorInfo {
 }
 
 /// What the recipient sent: an inbound (MO) SMS, an RCS message, or a tapped suggestion.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InboundMessage {
     /// `text`, `file`, `location` or `suggestion` (another provider type arrives
     /// lowercased, as is).
@@ -260,7 +284,7 @@ pub struct InboundMessage {
 
 /// Billing fields as the provider reported them. Enum-like values are kept as open
 /// strings: the provider's lists differ between versions.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Billing {
     /// Infobip `trafficType` (`BASIC`, `SINGLE`, `RICH`, `RICH_MEDIA`,
     /// `A2P_CONVERSATION`, `P2A_CONVERSATION`, `INTERACTIVE_SESSION`, …); absent when

@@ -2,14 +2,17 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{Channel, Content, SendOptions, SmsFallback, Versioned};
 
 /// What a sender-worker consumes from `jobs.<provider>`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SendJob {
-    /// Must be a version this build reads (currently 1).
+    /// Must be a version this build reads (currently 1); any other is refused with reason
+    /// code `unsupported_version`.
+    #[schemars(extend("const" = 1))]
     pub schema_version: u16,
     /// Our message id; also the provider's message id, and the key of duplicate
     /// suppression and the fallback store.

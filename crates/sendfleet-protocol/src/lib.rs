@@ -28,6 +28,7 @@ pub use request::{
     TimeOfDay, TurkeyIys, check_send_at,
 };
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The schema version this build writes. Readers accept every version in
@@ -38,7 +39,7 @@ pub const SCHEMA_VERSION: u16 = 1;
 pub const SUPPORTED_SCHEMA_VERSIONS: std::ops::RangeInclusive<u16> = 1..=1;
 
 /// The channel a message travels on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     /// Rich Communication Services (RCS Business Messaging).

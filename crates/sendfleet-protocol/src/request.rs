@@ -2,18 +2,22 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{Channel, Content, Versioned};
 
 /// A request to send one message to one recipient (`to`) or to many (`recipients`).
 ///
-/// Either `content` or `template` must be present. The dispatcher validates it, picks
+/// Exactly one of `content` or `template` must be present, and exactly one of `to` or
+/// `recipients`. The dispatcher validates it, picks
 /// the provider (explicit `provider`, else the channel's default) and publishes one
 /// [`crate::SendJob`] per recipient.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SendRequest {
-    /// Must be a version this build reads (currently 1).
+    /// Must be a version this build reads (currently 1); any other is refused with reason
+    /// code `unsupported_version`.
+    #[schemars(extend("const" = 1))]
     pub schema_version: u16,
     /// Our message id for a single-recipient request; generated (UUIDv7) if absent.
     /// Also the id sent to the provider, so keep it ≤ 200 characters.
@@ -24,7 +28,8 @@ pub struct SendRequest {
     /// Provider id from the config; absent means the channel's default provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
-    /// Destination in E.164 (`+` and 8–15 digits). Required unless `recipients` is given.
+    /// Destination in E.164 (`+` and 8–15 digits). Required unless `recipients` is given
+    /// (not both).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
     /// Several destinations, each with its own personalisation variables.
@@ -60,7 +65,7 @@ impl Versioned for SendRequest {
 }
 
 /// One recipient of a bulk request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Recipient {
     /// Destination in E.164.
     pub to: String,
@@ -76,7 +81,7 @@ pub struct Recipient {
 }
 
 /// A reference to a dispatcher-side template.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TemplateRef {
     /// Template id from the config.
     pub id: String,
@@ -86,7 +91,7 @@ pub struct TemplateRef {
 }
 
 /// Delivery options. All optional.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
 pub struct SendOptions {
     /// How long the provider keeps trying, in seconds (Infobip caps it at 48 h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,7 +131,7 @@ pub fn check_send_at(send_at: &str) -> Result<chrono::DateTime<chrono::FixedOffs
 }
 
 /// A weekly delivery window in UTC.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DeliveryTimeWindow {
     /// Days, upper case English names (`MONDAY` … `SUNDAY`).
     pub days: Vec<String>,
@@ -139,7 +144,7 @@ pub struct DeliveryTimeWindow {
 }
 
 /// A time of day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TimeOfDay {
     /// 0–23.
     pub hour: u8,
@@ -148,7 +153,7 @@ pub struct TimeOfDay {
 }
 
 /// Regional compliance ids.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 pub struct Regional {
     /// India DLT registration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,7 +164,7 @@ pub struct Regional {
 }
 
 /// India DLT ids (required by Indian operators for A2P SMS).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct IndiaDlt {
     /// Principal entity id.
     pub principal_entity_id: String,
@@ -172,7 +177,7 @@ pub struct IndiaDlt {
 }
 
 /// Turkey IYS ids.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TurkeyIys {
     /// `BIREYSEL` (individual) or `TACIR` (merchant).
     pub recipient_type: String,
@@ -192,7 +197,7 @@ impl TurkeyIys {
 }
 
 /// The SMS sent when the RCS message cannot be delivered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SmsFallback {
     /// SMS text.
     pub text: String,

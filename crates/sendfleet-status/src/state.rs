@@ -1,12 +1,13 @@
 //! The states of a message and their order.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Where a message is. The declaration order is the **rank**: an update moves a record
 /// only to a state ranked higher than the one it is in, so a report arriving late (an
 /// `accepted` after `delivered`, a repeated report) never moves it back. The same order
 /// is written into the Lua script that applies updates in Redis ([`State::lua_ranks`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Put back from the dead letters by `sendfleet dead-letters replay`: a new life

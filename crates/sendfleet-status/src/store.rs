@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use schemars::JsonSchema;
 use sendfleet_config::Config;
 use sendfleet_protocol::{Channel, ProviderErrorInfo, ProviderStatus};
 use serde::{Deserialize, Serialize};
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::{RESET_LUA, State, StatusError, record_key};
 
 /// A message's record as `GET /v1/messages/{id}` and `sendfleet status` show it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MessageStatus {
     /// Our message id.
     pub message_id: String,
@@ -67,7 +68,7 @@ pub struct MessageStatus {
 }
 
 /// A state and the first time it was reported.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Transition {
     /// The state.
     pub state: State,

@@ -152,3 +152,63 @@ async fn a_message_status_needs_the_token_and_an_unknown_id_is_404_with_a_reason
     let (status, body) = get_json(router, "/v1/messages/m-1", None).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("status_disabled")), "{body}");
 }
+
+/// A body over `api_max_body_bytes` was answered by axum in plain text; every error of
+/// the API is JSON (`docs/http-api.md`, the OpenAPI document).
+#[tokio::test]
+async fn an_oversized_body_is_a_json_413() {
+    let mut config = (*config(false)).clone();
+    config.dispatcher.api_max_body_bytes = 64;
+    let router = super::router(Arc::new(ApiState::new(Arc::new(config))));
+    let big = format!(r#"{{"schema_version":1,"channel":"sms","to":"+14155550101","pad":"{}"}}"#, "x".repeat(200));
+    for path in ["/v1/messages", "/v1/send-test", "/v1/events"] {
+        let (status, body) = call(router.clone(), path, None, &big).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+        assert_eq!(body["error"], "body_too_large", "{path}: {body}");
+        assert!(body["reason"].as_str().is_some_and(|r| !r.is_empty()), "{path}: {body}");
+    }
+}
+
+/// Found by the contract test (schemathesis): serde reads a JSON array in place of an
+/// object (fields by position), so `"options": [null, null]` was accepted although the
+/// OpenAPI document says an object. Now such a body is `400 malformed`, naming the place.
+#[tokio::test]
+async fn an_array_where_an_object_belongs_is_malformed() {
+    let router = super::router(Arc::new(ApiState::new(config(false))));
+    let positional = r#"{"schema_version":1,"channel":"sms","to":"+14155550123","content":{"type":"text","text":"hi"},"options":[null,null]}"#;
+    let (status, body) = call(router.clone(), "/v1/messages", None, positional).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "malformed");
+    assert!(body["reason"].as_str().is_some_and(|r| r.contains("/options")), "{body}");
+
+    let form = r#"["sms", "1", "4155550123"]"#;
+    let (status, body) = call(router.clone(), "/v1/send-test", None, form).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let event = r#"["sms", "+14155550123", "typing_indicator"]"#;
+    let (status, body) = call(router.clone(), "/v1/events", None, event).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // The version is still checked first: another version is refused as such.
+    let future = r#"{"schema_version":2,"channel":"sms","to":"+14155550123","content":{"type":"text","text":"hi"}}"#;
+    let (status, body) = call(router, "/v1/messages", None, future).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"], "unsupported_version");
+}
+
+#[test]
+fn a_positional_recipient_line_is_malformed() {
+    let line = br#"["+14155550123", "m-1"]"#;
+    let err = strict::read_conforming::<Recipient>(line).unwrap_err();
+    assert!(err.contains("object"), "{err}");
+    assert!(strict::read_conforming::<Recipient>(br#"{"to":"+14155550123"}"#).is_ok());
+}
+
+/// A message id that is not valid percent-encoded UTF-8 was answered by axum in plain
+/// text; it is a JSON `400 malformed` like every other error.
+#[tokio::test]
+async fn an_undecodable_message_id_is_a_json_400() {
+    let router = super::router(Arc::new(ApiState::new(config(false))));
+    let (status, body) = get_json(router, "/v1/messages/%FF%FE", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "malformed", "{body}");
+}
