@@ -80,17 +80,26 @@ fn the_http_api_examples_match_the_openapi_schemas() {
         ("SendTestResult", component("SendTestResult")),
         ("EventRequest", component("EventRequest")),
         ("MessageStatus", component("MessageStatus")),
+        ("Accepted", component("Accepted")),
+        ("EventAnswer", component("EventAnswer")),
+        ("SendTestRequest", component("SendTestRequest")),
     ];
     for example in &found {
         // Each example is of exactly the kind its required fields say.
         let kind = if example.get("schema_version").is_some() {
             "SendRequest"
+        } else if example.get("number").is_some() {
+            "SendTestRequest"
+        } else if example.get("message_ids").is_some() {
+            "Accepted"
         } else if example.get("recipients").is_some() {
             "BulkReport"
         } else if example.get("answer").is_some() {
             "SendTestResult"
         } else if example.get("type").is_some() {
             "EventRequest"
+        } else if example.get("http_status").is_some() {
+            "EventAnswer"
         } else if example.get("state").is_some() {
             "MessageStatus"
         } else {
