@@ -169,6 +169,9 @@ pub enum CliError {
     /// The management API failed.
     #[error("management API: {0}")]
     Management(String),
+    /// The broker did not answer in time.
+    #[error("the broker did not answer within {0} s: {1}")]
+    NoAnswer(u64, &'static str),
 }
 
 impl CliError {

@@ -1,8 +1,10 @@
 //! `queues`: how much work waits where.
 
+use std::time::Duration;
+
 use sendfleet_broker::{
     RETRY_TIERS, Topology,
-    lapin::{Connection, options::QueueDeclareOptions, types::FieldTable},
+    lapin::{Channel, Connection, options::QueueDeclareOptions, types::FieldTable},
 };
 use sendfleet_config::Config;
 use serde::{Deserialize, Serialize};
@@ -65,7 +67,7 @@ pub(crate) async fn run(config: &Config, management_url: Option<&str>, json: boo
     let connection = sendfleet_broker::connect_once(&config.broker, "cli").await?;
     let mut depths = queues(config);
     let declared = declare_all(&connection, &mut depths).await;
-    drop(connection.close(200, "done".into()).await);
+    drop(tokio::time::timeout(BROKER_ANSWER, connection.close(200, "done".into())).await);
     declared?;
     if let Some(url) = management_url {
         let vhost = vhost(config.broker.url.expose());
@@ -86,18 +88,42 @@ pub(crate) async fn run(config: &Config, management_url: Option<&str>, json: boo
     Ok(Exit::Done)
 }
 
+/// How long one broker call may take: a passive declare on a channel the broker is
+/// closing can wait forever (seen once in CI), so no call is awaited without a bound.
+const BROKER_ANSWER: Duration = Duration::from_secs(10);
+
+/// A fresh channel, within [`BROKER_ANSWER`].
+async fn open_channel(connection: &Connection) -> Result<Channel, CliError> {
+    tokio::time::timeout(BROKER_ANSWER, connection.create_channel())
+        .await
+        .map_err(|_| CliError::NoAnswer(BROKER_ANSWER.as_secs(), "opening a channel"))?
+        .map_err(CliError::from)
+}
+
 /// A passive declare per queue; a missing queue closes its channel, so each missing
-/// one costs a new channel.
+/// one costs a new channel. A declare that gets no answer is tried once more on a new
+/// channel.
 async fn declare_all(connection: &Connection, depths: &mut [QueueDepth]) -> Result<(), CliError> {
-    let mut channel = connection.create_channel().await?;
+    let mut channel = open_channel(connection).await?;
     for depth in depths {
         let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-        match channel.queue_declare(depth.queue.as_str().into(), passive, FieldTable::default()).await {
-            Ok(queue) => {
-                depth.ready = Some(queue.message_count());
-                depth.consumers = Some(queue.consumer_count());
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let declare = channel.queue_declare(depth.queue.as_str().into(), passive, FieldTable::default());
+            match tokio::time::timeout(BROKER_ANSWER, declare).await {
+                Ok(Ok(queue)) => {
+                    depth.ready = Some(queue.message_count());
+                    depth.consumers = Some(queue.consumer_count());
+                }
+                Ok(Err(_)) => channel = open_channel(connection).await?,
+                Err(_) if tries < 2 => {
+                    channel = open_channel(connection).await?;
+                    continue;
+                }
+                Err(_) => return Err(CliError::NoAnswer(BROKER_ANSWER.as_secs(), "a passive queue declare")),
             }
-            Err(_) => channel = connection.create_channel().await?,
+            break;
         }
     }
     Ok(())
