@@ -64,7 +64,7 @@ fn queues(config: &Config) -> Vec<QueueDepth> {
 
 /// Reads every queue's depth (passive declares, and the management API when given).
 pub(crate) async fn run(config: &Config, management_url: Option<&str>, json: bool) -> Result<Exit, CliError> {
-    let connection = sendfleet_broker::connect_once(&config.broker, "cli").await?;
+    let connection = connect(config).await?;
     let mut depths = queues(config);
     let declared = declare_all(&connection, &mut depths).await;
     drop(tokio::time::timeout(BROKER_ANSWER, connection.close(200, "done".into())).await);
@@ -91,6 +91,18 @@ pub(crate) async fn run(config: &Config, management_url: Option<&str>, json: boo
 /// How long one broker call may take: a passive declare on a channel the broker is
 /// closing can wait forever (seen once in CI), so no call is awaited without a bound.
 const BROKER_ANSWER: Duration = Duration::from_secs(10);
+
+/// Connects within [`BROKER_ANSWER`], trying twice.
+async fn connect(config: &Config) -> Result<Connection, CliError> {
+    for _ in 0..2 {
+        if let Ok(connected) =
+            tokio::time::timeout(BROKER_ANSWER, sendfleet_broker::connect_once(&config.broker, "cli")).await
+        {
+            return Ok(connected?);
+        }
+    }
+    Err(CliError::NoAnswer(BROKER_ANSWER.as_secs(), "connecting"))
+}
 
 /// A fresh channel, within [`BROKER_ANSWER`].
 async fn open_channel(connection: &Connection) -> Result<Channel, CliError> {
