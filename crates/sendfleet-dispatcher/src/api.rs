@@ -620,4 +620,4 @@ async fn event(State(state): State<Arc<ApiState>>, body: Result<Bytes, BytesReje
 mod strict;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

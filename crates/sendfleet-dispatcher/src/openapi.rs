@@ -330,24 +330,11 @@ mod tests {
         assert_eq!(served, documented(), "routes served (left) vs documented in the OpenAPI document (right)");
     }
 
-    fn test_config() -> Arc<sendfleet_config::Config> {
-        let toml = r#"
-[[providers]]
-id = "sms"
-kind = "infobip_sms"
-base_url = "http://127.0.0.1:9"
-api_key_env = "K"
-sender_ids = ["ACME"]
-default_for_channel = true
-"#;
-        Arc::new(sendfleet_config::Config::from_toml(toml, &|_: &str| Some("k".to_owned())).unwrap())
-    }
-
     /// Each documented operation reaches a handler of the real router: no 405, and no
     /// bare 404 from the router (the status route's own 404 has a JSON body).
     #[tokio::test]
     async fn every_documented_operation_is_routed() {
-        let api = Arc::new(crate::api::ApiState::new(test_config()));
+        let api = Arc::new(crate::api::ApiState::new(crate::api::tests::config(false)));
         let ops = sendfleet_telemetry::ops_router(
             sendfleet_telemetry::metrics::install(),
             sendfleet_telemetry::Readiness::default(),
@@ -367,7 +354,7 @@ default_for_channel = true
 
     #[tokio::test]
     async fn the_served_document_is_the_generated_one() {
-        let api = Arc::new(crate::api::ApiState::new(test_config()));
+        let api = Arc::new(crate::api::ApiState::new(crate::api::tests::config(false)));
         let ops = sendfleet_telemetry::ops_router(
             sendfleet_telemetry::metrics::install(),
             sendfleet_telemetry::Readiness::default(),

@@ -4,7 +4,8 @@ use tower::ServiceExt;
 
 use super::*;
 
-fn config(token: bool) -> Arc<Config> {
+/// A one-provider config (and a bearer token when `token`), shared by the API's tests.
+pub(crate) fn config(token: bool) -> Arc<Config> {
     let dispatcher = if token { "[dispatcher]\napi_token_env = \"TOKEN\"\n" } else { "" };
     let toml = format!(
         r#"{dispatcher}
