@@ -15,10 +15,6 @@ use futures_util::future::BoxFuture;
 
 use crate::SendOutcome;
 
-/// Outcome code when a slot could not be had (the worker uses the same code when its
-/// own slot fails).
-pub const RATE_STORE_UNAVAILABLE: &str = "rate_store_unavailable";
-
 /// Hands out the right to make one HTTP request to a provider.
 pub trait RequestGate: Send + Sync {
     /// Waits for one request's slot. Call it right before the request: a slot used
@@ -38,7 +34,11 @@ impl GateError {
     /// The outcome an adapter returns instead of sending without a slot: transient, so
     /// the job is retried later.
     pub fn outcome(&self) -> SendOutcome {
-        SendOutcome::Transient { code: RATE_STORE_UNAVAILABLE, reason: self.to_string(), retry_after: None }
+        SendOutcome::Transient {
+            code: crate::TransientCode::RateStoreUnavailable,
+            reason: self.to_string(),
+            retry_after: None,
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::header::HeaderMap;
 use sendfleet_config::ProviderConfig;
 
-use crate::{AdapterError, SendOutcome};
+use crate::{AdapterError, RejectCode, SendOutcome, TransientCode};
 
 /// A client for one provider: keep-alive connections pooled up to the provider's
 /// concurrency, so every permit has a warm connection and none idles beyond it.
@@ -60,7 +60,7 @@ pub async fn execute(request: reqwest::RequestBuilder) -> Result<Answer, SendOut
 }
 
 fn transport_failure(err: reqwest::Error) -> SendOutcome {
-    let code = if err.is_timeout() { "timeout" } else { "network" };
+    let code = if err.is_timeout() { TransientCode::Timeout } else { TransientCode::Network };
     // reqwest's Display includes the URL, which for some vendors carries a token;
     // keep only the kind of failure.
     let reason = if err.is_timeout() {
@@ -87,10 +87,10 @@ pub fn classify_status(status: u16, retry_after: Option<Duration>, reason: Strin
     match status {
         200..=299 => SendOutcome::Accepted { status: None },
         401 | 403 | 404 => SendOutcome::AuthFailure { http_status: status, reason },
-        408 => SendOutcome::Transient { code: "timeout", reason, retry_after },
-        429 => SendOutcome::Transient { code: "throttled", reason, retry_after },
-        500..=599 => SendOutcome::Transient { code: "server_error", reason, retry_after },
-        _ => SendOutcome::Rejected { code: "http_4xx", reason, status: None, error: None },
+        408 => SendOutcome::Transient { code: TransientCode::Timeout, reason, retry_after },
+        429 => SendOutcome::Transient { code: TransientCode::Throttled, reason, retry_after },
+        500..=599 => SendOutcome::Transient { code: TransientCode::ServerError, reason, retry_after },
+        _ => SendOutcome::Rejected { code: RejectCode::Http4xx, reason, status: None, error: None },
     }
 }
 

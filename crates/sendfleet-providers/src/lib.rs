@@ -20,8 +20,8 @@ use futures_util::future::BoxFuture;
 use sendfleet_config::{ProviderConfig, ProviderKind};
 use sendfleet_protocol::{Event, SendJob};
 
-pub use gate::{GateError, RATE_STORE_UNAVAILABLE, RequestGate, Unlimited, unlimited};
-pub use outcome::SendOutcome;
+pub use gate::{GateError, RequestGate, Unlimited, unlimited};
+pub use outcome::{RejectCode, SendOutcome, TransientCode};
 // `Capability` and `CapabilityError` are defined below, next to the trait that returns them.
 
 /// What every provider adapter offers.

@@ -14,8 +14,8 @@ pub enum SendOutcome {
     },
     /// The provider refused it and resending unchanged would fail the same way.
     Rejected {
-        /// Bounded code for metrics (`bad_request`, `rejected_status`, `http_4xx`).
-        code: &'static str,
+        /// Why, as a bounded code (metrics, `reason_code`).
+        code: RejectCode,
         /// Human-readable reason (violations, status description).
         reason: String,
         /// Per-message status, when the refusal came as a status.
@@ -25,8 +25,8 @@ pub enum SendOutcome {
     },
     /// Try again later (429, 5xx, timeout, connection error).
     Transient {
-        /// Bounded code for metrics (`throttled`, `server_error`, `timeout`, `network`).
-        code: &'static str,
+        /// Why, as a bounded code (metrics, `reason_code`).
+        code: TransientCode,
         /// Human-readable reason.
         reason: String,
         /// The provider's `Retry-After`, when given.
@@ -51,5 +51,64 @@ impl SendOutcome {
             SendOutcome::Transient { .. } => "transient",
             SendOutcome::AuthFailure { .. } => "auth_failure",
         }
+    }
+}
+
+/// Why a provider refused a message for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectCode {
+    /// The request was refused as invalid (400 with the vendor's validation error).
+    BadRequest,
+    /// The answer was a 2xx whose per-message status is a rejection.
+    RejectedStatus,
+    /// Another 4xx that resending will not change.
+    Http4xx,
+    /// The content cannot be expressed in the vendor's API (checked before sending).
+    UnsupportedContent,
+}
+
+impl RejectCode {
+    /// The snake_case code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectCode::BadRequest => "bad_request",
+            RejectCode::RejectedStatus => "rejected_status",
+            RejectCode::Http4xx => "http_4xx",
+            RejectCode::UnsupportedContent => "unsupported_content",
+        }
+    }
+}
+
+/// Why a send is worth trying again later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransientCode {
+    /// The provider throttled the request (429).
+    Throttled,
+    /// The provider failed (5xx).
+    ServerError,
+    /// No answer in time (client timeout or 408).
+    Timeout,
+    /// The connection failed.
+    Network,
+    /// No rate slot could be had: the rate store is unreachable (no request was made).
+    RateStoreUnavailable,
+}
+
+impl TransientCode {
+    /// The snake_case code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransientCode::Throttled => "throttled",
+            TransientCode::ServerError => "server_error",
+            TransientCode::Timeout => "timeout",
+            TransientCode::Network => "network",
+            TransientCode::RateStoreUnavailable => "rate_store_unavailable",
+        }
+    }
+
+    /// Whether the provider itself pushed back (throttled, failing or slow): the signal
+    /// adaptive concurrency backs off on. A network error or a missing rate slot is not.
+    pub fn is_provider_pressure(self) -> bool {
+        matches!(self, TransientCode::Throttled | TransientCode::ServerError | TransientCode::Timeout)
     }
 }

@@ -15,7 +15,8 @@ use sendfleet_config::Config;
 use sendfleet_mock_provider::{Behaviour, GenericAuth, MockConfig, MockHandle};
 use sendfleet_protocol::{Channel, Content, SendJob, Suggestion};
 use sendfleet_providers::{
-    AdapterSettings, GateError, Provider, RequestGate, SendOutcome, generic::GenericAdapter, unlimited,
+    AdapterSettings, GateError, Provider, RejectCode, RequestGate, SendOutcome, TransientCode, generic::GenericAdapter,
+    unlimited,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -149,7 +150,7 @@ async fn sms_goes_to_the_sms_endpoint_and_bad_requests_are_rejected() {
     let mut bad = job("s-2", Channel::Sms);
     bad.to = "12345".into();
     let SendOutcome::Rejected { code, reason, .. } = adapter.send(&bad).await else { panic!("rejected expected") };
-    assert_eq!(code, "bad_request");
+    assert_eq!(code, RejectCode::BadRequest);
     assert!(reason.starts_with("HTTP 400: INVALID_REQUEST"), "{reason}");
     assert_eq!(mock.handle.received()[0].body.as_ref().unwrap()["channel"], "sms");
 }
@@ -160,7 +161,7 @@ async fn overload_is_transient_with_retry_after() {
     let adapter = adapter("generic_rcs", &mock.handle, "");
     let outcome = adapter.send(&job("m-1", Channel::Rcs)).await;
     let SendOutcome::Transient { code, retry_after, .. } = outcome else { panic!("{outcome:?}") };
-    assert_eq!((code, retry_after), ("throttled", Some(Duration::from_secs(3))));
+    assert_eq!((code, retry_after), (TransientCode::Throttled, Some(Duration::from_secs(3))));
     mock.handle.set_behaviour(Behaviour { force_status: Some(503), ..Behaviour::default() });
     assert_eq!(adapter.send(&job("m-2", Channel::Rcs)).await.label(), "transient");
 }
@@ -371,7 +372,7 @@ async fn without_a_slot_no_request_is_made() {
     // No token yet, and no slot to fetch one with.
     let outcome = worker_send(&adapter, &caller, &job("m-1", Channel::Rcs)).await;
     let SendOutcome::Transient { code, .. } = &outcome else { panic!("{outcome:?}") };
-    assert_eq!(*code, "rate_store_unavailable");
+    assert_eq!(*code, TransientCode::RateStoreUnavailable);
     assert_eq!(requests_at(&mock.handle), 0, "no token request without a slot");
 
     gate.refuse.store(false, Ordering::SeqCst);
@@ -383,7 +384,7 @@ async fn without_a_slot_no_request_is_made() {
     // replacement token nor the resend may go out without a slot of their own.
     let outcome = worker_send(&adapter, &caller, &job("m-3", Channel::Rcs)).await;
     let SendOutcome::Transient { code, .. } = &outcome else { panic!("{outcome:?}") };
-    assert_eq!(*code, "rate_store_unavailable");
+    assert_eq!(*code, TransientCode::RateStoreUnavailable);
     assert_eq!(mock.handle.oauth_token_requests(), 1);
     let statuses: Vec<u16> = mock.handle.received().iter().map(|r| r.status).collect();
     assert_eq!(statuses, [200, 401]);

@@ -7,10 +7,6 @@ use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use sendfleet_protocol::EventKind;
 use sendfleet_telemetry::metrics as names;
 
-/// Dead-letter reason codes registered at zero (`retries_exhausted`, `max_age`; the
-/// others appear when they first happen).
-const DEAD_LETTER_REASONS: &[&str] = &["retries_exhausted", "max_age"];
-
 /// One provider's metric handles.
 pub(crate) struct ProviderMetrics {
     provider: String,
@@ -38,8 +34,8 @@ impl ProviderMetrics {
         for tier in sendfleet_broker::RETRY_TIERS {
             counter!(names::RETRIES_TOTAL, "provider" => label(), "tier" => tier.name).absolute(0);
         }
-        for reason in DEAD_LETTER_REASONS {
-            counter!(names::DEAD_LETTERED_TOTAL, "provider" => label(), "reason" => *reason).absolute(0);
+        for reason in crate::outcome::ReasonCode::DEAD_LETTER {
+            counter!(names::DEAD_LETTERED_TOTAL, "provider" => label(), "reason" => reason.as_str()).absolute(0);
         }
         counter!(names::DUPLICATES_SUPPRESSED_TOTAL, "provider" => label()).absolute(0);
         for reason in sendfleet_fallback::FallbackReason::ALL {

@@ -9,13 +9,13 @@ use sendfleet_config::{Config, FallbackMode};
 use sendfleet_failpoints::Point;
 use sendfleet_fallback::{ArmState, FallbackReason, Fallbacks, FireOutcome, fallback_job, fallback_ttl};
 use sendfleet_protocol::{Channel, Event, EventKind, SendJob, decode, encode, now_ms};
-use sendfleet_providers::{Capability, SendOutcome};
+use sendfleet_providers::{Capability, SendOutcome, TransientCode};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
     ProviderRuntime, metrics,
-    outcome::{Next, decide},
+    outcome::{Next, ReasonCode, decide},
     pause::Pass,
     sent::{Claim, ClaimToken},
 };
@@ -103,7 +103,7 @@ async fn already_sent(ctx: &SessionContext, inbound: &Inbound, job: &SendJob) ->
         }
         Ok(false) => None,
         // Unknown: sending could duplicate. Park it in a retry tier instead.
-        Err(err) => Some(Next::Defer { code: "sent_store_unavailable", reason: err.to_string() }),
+        Err(err) => Some(Next::Defer { code: ReasonCode::SentStoreUnavailable, reason: err.to_string() }),
     }
 }
 
@@ -118,7 +118,7 @@ async fn prepare_rcs(ctx: &SessionContext, provider: &ProviderRuntime, job: &Sen
         Ok(sms) => sms,
         Err(err) => {
             return Some(Next::Failed {
-                code: "invalid_fallback",
+                code: ReasonCode::InvalidFallback,
                 reason: err.to_string(),
                 status: None,
                 error: None,
@@ -135,7 +135,7 @@ async fn prepare_rcs(ctx: &SessionContext, provider: &ProviderRuntime, job: &Sen
     };
     if capability == Capability::InvalidNumber {
         return Some(Next::Failed {
-            code: "invalid_destination",
+            code: ReasonCode::InvalidDestination,
             reason: "the provider's capability check says the number is invalid".into(),
             status: None,
             error: None,
@@ -145,7 +145,7 @@ async fn prepare_rcs(ctx: &SessionContext, provider: &ProviderRuntime, job: &Sen
     let not_capable = capability == Capability::NotCapable;
     let Some(sms) = sms else {
         return not_capable.then(|| Next::Failed {
-            code: "not_rcs_capable",
+            code: ReasonCode::NotRcsCapable,
             reason: "the capability check says the number cannot receive RCS, and the request has no SMS fallback"
                 .into(),
             status: None,
@@ -172,13 +172,13 @@ async fn prepare_rcs(ctx: &SessionContext, provider: &ProviderRuntime, job: &Sen
             Some(Next::FallBack { reason: FallbackReason::NotCapable, detail: "fallback in progress".into() })
         }
         // Without the armed fallback a failure report could not send the SMS.
-        Err(err) => Some(Next::Defer { code: "fallback_store_unavailable", reason: err.to_string() }),
+        Err(err) => Some(Next::Defer { code: ReasonCode::FallbackStoreUnavailable, reason: err.to_string() }),
     }
 }
 
 /// The fallback a failed RCS send fires, by the failure's code; `None` when the failure
 /// is not the RCS channel's (bad fallback, invalid number, not capable without one).
-fn failure_fallback(job: &SendJob, ctx: &SessionContext, code: &str) -> Option<FallbackReason> {
+fn failure_fallback(job: &SendJob, ctx: &SessionContext, code: ReasonCode) -> Option<FallbackReason> {
     if job.channel != Channel::Rcs || job.fallback.is_none() {
         return None;
     }
@@ -186,8 +186,8 @@ fn failure_fallback(job: &SendJob, ctx: &SessionContext, code: &str) -> Option<F
         return None;
     }
     match code {
-        "invalid_fallback" | "invalid_destination" | "not_rcs_capable" => None,
-        "retries_exhausted" | "max_age" => Some(FallbackReason::RetriesExhausted),
+        ReasonCode::InvalidFallback | ReasonCode::InvalidDestination | ReasonCode::NotRcsCapable => None,
+        ReasonCode::RetriesExhausted | ReasonCode::MaxAge => Some(FallbackReason::RetriesExhausted),
         _ => Some(FallbackReason::SendRejected),
     }
 }
@@ -268,11 +268,13 @@ async fn send(ctx: &SessionContext, provider: &ProviderRuntime, inbound: &Inboun
             }
             Ok(Claim::HeldElsewhere) => {
                 return Sent::Decided(Next::Defer {
-                    code: "send_in_progress",
+                    code: ReasonCode::SendInProgress,
                     reason: "another delivery of this message is being sent now".into(),
                 });
             }
-            Err(err) => return Sent::Decided(Next::Defer { code: "sent_store_unavailable", reason: err.to_string() }),
+            Err(err) => {
+                return Sent::Decided(Next::Defer { code: ReasonCode::SentStoreUnavailable, reason: err.to_string() });
+            }
         };
         let Some(permit) = permit else {
             release(ctx, job, claim).await;
@@ -285,13 +287,16 @@ async fn send(ctx: &SessionContext, provider: &ProviderRuntime, inbound: &Inboun
                 Ok(true) => {}
                 Ok(false) => {
                     return Sent::Decided(Next::Defer {
-                        code: "send_in_progress",
+                        code: ReasonCode::SendInProgress,
                         reason: "the send claim lapsed while waiting for a concurrency permit".into(),
                     });
                 }
                 Err(err) => {
                     release(ctx, job, claim).await;
-                    return Sent::Decided(Next::Defer { code: "sent_store_unavailable", reason: err.to_string() });
+                    return Sent::Decided(Next::Defer {
+                        code: ReasonCode::SentStoreUnavailable,
+                        reason: err.to_string(),
+                    });
                 }
             }
         }
@@ -304,7 +309,10 @@ async fn send(ctx: &SessionContext, provider: &ProviderRuntime, inbound: &Inboun
             Attempt::NoSlot(reason) => {
                 // Never sent without a slot, and no attempt counted for it.
                 release(ctx, job, claim).await;
-                return Sent::Decided(Next::Defer { code: "rate_store_unavailable", reason });
+                return Sent::Decided(Next::Defer {
+                    code: ReasonCode::Transient(TransientCode::RateStoreUnavailable),
+                    reason,
+                });
             }
         };
         drop(permit);
@@ -320,7 +328,7 @@ async fn send(ctx: &SessionContext, provider: &ProviderRuntime, inbound: &Inboun
                 provider.pause.pause(id, reason);
                 continue;
             }
-            SendOutcome::Transient { code: "throttled" | "server_error" | "timeout", .. } => {
+            SendOutcome::Transient { code, .. } if code.is_provider_pressure() => {
                 provider.concurrency.on_overload();
             }
             SendOutcome::Accepted { .. } | SendOutcome::Rejected { .. } => provider.concurrency.on_success(),
@@ -376,9 +384,7 @@ async fn attempt(provider: &ProviderRuntime, job: &SendJob, session: Option<&Can
     let preparing = Instant::now();
     if let Err(outcome) = provider.adapter.prepare().await {
         return match outcome {
-            SendOutcome::Transient { code: sendfleet_providers::RATE_STORE_UNAVAILABLE, reason, .. } => {
-                Attempt::NoSlot(reason)
-            }
+            SendOutcome::Transient { code: TransientCode::RateStoreUnavailable, reason, .. } => Attempt::NoSlot(reason),
             outcome => {
                 // The token endpoint answered: counted like a send's answer.
                 provider.metrics.request(outcome.label(), preparing.elapsed());
@@ -412,9 +418,7 @@ async fn attempt(provider: &ProviderRuntime, job: &SendJob, session: Option<&Can
     match outcome {
         // The adapter's own extra request (a resend after a 401, a token refresh)
         // found no slot: nothing was accepted.
-        SendOutcome::Transient { code: sendfleet_providers::RATE_STORE_UNAVAILABLE, reason, .. } => {
-            Attempt::NoSlot(reason)
-        }
+        SendOutcome::Transient { code: TransientCode::RateStoreUnavailable, reason, .. } => Attempt::NoSlot(reason),
         outcome => Attempt::Answered(outcome),
     }
 }
@@ -468,7 +472,7 @@ async fn publish_consequences(
                 // Expired between arming and firing: say so rather than go silent.
                 let mut event = job_event(job, EventKind::Failed, attempt);
                 event.reason = Some(format!("{detail}; the SMS fallback had expired"));
-                event.details.insert("reason_code".into(), "fallback_expired".into());
+                event.details.insert("reason_code".into(), ReasonCode::FallbackExpired.as_str().into());
                 publish_event(ctx, &event).await
             }
         },
@@ -477,7 +481,7 @@ async fn publish_consequences(
             event.status = status;
             event.error = error;
             event.reason = Some(reason.clone());
-            event.details.insert("reason_code".into(), code.to_owned());
+            event.details.insert("reason_code".into(), code.as_str().to_owned());
             if let Some(fallback) = failure_fallback(job, ctx, code) {
                 match fire(ctx, job, fallback, &reason).await? {
                     FireOutcome::Published(sms) => {
@@ -494,12 +498,12 @@ async fn publish_consequences(
             if !dead_letter {
                 return publish_event(ctx, &event).await;
             }
-            provider.metrics.dead_lettered(code);
+            provider.metrics.dead_lettered(code.as_str());
             let copy = encode(&after_attempt(job));
             let dead = ctx.topology.dead_exchange();
             let outgoing = Outgoing::new(&dead, Topology::dead_letter_key(), &copy)
                 .message_id(&job.message_id)
-                .header(REASON_CODE_HEADER, code)
+                .header(REASON_CODE_HEADER, code.as_str())
                 .header(REASON_HEADER, reason)
                 .header(TRACE_HEADER, job.trace_id.clone());
             let (dead_result, event_result) = tokio::join!(ctx.publisher.publish(outgoing), publish_event(ctx, &event));
@@ -525,7 +529,7 @@ async fn park_in_progress(
     let delay = retry_after.max(std::time::Duration::from_secs(1));
     let tier = sendfleet_broker::RetryTier::for_delay_ms(delay.as_millis() as u64);
     let reason = "the SMS fallback is being fired by another trigger".to_owned();
-    publish_deferral(ctx, provider, job, tier, "fallback_in_progress", reason).await
+    publish_deferral(ctx, provider, job, tier, ReasonCode::FallbackInProgress, reason).await
 }
 
 /// Parks the job in a retry tier after an attempt, and publishes `retrying`, both confirmed.
@@ -535,7 +539,7 @@ async fn publish_retry(
     job: &SendJob,
     tier: sendfleet_broker::RetryTier,
     delay: std::time::Duration,
-    code: &'static str,
+    code: ReasonCode,
     reason: String,
 ) -> Result<(), sendfleet_broker::BrokerError> {
     let mut event = job_event(job, EventKind::Retrying, job.attempts + 1);
@@ -550,7 +554,7 @@ async fn publish_deferral(
     provider: &ProviderRuntime,
     job: &SendJob,
     tier: sendfleet_broker::RetryTier,
-    code: &'static str,
+    code: ReasonCode,
     reason: String,
 ) -> Result<(), sendfleet_broker::BrokerError> {
     let mut event = job_event(job, EventKind::Retrying, job.attempts + 1);
@@ -565,7 +569,7 @@ async fn park(
     provider: &ProviderRuntime,
     copy: &SendJob,
     tier: sendfleet_broker::RetryTier,
-    code: &'static str,
+    code: ReasonCode,
     reason: String,
     mut event: Event,
 ) -> Result<(), sendfleet_broker::BrokerError> {
@@ -576,7 +580,7 @@ async fn park(
     let outgoing =
         Outgoing::new(&exchange, &key, &bytes).message_id(&copy.message_id).header(TRACE_HEADER, copy.trace_id.clone());
     event.reason = Some(reason);
-    event.details.insert("reason_code".into(), code.to_owned());
+    event.details.insert("reason_code".into(), code.as_str().to_owned());
     event.details.insert("retry_tier".into(), tier.name.to_owned());
     let (retry_result, event_result) = tokio::join!(ctx.publisher.publish(outgoing), publish_event(ctx, &event));
     retry_result.and(event_result)

@@ -161,7 +161,7 @@ mod tests {
         let gate: Arc<dyn RequestGate> = Arc::new(RateGate::Fleet(FleetLimiter::new(Arc::new(Down), params, 1)));
         let err = gate.acquire().await.expect_err("no slot while the store is down");
         let sendfleet_providers::SendOutcome::Transient { code, reason, .. } = err.outcome() else { panic!("{err:?}") };
-        assert_eq!(code, "rate_store_unavailable");
+        assert_eq!(code, sendfleet_providers::TransientCode::RateStoreUnavailable);
         assert!(reason.contains("connection refused"), "{reason}");
         let open: Arc<dyn RequestGate> = Arc::new(RateGate::Off);
         assert_eq!(open.acquire().await, Ok(()));

@@ -33,7 +33,9 @@ pub use callback::parse_callback;
 pub use oauth::{OAuthSettings, Token, TokenSource};
 use request::{BodyContext, BodyParameter, build_body, parse_parameters};
 
-use crate::{AdapterError, AdapterSettings, CallbackError, ParsedCallback, Provider, RequestGate, SendOutcome, http};
+use crate::{
+    AdapterError, AdapterSettings, CallbackError, ParsedCallback, Provider, RejectCode, RequestGate, SendOutcome, http,
+};
 
 enum Credentials {
     None,
@@ -169,7 +171,12 @@ impl GenericAdapter {
         let body = match self.body(job) {
             Ok(body) => body,
             Err(reason) => {
-                return SendOutcome::Rejected { code: "unsupported_content", reason, status: None, error: None };
+                return SendOutcome::Rejected {
+                    code: RejectCode::UnsupportedContent,
+                    reason,
+                    status: None,
+                    error: None,
+                };
             }
         };
         let answer = match self.auth.as_ref() {
@@ -256,7 +263,7 @@ pub fn classify(status: u16, retry_after: Option<std::time::Duration>, body: &[u
     };
     match http::classify_status(status, retry_after, reason) {
         SendOutcome::Rejected { reason, status: st, error, .. } if status == 400 => {
-            SendOutcome::Rejected { code: "bad_request", reason, status: st, error }
+            SendOutcome::Rejected { code: RejectCode::BadRequest, reason, status: st, error }
         }
         other => other,
     }

@@ -5,6 +5,7 @@ use sendfleet_protocol::{Channel, Content, EventKind, IndiaDlt, Regional, SendJo
 use serde_json::{Value, json};
 
 use super::*;
+use crate::TransientCode;
 
 /// The events of a body with no rejected report, else the first rejection as an error:
 /// the old whole-body answer, which these tests' reasons are written against.
@@ -169,18 +170,18 @@ fn answers_are_classified() {
     assert_eq!(
         rejected,
         SendOutcome::Rejected {
-            code: "bad_request",
+            code: RejectCode::BadRequest,
             reason: "HTTP 400: INVALID_NUMBER: to is not a mobile number".into(),
             status: None,
             error: None
         }
     );
     let SendOutcome::Rejected { code, reason, .. } = classify(422, None, b"unprocessable") else { panic!() };
-    assert_eq!((code, reason.as_str()), ("http_4xx", "HTTP 422: unprocessable"));
+    assert_eq!((code, reason.as_str()), (RejectCode::Http4xx, "HTTP 422: unprocessable"));
     let retry = Some(std::time::Duration::from_secs(2));
     assert_eq!(
         classify(429, retry, b""),
-        SendOutcome::Transient { code: "throttled", reason: "HTTP 429".into(), retry_after: retry }
+        SendOutcome::Transient { code: TransientCode::Throttled, reason: "HTTP 429".into(), retry_after: retry }
     );
     assert_eq!(classify(503, None, b"").label(), "transient");
     assert_eq!(classify(500, None, b"").label(), "transient");

@@ -23,7 +23,7 @@ use request::{build_event_body, build_rcs_body, build_sms_body};
 
 use crate::{
     AdapterError, AdapterSettings, CallbackError, Capability, CapabilityError, ParsedCallback, Provider, RawAnswer,
-    SendOutcome, http,
+    RejectCode, SendOutcome, http,
 };
 
 const JSON: reqwest::header::HeaderValue = reqwest::header::HeaderValue::from_static("application/json");
@@ -201,7 +201,7 @@ impl InfobipAdapter {
     /// One HTTP exchange for a job; a body that cannot be built is a rejection.
     async fn exchange(&self, job: &SendJob) -> Result<http::Answer, SendOutcome> {
         let body = self.body(job).map_err(|reason| SendOutcome::Rejected {
-            code: "unsupported_content",
+            code: RejectCode::UnsupportedContent,
             reason,
             status: None,
             error: None,
@@ -229,7 +229,12 @@ impl InfobipAdapter {
                 http_status: None,
                 provider_message_id: None,
                 body: String::new(),
-                outcome: SendOutcome::Rejected { code: "unsupported_content", reason, status: None, error: None },
+                outcome: SendOutcome::Rejected {
+                    code: RejectCode::UnsupportedContent,
+                    reason,
+                    status: None,
+                    error: None,
+                },
             };
         }
         let body = build_event_body(event, self.config.default_sender().unwrap_or_default());
@@ -253,7 +258,7 @@ pub fn classify(status: u16, retry_after: Option<std::time::Duration>, body: &[u
         let status = response.messages.into_iter().next().and_then(|m| m.status).map(to_status);
         return match status {
             Some(status) if status.group_id == REJECTED_GROUP => SendOutcome::Rejected {
-                code: "rejected_status",
+                code: RejectCode::RejectedStatus,
                 reason: format!(
                     "{} ({})",
                     status.name.as_deref().unwrap_or("REJECTED"),
@@ -271,7 +276,7 @@ pub fn classify(status: u16, retry_after: Option<std::time::Duration>, body: &[u
     };
     match http::classify_status(status, retry_after, reason) {
         SendOutcome::Rejected { reason, status: st, error, .. } if status == 400 => {
-            SendOutcome::Rejected { code: "bad_request", reason, status: st, error }
+            SendOutcome::Rejected { code: RejectCode::BadRequest, reason, status: st, error }
         }
         other => other,
     }

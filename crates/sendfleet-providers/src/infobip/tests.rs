@@ -8,6 +8,7 @@ use sendfleet_protocol::{
 use serde_json::{Value, json};
 
 use super::*;
+use crate::TransientCode;
 
 /// The events of a body with no rejected report, else the first rejection as an error:
 /// the old whole-body answer, which these tests' reasons are written against.
@@ -149,14 +150,14 @@ fn answers_are_classified() {
     let legacy = classify(401, None, &fixture("error-401-legacy.json"));
     assert!(matches!(&legacy, SendOutcome::AuthFailure { reason, .. } if reason.contains("Invalid login details")));
     let throttled = classify(429, Some(std::time::Duration::from_secs(2)), &fixture("error-429.json"));
-    assert!(matches!(throttled, SendOutcome::Transient { code: "throttled", retry_after: Some(_), .. }));
+    assert!(matches!(throttled, SendOutcome::Transient { code: TransientCode::Throttled, retry_after: Some(_), .. }));
     let bad = br#"{"errorCode":"E400","description":"Bad","violations":[{"property":"messages[0].content.text","violation":"size must be between 1 and 3072"}]}"#;
     assert!(
-        matches!(classify(400, None, bad), SendOutcome::Rejected { code: "bad_request", reason, .. } if reason.contains("messages[0].content.text"))
+        matches!(classify(400, None, bad), SendOutcome::Rejected { code: RejectCode::BadRequest, reason, .. } if reason.contains("messages[0].content.text"))
     );
     let rejected = br#"{"messages":[{"messageId":"m","status":{"groupId":5,"groupName":"REJECTED","id":52,"name":"REJECTED_DESTINATION"}}]}"#;
-    assert!(matches!(classify(200, None, rejected), SendOutcome::Rejected { code: "rejected_status", .. }));
-    assert!(matches!(classify(502, None, b"<html>"), SendOutcome::Transient { code: "server_error", .. }));
+    assert!(matches!(classify(200, None, rejected), SendOutcome::Rejected { code: RejectCode::RejectedStatus, .. }));
+    assert!(matches!(classify(502, None, b"<html>"), SendOutcome::Transient { code: TransientCode::ServerError, .. }));
 }
 
 #[test]
