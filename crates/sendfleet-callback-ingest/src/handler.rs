@@ -6,7 +6,7 @@ use axum::{
     Json, Router,
     body::Body,
     extract::{Path, State},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, StatusCode, Uri, header},
     response::{IntoResponse, Response},
     routing::post,
 };
@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use metrics::counter;
 use sendfleet_failpoints::Point;
 use sendfleet_protocol::Event;
-use sendfleet_providers::{CallbackError, ParsedCallback, RejectedReport};
+use sendfleet_providers::{CallbackError, CallbackRequest, ParsedCallback, RejectedReport};
 use sendfleet_telemetry::metrics::{CALLBACK_REPORTS_REJECTED_TOTAL, CALLBACKS_TOTAL, EVENTS_PUBLISHED_TOTAL};
 use serde_json::json;
 use subtle::ConstantTimeEq;
@@ -66,19 +66,21 @@ pub fn router(state: Arc<IngestState>) -> Router {
 async fn callback(
     state: State<Arc<IngestState>>,
     Path((provider, token)): Path<(String, String)>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle(state, provider, token, ANY_KIND, headers, body).await
+    handle(state, provider, token, ANY_KIND, uri, headers, body).await
 }
 
 async fn callback_with_kind(
     state: State<Arc<IngestState>>,
     Path((provider, token, kind)): Path<(String, String, String)>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle(state, provider, token, &kind, headers, body).await
+    handle(state, provider, token, &kind, uri, headers, body).await
 }
 
 /// Why a callback was refused: the `outcome` label and the HTTP status.
@@ -87,6 +89,7 @@ enum Refusal {
     UnknownProvider,
     UnknownRoute,
     Unauthorized,
+    BadSignature,
     TooLarge,
     Unreadable,
     Malformed,
@@ -104,6 +107,7 @@ impl Refusal {
             Refusal::UnknownProvider => "unknown_provider",
             Refusal::UnknownRoute => "unknown_route",
             Refusal::Unauthorized => "unauthorized",
+            Refusal::BadSignature => "bad_signature",
             Refusal::TooLarge => "too_large",
             Refusal::Unreadable => "unreadable",
             Refusal::Malformed => "malformed",
@@ -131,7 +135,7 @@ impl Refusal {
     fn status(self) -> StatusCode {
         match self {
             Refusal::UnknownProvider | Refusal::UnknownRoute => StatusCode::NOT_FOUND,
-            Refusal::Unauthorized => StatusCode::UNAUTHORIZED,
+            Refusal::Unauthorized | Refusal::BadSignature => StatusCode::UNAUTHORIZED,
             Refusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::Unreadable | Refusal::Malformed | Refusal::Unrecognised => StatusCode::BAD_REQUEST,
             Refusal::BrokerUnavailable
@@ -148,6 +152,7 @@ async fn handle(
     provider_id: String,
     token: String,
     route_kind: &str,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -193,7 +198,11 @@ async fn handle(
             return refuse(provider_id, route_kind, refusal, reason);
         }
     };
-    let ParsedCallback { mut events, rejected, reports } = match provider.adapter.parse_callback(&bytes) {
+    let ParsedCallback { mut events, rejected, reports } = match provider.adapter.parse_callback(&CallbackRequest {
+        path_and_query: uri.path_and_query().map_or(uri.path(), |p| p.as_str()),
+        headers: &headers,
+        body: &bytes,
+    }) {
         Ok(parsed) => parsed,
         Err(err) => {
             let refusal = refusal_of(&err);
@@ -300,6 +309,7 @@ fn refusal_of(err: &CallbackError) -> Refusal {
     match err {
         CallbackError::Malformed(_) => Refusal::Malformed,
         CallbackError::Unrecognised(_) => Refusal::Unrecognised,
+        CallbackError::Unauthenticated(_) => Refusal::BadSignature,
     }
 }
 

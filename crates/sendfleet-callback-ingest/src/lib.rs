@@ -22,8 +22,7 @@ mod handler;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use sendfleet_config::{Config, Secret};
-use sendfleet_protocol::Channel;
-use sendfleet_providers::{AdapterError, AdapterSettings, Provider};
+use sendfleet_providers::{AdapterError, AdapterSettings, Provider, unlimited};
 use sendfleet_telemetry::Readiness;
 use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -154,29 +153,20 @@ pub fn callback_urls(config: &Config) -> Vec<ProviderCallbackUrls> {
         .providers
         .iter()
         .map(|provider| {
-            let urls = match settings.callback_url(provider) {
-                None => Vec::new(),
-                Some(base) => {
-                    let mut urls = vec![
-                        CallbackUrl { purpose: "delivery reports", url: format!("{base}/delivery") },
-                        CallbackUrl {
-                            purpose: match provider.channel() {
-                                Channel::Sms => "inbound messages (renderer MO_JSON_2)",
-                                Channel::Rcs => "inbound messages (renderer MO_OTT_MSISDN)",
-                            },
-                            url: format!("{base}/inbound"),
-                        },
-                    ];
-                    if provider.channel() == Channel::Rcs {
-                        urls.push(CallbackUrl { purpose: "seen reports", url: format!("{base}/seen") });
-                        urls.push(CallbackUrl {
-                            purpose: "events (typing, conversation started)",
-                            url: format!("{base}/events"),
-                        });
-                    }
-                    urls
-                }
-            };
+            let urls =
+                match (settings.callback_url(provider), sendfleet_providers::build(provider, &settings, unlimited())) {
+                    (Some(base), Ok(adapter)) => adapter
+                        .webhooks()
+                        .into_iter()
+                        .map(|webhook| CallbackUrl {
+                            purpose: webhook.purpose,
+                            url: format!("{base}/{}", webhook.route_kind),
+                        })
+                        .collect(),
+                    // No URL, or an adapter that cannot be built (config loaded without
+                    // validation): nothing to paste.
+                    _ => Vec::new(),
+                };
             ProviderCallbackUrls { provider: provider.id.clone(), urls }
         })
         .collect()
@@ -242,6 +232,7 @@ fn register_metrics(config: &Config) {
         }
         for outcome in [
             "unauthorized",
+            "bad_signature",
             "malformed",
             "unrecognised",
             "too_large",

@@ -49,11 +49,26 @@ pub trait Provider: Send + Sync {
     /// through the adapter's [`RequestGate`].
     fn send<'a>(&'a self, job: &'a SendJob) -> BoxFuture<'a, SendOutcome>;
 
-    /// Parses a callback body (delivery reports, inbound messages, …) report by report:
-    /// an event per good result of a batch, and the index and reason of each result that
-    /// cannot be read. `Err` only for a body that is not JSON or of no known shape at
-    /// all (no report can be read from it).
-    fn parse_callback(&self, body: &[u8]) -> Result<ParsedCallback, CallbackError>;
+    /// Authenticates a callback the vendor's own way (a signature over URL and body, say;
+    /// the URL token and Basic auth are checked before, for every vendor) and parses it
+    /// (delivery reports, inbound messages, …) report by report: an event per good result
+    /// of a batch, and the index and reason of each result that cannot be read. `Err`
+    /// for a callback that fails authentication, and for a body of no known shape at all
+    /// (no report can be read from it).
+    fn parse_callback(&self, request: &CallbackRequest<'_>) -> Result<ParsedCallback, CallbackError>;
+
+    /// The webhooks to set in the vendor's portal, in its words, each with the route kind
+    /// (`delivery`, `inbound`, …) of its URL. Any URL accepts every kind; the list is what
+    /// an operator pastes where.
+    fn webhooks(&self) -> Vec<Webhook> {
+        let mut webhooks =
+            vec![Webhook::new("delivery reports", "delivery"), Webhook::new("inbound messages", "inbound")];
+        if self.config().channel() == sendfleet_protocol::Channel::Rcs {
+            webhooks.push(Webhook::new("seen reports", "seen"));
+            webhooks.push(Webhook::new("events (typing, conversation started)", "events"));
+        }
+        webhooks
+    }
 
     /// Asks whether each number (E.164) can receive RCS from `sender`, in one query.
     /// Adapters without a capability endpoint answer [`CapabilityError::Unsupported`].
@@ -74,6 +89,43 @@ pub trait Provider: Send + Sync {
             let outcome = self.send(job).await;
             RawAnswer { http_status: None, provider_message_id: None, body: String::new(), outcome }
         })
+    }
+}
+
+/// A callback as callback-ingest received it: what a vendor's authentication may sign.
+#[derive(Debug, Clone, Copy)]
+pub struct CallbackRequest<'a> {
+    /// The path and query string as received (`/callbacks/<id>/<token>/<kind>?…`); the
+    /// public URL the vendor called is [`AdapterSettings::callback_base_url`] followed by it.
+    pub path_and_query: &'a str,
+    /// The request headers.
+    pub headers: &'a reqwest::header::HeaderMap,
+    /// The body.
+    pub body: &'a [u8],
+}
+
+impl<'a> CallbackRequest<'a> {
+    /// A request with only a body (tests, and vendors that sign nothing).
+    pub fn body_only(body: &'a [u8]) -> CallbackRequest<'a> {
+        static NO_HEADERS: std::sync::LazyLock<reqwest::header::HeaderMap> =
+            std::sync::LazyLock::new(reqwest::header::HeaderMap::new);
+        CallbackRequest { path_and_query: "/", headers: &NO_HEADERS, body }
+    }
+}
+
+/// One webhook of a vendor's portal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// What the portal calls it, and where to paste it.
+    pub purpose: &'static str,
+    /// The last segment of its URL (one of callback-ingest's route kinds).
+    pub route_kind: &'static str,
+}
+
+impl Webhook {
+    /// A webhook.
+    pub fn new(purpose: &'static str, route_kind: &'static str) -> Webhook {
+        Webhook { purpose, route_kind }
     }
 }
 
@@ -160,6 +212,9 @@ pub enum CallbackError {
     /// Well-formed, but nothing this provider sends (an unknown event type or status).
     #[error("unrecognised callback: {0}")]
     Unrecognised(String),
+    /// The vendor's own authentication failed (a missing or wrong signature): 401.
+    #[error("callback not authenticated: {0}")]
+    Unauthenticated(String),
 }
 
 impl CallbackError {
@@ -168,17 +223,21 @@ impl CallbackError {
         match self {
             CallbackError::Malformed(_) => "malformed",
             CallbackError::Unrecognised(_) => "unrecognised",
+            CallbackError::Unauthenticated(_) => "unauthenticated",
         }
     }
 
     /// The reason without the kind's prefix.
     pub fn reason(&self) -> &str {
         match self {
-            CallbackError::Malformed(reason) | CallbackError::Unrecognised(reason) => reason,
+            CallbackError::Malformed(reason)
+            | CallbackError::Unrecognised(reason)
+            | CallbackError::Unauthenticated(reason) => reason,
         }
     }
 
-    /// Every label, for registering metric series at zero.
+    /// The labels of errors about one report, for registering metric series at zero
+    /// (`unauthenticated` is about a whole callback).
     pub const LABELS: [&'static str; 2] = ["malformed", "unrecognised"];
 }
 
@@ -224,6 +283,7 @@ impl ParsedCallback {
             Some(RejectedReport { index, error }) => Err(match error {
                 CallbackError::Malformed(m) => CallbackError::Malformed(format!("results[{index}]: {m}")),
                 CallbackError::Unrecognised(m) => CallbackError::Unrecognised(format!("results[{index}]: {m}")),
+                other @ CallbackError::Unauthenticated(_) => other,
             }),
         }
     }

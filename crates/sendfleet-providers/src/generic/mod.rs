@@ -34,7 +34,8 @@ pub use oauth::{OAuthSettings, Token, TokenSource};
 use request::{BodyContext, BodyParameter, build_body, parse_parameters};
 
 use crate::{
-    AdapterError, AdapterSettings, CallbackError, ParsedCallback, Provider, RejectCode, RequestGate, SendOutcome, http,
+    AdapterError, AdapterSettings, CallbackError, CallbackRequest, ParsedCallback, Provider, RejectCode, RequestGate,
+    SendOutcome, http,
 };
 
 enum Credentials {
@@ -238,8 +239,8 @@ impl Provider for GenericAdapter {
         Box::pin(self.send_job(job))
     }
 
-    fn parse_callback(&self, body: &[u8]) -> Result<ParsedCallback, CallbackError> {
-        parse_callback(&self.config, body)
+    fn parse_callback(&self, request: &CallbackRequest<'_>) -> Result<ParsedCallback, CallbackError> {
+        parse_callback(&self.config, request.body)
     }
 }
 

@@ -22,8 +22,8 @@ pub use request::infobip_time;
 use request::{build_event_body, build_rcs_body, build_sms_body};
 
 use crate::{
-    AdapterError, AdapterSettings, CallbackError, Capability, CapabilityError, ParsedCallback, Provider, RawAnswer,
-    RejectCode, SendOutcome, http,
+    AdapterError, AdapterSettings, CallbackError, CallbackRequest, Capability, CapabilityError, ParsedCallback,
+    Provider, RawAnswer, RejectCode, SendOutcome, Webhook, http,
 };
 
 const JSON: reqwest::header::HeaderValue = reqwest::header::HeaderValue::from_static("application/json");
@@ -94,8 +94,21 @@ impl Provider for InfobipAdapter {
         })
     }
 
-    fn parse_callback(&self, body: &[u8]) -> Result<ParsedCallback, CallbackError> {
-        parse_callback(&self.config, body)
+    fn parse_callback(&self, request: &CallbackRequest<'_>) -> Result<ParsedCallback, CallbackError> {
+        parse_callback(&self.config, request.body)
+    }
+
+    fn webhooks(&self) -> Vec<Webhook> {
+        let mut webhooks = vec![Webhook::new("delivery reports", "delivery")];
+        match self.config.channel() {
+            Channel::Sms => webhooks.push(Webhook::new("inbound messages (renderer MO_JSON_2)", "inbound")),
+            Channel::Rcs => webhooks.extend([
+                Webhook::new("inbound messages (renderer MO_OTT_MSISDN)", "inbound"),
+                Webhook::new("seen reports", "seen"),
+                Webhook::new("events (typing, conversation started)", "events"),
+            ]),
+        }
+        webhooks
     }
 
     fn check_capability<'a>(
