@@ -77,7 +77,8 @@ impl IngestState {
     /// Builds the state for a config (no broker connection yet). Inside a tokio runtime:
     /// it starts the status writer's task.
     pub fn new(config: &Config) -> Result<IngestState, IngestError> {
-        let settings = AdapterSettings::default();
+        // The public base URL: a vendor that signs its callbacks signs the URL it called.
+        let settings = AdapterSettings { callback_base_url: config.callback_ingest.public_base_url.clone() };
         let mut providers = HashMap::new();
         for provider in &config.providers {
             let basic_auth = provider.callback_basic_auth.as_ref().map(|b| (b.username.clone(), b.password.clone()));

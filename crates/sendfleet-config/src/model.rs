@@ -374,20 +374,32 @@ pub enum ProviderKind {
     GenericRcs,
     /// Any vendor implementing the Generic SMS API.
     GenericSms,
+    /// Twilio Programmable Messaging, SMS (`Messages.json`, form-encoded).
+    TwilioSms,
+    /// Twilio RCS through a Messaging Service with an RCS sender (Twilio's own SMS
+    /// fallback when `fallback_mode = "provider"`).
+    TwilioRcs,
 }
 
 impl ProviderKind {
     /// The channel this kind sends on.
     pub fn channel(self) -> Channel {
         match self {
-            ProviderKind::InfobipRcs | ProviderKind::JiocxRcs | ProviderKind::GenericRcs => Channel::Rcs,
-            ProviderKind::InfobipSms | ProviderKind::GenericSms => Channel::Sms,
+            ProviderKind::InfobipRcs | ProviderKind::JiocxRcs | ProviderKind::GenericRcs | ProviderKind::TwilioRcs => {
+                Channel::Rcs
+            }
+            ProviderKind::InfobipSms | ProviderKind::GenericSms | ProviderKind::TwilioSms => Channel::Sms,
         }
     }
 
     /// True for the kinds that speak Infobip's API (Infobip and JioCX).
     pub fn is_infobip_api(self) -> bool {
         matches!(self, ProviderKind::InfobipRcs | ProviderKind::InfobipSms | ProviderKind::JiocxRcs)
+    }
+
+    /// True for Twilio's kinds.
+    pub fn is_twilio(self) -> bool {
+        matches!(self, ProviderKind::TwilioSms | ProviderKind::TwilioRcs)
     }
 
     /// The snake_case name.
@@ -398,6 +410,8 @@ impl ProviderKind {
             ProviderKind::JiocxRcs => "jiocx_rcs",
             ProviderKind::GenericRcs => "generic_rcs",
             ProviderKind::GenericSms => "generic_sms",
+            ProviderKind::TwilioSms => "twilio_sms",
+            ProviderKind::TwilioRcs => "twilio_rcs",
         }
     }
 }
@@ -482,6 +496,9 @@ pub struct ProviderConfig {
     /// Generic RCS/SMS vendor settings.
     #[serde(default)]
     pub generic: Option<GenericConfig>,
+    /// Twilio account settings (`twilio_sms`, `twilio_rcs`).
+    #[serde(default)]
+    pub twilio: Option<TwilioConfig>,
 }
 
 fn default_rate() -> u32 {
@@ -605,6 +622,34 @@ pub struct ClickTrackingConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// Twilio account settings. Requests are authenticated with the API key when one is
+/// given (Twilio's advice for production), else with the Auth Token; callbacks are
+/// always verified with the Auth Token (`X-Twilio-Signature`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioConfig {
+    /// The Account SID (`AC` and 32 hex digits); it names the account in every URL.
+    pub account_sid: String,
+    /// Environment variable holding the account's primary Auth Token.
+    pub auth_token_env: String,
+    /// The Auth Token, read from `auth_token_env`. Never logged.
+    #[serde(skip)]
+    pub auth_token: Secret,
+    /// An API key SID (`SK…`) to send with instead of the Auth Token.
+    #[serde(default)]
+    pub api_key_sid: Option<String>,
+    /// Environment variable holding the API key's secret; required with `api_key_sid`.
+    #[serde(default)]
+    pub api_key_secret_env: Option<String>,
+    /// The API key secret, read from `api_key_secret_env`. Never logged.
+    #[serde(skip)]
+    pub api_key_secret: Secret,
+    /// A Messaging Service (`MG…`) to send through: required for `twilio_rcs` with
+    /// `fallback_mode = "provider"`; for SMS, it picks the sender instead of `From`.
+    #[serde(default)]
+    pub messaging_service_sid: Option<String>,
 }
 
 /// Generic RCS/SMS vendor settings.

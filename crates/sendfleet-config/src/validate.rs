@@ -225,9 +225,8 @@ fn validate_provider(
                 None => errors.push(format!("{at}.api_key_env"), format!("environment variable {name} is not set")),
             },
         }
-        if provider.generic.is_some() {
-            errors.push(format!("{at}.generic"), "only for generic_rcs / generic_sms providers");
-        }
+    } else if provider.kind.is_twilio() {
+        validate_twilio(provider, at, lookup, errors);
     } else {
         match &mut provider.generic {
             None => errors.push(format!("{at}.generic"), "required for generic providers (endpoint, auth, …)"),
@@ -263,6 +262,12 @@ fn validate_provider(
                 }
             }
         }
+    }
+    if provider.generic.is_some() && !matches!(provider.kind, ProviderKind::GenericRcs | ProviderKind::GenericSms) {
+        errors.push(format!("{at}.generic"), "only for generic_rcs / generic_sms providers");
+    }
+    if provider.twilio.is_some() && !provider.kind.is_twilio() {
+        errors.push(format!("{at}.twilio"), "only for twilio_sms / twilio_rcs providers");
     }
     if let Some(fallback) = &provider.sms_fallback {
         if provider.channel() != Channel::Rcs {
@@ -303,13 +308,31 @@ fn validate_provider(
             errors.push(format!("{at}.regional.india_principal_entity_id"), "must not be empty");
         }
     }
-    if provider.kind == ProviderKind::InfobipSms && provider.capability_check {
+    if matches!(provider.kind, ProviderKind::InfobipSms | ProviderKind::TwilioSms) && provider.capability_check {
         errors.push(format!("{at}.capability_check"), "only RCS providers check capability");
     }
+    if provider.kind == ProviderKind::TwilioRcs && provider.capability_check {
+        errors.push(
+            format!("{at}.capability_check"),
+            "Twilio has no capability endpoint (its Messaging Service checks RCS capability itself)",
+        );
+    }
     if provider.fallback_mode == FallbackMode::Provider
-        && !matches!(provider.kind, ProviderKind::InfobipRcs | ProviderKind::JiocxRcs)
+        && !matches!(provider.kind, ProviderKind::InfobipRcs | ProviderKind::JiocxRcs | ProviderKind::TwilioRcs)
     {
-        errors.push(format!("{at}.fallback_mode"), "\"provider\" is only for infobip_rcs / jiocx_rcs providers");
+        errors.push(
+            format!("{at}.fallback_mode"),
+            "\"provider\" is only for infobip_rcs / jiocx_rcs / twilio_rcs providers",
+        );
+    }
+    if provider.fallback_mode == FallbackMode::Provider
+        && provider.kind == ProviderKind::TwilioRcs
+        && provider.twilio.as_ref().is_some_and(|t| t.messaging_service_sid.is_none())
+    {
+        errors.push(
+            format!("{at}.twilio.messaging_service_sid"),
+            "required with fallback_mode = \"provider\": Twilio falls back to SMS only through a Messaging Service",
+        );
     }
 
     if let Some(name) = &provider.callback_token_env {
@@ -336,6 +359,67 @@ fn validate_provider(
             ),
         }
     }
+}
+
+/// A Twilio provider: the account section, its secrets, and the API base URL
+/// (`https://api.twilio.com` when not given).
+fn validate_twilio(
+    provider: &mut ProviderConfig,
+    at: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Errors,
+) {
+    if provider.base_url.is_empty() {
+        provider.base_url = TWILIO_API_BASE.to_owned();
+    } else if !is_http_url(&provider.base_url) {
+        errors.push(format!("{at}.base_url"), "must be an http(s) URL (default https://api.twilio.com)");
+    }
+    if provider.api_key_env.is_some() {
+        errors
+            .push(format!("{at}.api_key_env"), "not used by Twilio: set twilio.auth_token_env (and twilio.api_key_*)");
+    }
+    let Some(twilio) = &mut provider.twilio else {
+        errors.push(format!("{at}.twilio"), "required for Twilio providers (account_sid, auth_token_env, …)");
+        return;
+    };
+    if !is_twilio_sid(&twilio.account_sid, "AC") {
+        errors.push(format!("{at}.twilio.account_sid"), "must be AC followed by 32 hex digits (the Account SID)");
+    }
+    match resolve(lookup, &twilio.auth_token_env) {
+        Some(token) => twilio.auth_token = token,
+        None => errors.push(
+            format!("{at}.twilio.auth_token_env"),
+            format!("environment variable {} is not set", twilio.auth_token_env),
+        ),
+    }
+    match (&twilio.api_key_sid, &twilio.api_key_secret_env) {
+        (None, None) => {}
+        (Some(sid), Some(env)) => {
+            if !is_twilio_sid(sid, "SK") {
+                errors.push(format!("{at}.twilio.api_key_sid"), "must be SK followed by 32 hex digits");
+            }
+            match resolve(lookup, env) {
+                Some(secret) => twilio.api_key_secret = secret,
+                None => errors
+                    .push(format!("{at}.twilio.api_key_secret_env"), format!("environment variable {env} is not set")),
+            }
+        }
+        (Some(_), None) => errors.push(format!("{at}.twilio.api_key_secret_env"), "required with api_key_sid"),
+        (None, Some(_)) => errors.push(format!("{at}.twilio.api_key_sid"), "required with api_key_secret_env"),
+    }
+    if let Some(sid) = &twilio.messaging_service_sid
+        && !is_twilio_sid(sid, "MG")
+    {
+        errors.push(format!("{at}.twilio.messaging_service_sid"), "must be MG followed by 32 hex digits");
+    }
+}
+
+/// Twilio's REST API.
+const TWILIO_API_BASE: &str = "https://api.twilio.com";
+
+/// A Twilio SID: two letters and 32 hex digits (`^AC[0-9a-fA-F]{32}$` in Twilio's spec).
+fn is_twilio_sid(sid: &str, prefix: &str) -> bool {
+    sid.len() == 34 && sid.starts_with(prefix) && sid[2..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Reads a template's content from `content` or `file` and checks it parses; the error

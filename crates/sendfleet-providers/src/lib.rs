@@ -13,6 +13,7 @@ pub mod generic;
 pub mod http;
 pub mod infobip;
 mod outcome;
+pub mod twilio;
 
 use std::sync::Arc;
 
@@ -337,6 +338,14 @@ pub enum AdapterError {
         /// What is wrong.
         what: String,
     },
+    /// A vendor section is missing or unusable (config built without validation).
+    #[error("provider {provider}: settings: {what}")]
+    InvalidSettings {
+        /// Provider id.
+        provider: String,
+        /// What is wrong.
+        what: String,
+    },
     /// This build has no adapter for the kind.
     #[error("provider {provider}: kind {kind} is not supported by this build")]
     Unsupported {
@@ -362,6 +371,10 @@ pub fn build(
         }
         ProviderKind::GenericRcs | ProviderKind::GenericSms => {
             Ok(Arc::new(generic::GenericAdapter::new(config.clone(), settings, gate)?))
+        }
+        // One request per send, like Infobip.
+        ProviderKind::TwilioSms | ProviderKind::TwilioRcs => {
+            Ok(Arc::new(twilio::TwilioAdapter::new(config.clone(), settings)?))
         }
     }
 }

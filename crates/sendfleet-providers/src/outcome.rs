@@ -65,6 +65,8 @@ pub enum RejectCode {
     Http4xx,
     /// The content cannot be expressed in the vendor's API (checked before sending).
     UnsupportedContent,
+    /// A delivery option the vendor's API does not have (checked before sending).
+    UnsupportedOption,
 }
 
 impl RejectCode {
@@ -75,6 +77,7 @@ impl RejectCode {
             RejectCode::RejectedStatus => "rejected_status",
             RejectCode::Http4xx => "http_4xx",
             RejectCode::UnsupportedContent => "unsupported_content",
+            RejectCode::UnsupportedOption => "unsupported_option",
         }
     }
 }

@@ -220,6 +220,7 @@ mod tests {
             ReasonCode::Rejected(RejectCode::RejectedStatus),
             ReasonCode::Rejected(RejectCode::Http4xx),
             ReasonCode::Rejected(RejectCode::UnsupportedContent),
+            ReasonCode::Rejected(RejectCode::UnsupportedOption),
             ReasonCode::Transient(TransientCode::Throttled),
             ReasonCode::Transient(TransientCode::ServerError),
             ReasonCode::Transient(TransientCode::Timeout),

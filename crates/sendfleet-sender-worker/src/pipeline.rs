@@ -683,7 +683,10 @@ mod tests {
             Box::pin(std::future::ready(SendOutcome::Accepted { status: None }))
         }
 
-        fn parse_callback(&self, _body: &[u8]) -> Result<ParsedCallback, CallbackError> {
+        fn parse_callback(
+            &self,
+            _request: &sendfleet_providers::CallbackRequest<'_>,
+        ) -> Result<ParsedCallback, CallbackError> {
             Ok(ParsedCallback::default())
         }
     }
