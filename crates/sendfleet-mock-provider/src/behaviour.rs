@@ -57,6 +57,11 @@ pub struct Behaviour {
     /// `expires_in` of the OAuth tokens `POST /oauth/token` issues, seconds; a token is
     /// refused (401) once it is older than this.
     pub oauth_token_ttl_seconds: u64,
+    /// Twilio Messaging Services (`MG…`) that hold an RCS sender: a plain destination
+    /// sent through one is tried on RCS first and falls back to SMS.
+    pub twilio_rcs_services: Vec<String>,
+    /// Twilio's error code on an RCS-only message that fails (`rcs_dlr_fail_ratio`).
+    pub twilio_rcs_error_code: u32,
 }
 
 /// Authentication the Generic API endpoints require.
@@ -106,6 +111,8 @@ impl Default for Behaviour {
             record_bodies: true,
             generic_auth: GenericAuth::None,
             oauth_token_ttl_seconds: 3_600,
+            twilio_rcs_services: Vec::new(),
+            twilio_rcs_error_code: 63036,
         }
     }
 }

@@ -29,6 +29,7 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/generic/rcs", post(crate::generic::rcs_send).put(crate::generic::rcs_send))
         .route("/generic/sms", post(crate::generic::sms_send).put(crate::generic::sms_send))
         .route("/oauth/token", post(crate::generic::token))
+        .route("/2010-04-01/Accounts/{account}/Messages.json", post(crate::twilio::create_message))
         .route("/mock/oauth/revoke", post(crate::generic::revoke))
         .route("/mock/stats", get(stats))
         .route("/mock/count", get(count))

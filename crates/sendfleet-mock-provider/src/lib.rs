@@ -14,6 +14,10 @@
 //! (`/rcs/2/capability-check/query`) from the same "not RCS capable" knobs its RCS
 //! delivery reports use, and counts how many queries and numbers it was asked.
 //!
+//! It speaks Twilio's Messages API too (`/2010-04-01/Accounts/{AccountSid}/Messages.json`,
+//! form-encoded, validated against Twilio's published `CreateMessageRequest`), and posts
+//! status callbacks signed with `X-Twilio-Signature`; see the `twilio` module.
+//!
 //! Behaviour (latency, error ratios, forced statuses, DLR outcomes) can change while it
 //! runs: through [`MockHandle::set_behaviour`] in-process, or `PUT /mock/behaviour`.
 
@@ -22,6 +26,7 @@ mod dlr;
 mod generic;
 mod handler;
 mod record;
+mod twilio;
 mod validate;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -31,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use behaviour::{Behaviour, GenericAuth};
 pub use record::{CapabilityStats, Received, Stats};
+pub use twilio::{MOCK_RCS_AGENT, MOCK_SMS_SENDER, sign as twilio_signature};
 
 /// Start-up settings of the mock.
 #[derive(Debug, Clone, Default)]
@@ -41,6 +47,8 @@ pub struct MockConfig {
     pub default_dlr_url: Option<String>,
     /// Initial behaviour.
     pub behaviour: Behaviour,
+    /// The Twilio Auth Token callbacks are signed with; absent: the first API key.
+    pub twilio_auth_token: Option<String>,
 }
 
 pub(crate) struct State {
@@ -51,6 +59,15 @@ pub(crate) struct State {
     pub dlr: dlr::DlrSender,
     pub validators: validate::Validators,
     pub oauth: generic::OAuthServer,
+    pub twilio_auth_token: String,
+    pub twilio_callbacks: std::sync::atomic::AtomicU64,
+    pub callback_client: reqwest::Client,
+}
+
+impl State {
+    pub fn twilio_auth_token(&self) -> &str {
+        &self.twilio_auth_token
+    }
 }
 
 /// A running mock provider.
@@ -80,13 +97,20 @@ pub async fn start(
 ) -> Result<MockHandle, MockError> {
     let addr = listener.local_addr()?;
     let state = Arc::new(State {
-        api_keys: config.api_keys,
+        api_keys: config.api_keys.clone(),
         default_dlr_url: config.default_dlr_url,
         behaviour: RwLock::new(config.behaviour),
         record: record::Recorder::default(),
         dlr: dlr::DlrSender::start(shutdown.clone()),
         validators: validate::Validators::load()?,
         oauth: generic::OAuthServer::default(),
+        twilio_auth_token: config
+            .twilio_auth_token
+            .clone()
+            .or_else(|| config.api_keys.first().cloned())
+            .unwrap_or_default(),
+        twilio_callbacks: std::sync::atomic::AtomicU64::new(0),
+        callback_client: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default(),
     });
     let router = handler::router(state.clone());
     let token = shutdown.clone();
@@ -175,6 +199,11 @@ impl MockHandle {
     /// Invalidates every issued OAuth token: the next Generic send using one gets a 401.
     pub fn revoke_tokens(&self) {
         self.state.oauth.revoke_all();
+    }
+
+    /// Twilio status callbacks posted and answered 2xx.
+    pub fn twilio_callbacks_delivered(&self) -> u64 {
+        self.state.twilio_callbacks.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stops the server and the report sender.

@@ -37,6 +37,7 @@ pub(crate) struct Validators {
     capability_query: jsonschema::Validator,
     rcs_events: jsonschema::Validator,
     generic_send: jsonschema::Validator,
+    twilio_create_message: jsonschema::Validator,
 }
 
 fn compile(name: &'static str, text: &str) -> Result<jsonschema::Validator, MockError> {
@@ -57,6 +58,10 @@ impl Validators {
             )?,
             rcs_events: compile("rcs-events-strict.json", include_str!("../schemas/rcs-events-strict.json"))?,
             generic_send: compile("generic-send-strict.json", include_str!("../schemas/generic-send-strict.json"))?,
+            twilio_create_message: compile(
+                "twilio-create-message-strict.json",
+                include_str!("../schemas/twilio-create-message-strict.json"),
+            )?,
         })
     }
 
@@ -69,6 +74,17 @@ impl Validators {
             Endpoint::RcsEvents => &self.rcs_events,
             Endpoint::GenericRcs | Endpoint::GenericSms => &self.generic_send,
         };
+        check(validator, body)
+    }
+
+    /// The violations of a Twilio `CreateMessageRequest` (the form as a JSON object).
+    pub fn twilio_violations(&self, form: &Value) -> Vec<(String, String)> {
+        check(&self.twilio_create_message, form)
+    }
+}
+
+fn check(validator: &jsonschema::Validator, body: &Value) -> Vec<(String, String)> {
+    {
         // Most requests are valid: checking is cheaper than collecting errors.
         if validator.is_valid(body) {
             return Vec::new();

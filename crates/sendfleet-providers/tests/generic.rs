@@ -39,6 +39,7 @@ async fn mock(behaviour: Behaviour) -> Mock {
     let handle = sendfleet_mock_provider::start(
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         MockConfig {
+            twilio_auth_token: None,
             api_keys: vec![],
             default_dlr_url: None,
             behaviour: Behaviour { delivery_reports: false, ..behaviour },

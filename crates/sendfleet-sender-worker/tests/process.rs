@@ -30,6 +30,7 @@ async fn setup(name: &'static str, latency_ms: u64) -> Setup {
     let mock = sendfleet_mock_provider::start(
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         MockConfig {
+            twilio_auth_token: None,
             api_keys: vec![TEST_API_KEY.into()],
             default_dlr_url: None,
             behaviour: Behaviour { latency_ms, delivery_reports: false, record_bodies: false, ..Behaviour::default() },

@@ -130,6 +130,7 @@ impl Fleet {
         let mock = sendfleet_mock_provider::start(
             TcpListener::bind("127.0.0.1:0").await.expect("bind mock"),
             MockConfig {
+                twilio_auth_token: None,
                 api_keys: vec![TEST_API_KEY.into()],
                 default_dlr_url: None,
                 behaviour: options.behaviour.clone(),

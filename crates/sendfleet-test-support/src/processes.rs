@@ -103,7 +103,12 @@ impl ProcessFleet {
         let mock_shutdown = CancellationToken::new();
         let mock = sendfleet_mock_provider::start(
             tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind mock"),
-            MockConfig { api_keys: vec![TEST_API_KEY.into()], default_dlr_url: None, behaviour: options.behaviour },
+            MockConfig {
+                twilio_auth_token: None,
+                api_keys: vec![TEST_API_KEY.into()],
+                default_dlr_url: None,
+                behaviour: options.behaviour,
+            },
             mock_shutdown.clone(),
         )
         .await

@@ -14,3 +14,4 @@ mod quorum;
 mod send;
 mod startup;
 mod status;
+mod twilio;

@@ -201,7 +201,12 @@ async fn every_catalogued_metric_is_exported_and_every_queried_metric_exists() {
     let mock_shutdown = CancellationToken::new();
     let mock = sendfleet_mock_provider::start(
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        MockConfig { api_keys: vec![TEST_API_KEY.into()], default_dlr_url: None, behaviour: Behaviour::default() },
+        MockConfig {
+            twilio_auth_token: None,
+            api_keys: vec![TEST_API_KEY.into()],
+            default_dlr_url: None,
+            behaviour: Behaviour::default(),
+        },
         mock_shutdown.clone(),
     )
     .await

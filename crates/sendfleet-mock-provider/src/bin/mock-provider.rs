@@ -52,7 +52,8 @@ async fn main() -> anyhow::Result<()> {
         record_bodies: !args.no_record_bodies,
         ..Behaviour::default()
     };
-    let config = MockConfig { api_keys: args.api_keys, default_dlr_url: args.dlr_url, behaviour };
+    let config =
+        MockConfig { twilio_auth_token: None, api_keys: args.api_keys, default_dlr_url: args.dlr_url, behaviour };
     let handle = sendfleet_mock_provider::start(listener, config, shutdown.clone()).await?;
     tracing::info!(addr = %handle.addr(), "mock provider listening");
     shutdown.cancelled().await;
