@@ -9,7 +9,6 @@ use sendfleet_protocol::{Channel, Content, EventKind, Recipient, SendRequest, Sm
 use sendfleet_test_support::{Fleet, FleetOptions, TEST_API_KEY, TEST_CALLBACK_TOKEN};
 
 const ACCOUNT: &str = "AC00000000000000000000000000000001";
-const SMS_SERVICE: &str = "MG00000000000000000000000000000002";
 const RCS_SERVICE: &str = "MG00000000000000000000000000000003";
 
 /// `tw-sms` (SMS default, sends `From`) and `tw-rcs` (RCS default, through a Messaging
