@@ -1,29 +1,27 @@
-//! What a report about an RCS message means for its fallback: one table, keyed on
-//! Infobip's status group and error *ids* (names change over time; ids do not).
+//! What a report about an RCS message means for its fallback: one table, keyed on the
+//! report's vendor-neutral [`DeliveryOutcome`].
 
-use std::ops::RangeInclusive;
-
-use sendfleet_protocol::{Channel, Event, EventKind};
+use sendfleet_protocol::{Channel, DeliveryOutcome, Event, EventKind};
 
 /// Why a fallback was sent: the `reason` label of `sendfleet_fallbacks_total` and the
 /// `reason_code` of the `fallback_triggered` event. A bounded set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FallbackReason {
-    /// The capability check, or error 7002/7005/7201, says the device cannot get RCS.
+    /// The capability check, or a report (`undeliverable_not_capable`), says the device cannot get RCS.
     NotCapable,
-    /// Error 7006: content or feature the device does not support.
+    /// `undeliverable_unsupported_content`: content or feature the device does not support.
     UnsupportedContent,
-    /// Error 7017: the agent's tester quota is used up.
+    /// `undeliverable_throttled`: the RCS channel was throttled (an agent's tester quota).
     RcsThrottled,
-    /// Errors 7050/7051: the RCS provider failed or timed out.
+    /// `undeliverable_provider_error`: the RCS provider failed or timed out.
     ProviderError,
-    /// Errors 7080–7084: platform or sender configuration problem.
+    /// `undeliverable_platform_error`: platform or sender configuration problem.
     PlatformError,
-    /// Final report in group UNDELIVERABLE (2) with no more specific error.
+    /// `undeliverable_other`: not delivered, with no more specific reason.
     Undeliverable,
-    /// Final report in group EXPIRED (4): the user stayed offline past the validity.
+    /// `expired`: the user stayed offline past the validity.
     Expired,
-    /// Final report in group REJECTED (5).
+    /// `rejected`: refused by the provider or operator.
     Rejected,
     /// The RCS send was refused for good (400, rejected status, content the adapter cannot build).
     SendRejected,
@@ -78,29 +76,28 @@ pub enum ReportAction {
 use FallbackReason as R;
 use ReportAction::{Disarm, Fire};
 
-/// Error ids that decide by themselves, checked before the status group.
-/// Infobip "Chat error codes"; see `shared/reference/infobip-wire.md` §4.2.
-const ERROR_RULES: &[(RangeInclusive<i32>, ReportAction)] = &[
-    (7002..=7002, Fire(R::NotCapable)), // EC_UNKNOWN_USER: no RCS on the device / network
-    (7005..=7005, Fire(R::NotCapable)), // EC_FORBIDDEN_ACCESS: carrier without RCS, unlaunched agent
-    (7201..=7201, Fire(R::NotCapable)), // EC_UNSUPPORTED_DEVICE
-    (7006..=7006, Fire(R::UnsupportedContent)), // EC_BAD_REQUEST: feature not supported by the device
-    (7003..=7003, Disarm("the user blocked the agent (consent): no SMS")), // EC_BLOCKED_USER
-    (7008..=7009, Disarm("template error: fix the request, no SMS")), // EC_INVALID_TEMPLATE(_ARGS)
-    (7018..=7018, Disarm("template mapping error: fix the request, no SMS")), // EC_INTERNAL_BAD_MAPPING
-    (7017..=7017, Fire(R::RcsThrottled)), // EC_TOO_MANY_REQUESTS (tester quota)
-    (7050..=7051, Fire(R::ProviderError)), // EC_PROVIDER_INTERNAL_ERROR / _TIMEOUT
-    (7080..=7084, Fire(R::PlatformError)), // internal, configuration, gateway, activation, sender metadata
-];
-
-/// Infobip status groups.
-const GROUP_RULES: &[(i32, ReportAction)] = &[
-    (1, ReportAction::Ignore),   // PENDING: not final (a provider-side failover step, say)
-    (2, Fire(R::Undeliverable)), // UNDELIVERABLE
-    (3, Disarm("delivered")),    // DELIVERED
-    (4, Fire(R::Expired)),       // EXPIRED: what Infobip's own smsFailover falls back on
-    (5, Fire(R::Rejected)),      // REJECTED
-];
+/// What each neutral delivery outcome does to an RCS message's fallback. The adapters
+/// map their vendors' statuses and error codes onto the outcomes (Infobip's error ids in
+/// `sendfleet-providers`' Infobip module, Twilio's codes in its Twilio module).
+fn action_for(outcome: DeliveryOutcome) -> ReportAction {
+    match outcome {
+        // Not final (a provider-side failover step, say).
+        DeliveryOutcome::Pending => ReportAction::Ignore,
+        DeliveryOutcome::Delivered => Disarm("delivered"),
+        DeliveryOutcome::Seen => Disarm("seen"),
+        DeliveryOutcome::UndeliverableNotCapable => Fire(R::NotCapable),
+        DeliveryOutcome::UndeliverableUnsupportedContent => Fire(R::UnsupportedContent),
+        DeliveryOutcome::UndeliverableBlocked => Disarm("the user blocked the agent (consent): no SMS"),
+        DeliveryOutcome::UndeliverableBadTemplate => Disarm("template error: fix the request, no SMS"),
+        DeliveryOutcome::UndeliverableThrottled => Fire(R::RcsThrottled),
+        DeliveryOutcome::UndeliverableProviderError => Fire(R::ProviderError),
+        DeliveryOutcome::UndeliverablePlatformError => Fire(R::PlatformError),
+        DeliveryOutcome::UndeliverableOther => Fire(R::Undeliverable),
+        // What Infobip's own smsFailover falls back on.
+        DeliveryOutcome::Expired => Fire(R::Expired),
+        DeliveryOutcome::Rejected => Fire(R::Rejected),
+    }
+}
 
 /// Classifies an event about a message. Only RCS reports count: reports about the SMS
 /// (our fallback, or the provider's own failover, `channel: SMS`) never touch it.
@@ -108,131 +105,75 @@ pub fn classify_report(event: &Event) -> ReportAction {
     if event.channel != Channel::Rcs || event.message_id.is_none() {
         return ReportAction::Ignore;
     }
-    match event.kind {
-        EventKind::Seen => return Disarm("seen"),
-        EventKind::Delivered => return Disarm("delivered"),
-        EventKind::Undelivered => {}
-        _ => return ReportAction::Ignore,
-    }
-    if let Some(error) = &event.error
-        && let Some((_, action)) = ERROR_RULES.iter().find(|(ids, _)| ids.contains(&error.id))
-    {
-        return *action;
-    }
-    let group = event.status.as_ref().map(|s| s.group_id);
-    match group.and_then(|g| GROUP_RULES.iter().find(|(id, _)| *id == g)) {
-        // A delivered group on an "undelivered" event cannot happen with our parser;
-        // trust the status over the kind.
-        Some((_, action)) => *action,
-        // A final "undelivered" with a group we do not know (or no status, from a
-        // vendor without one): the user has not got the message, so send the SMS.
-        None => Fire(R::Undeliverable),
+    match (event.kind, event.outcome) {
+        (EventKind::Seen | EventKind::Delivered | EventKind::Undelivered, Some(outcome)) => action_for(outcome),
+        // A report from a build before outcomes: its kind decides.
+        (EventKind::Seen, None) => Disarm("seen"),
+        (EventKind::Delivered, None) => Disarm("delivered"),
+        (EventKind::Undelivered, None) => Fire(R::Undeliverable),
+        _ => ReportAction::Ignore,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use sendfleet_protocol::{ProviderErrorInfo, ProviderStatus};
-
     use super::*;
 
-    fn report(kind: EventKind, channel: Channel, group: Option<i32>, error: Option<i32>) -> Event {
-        let mut event = Event::new(kind, "ib-rcs", channel);
+    fn report(kind: EventKind, channel: Channel, outcome: Option<DeliveryOutcome>) -> Event {
+        let mut event = Event::new(kind, "rcs-provider", channel);
         event.message_id = Some("m-1".into());
-        event.status = group.map(|group_id| ProviderStatus {
-            group_id,
-            group_name: None,
-            id: 0,
-            name: Some("NAMES_ARE_NOT_READ".into()),
-            description: None,
-        });
-        event.error = error.map(|id| ProviderErrorInfo {
-            group_id: 1,
-            id,
-            name: Some("EC_NAMES_ARE_NOT_READ".into()),
-            description: None,
-            permanent: true,
-        });
+        event.outcome = outcome;
         event
     }
 
     #[test]
     fn every_row_of_the_table() {
+        use DeliveryOutcome as O;
         use EventKind::{Accepted, Delivered, Inbound, Seen, Undelivered};
         let rcs = Channel::Rcs;
-        // (kind, channel, status group, error id, expected action)
-        type Case = (EventKind, Channel, Option<i32>, Option<i32>, ReportAction);
-        let cases: &[Case] = &[
-            // The reference fixture: 2/4 UNDELIVERABLE_REJECTED_OPERATOR + 7002.
-            (Undelivered, rcs, Some(2), Some(7002), Fire(R::NotCapable)),
-            (Undelivered, rcs, Some(5), Some(7005), Fire(R::NotCapable)),
-            (Undelivered, rcs, Some(2), Some(7201), Fire(R::NotCapable)),
-            (Undelivered, rcs, Some(2), Some(7006), Fire(R::UnsupportedContent)),
-            (Undelivered, rcs, Some(2), Some(7017), Fire(R::RcsThrottled)),
-            (Undelivered, rcs, Some(2), Some(7050), Fire(R::ProviderError)),
-            (Undelivered, rcs, Some(2), Some(7051), Fire(R::ProviderError)),
-            (Undelivered, rcs, Some(5), Some(7080), Fire(R::PlatformError)),
-            (Undelivered, rcs, Some(5), Some(7084), Fire(R::PlatformError)),
-            (Undelivered, rcs, Some(2), Some(7003), Disarm("the user blocked the agent (consent): no SMS")),
-            (Undelivered, rcs, Some(2), Some(7008), Disarm("template error: fix the request, no SMS")),
-            (Undelivered, rcs, Some(2), Some(7009), Disarm("template error: fix the request, no SMS")),
-            (Undelivered, rcs, Some(2), Some(7018), Disarm("template mapping error: fix the request, no SMS")),
-            // No specific error: the status group decides.
-            (Undelivered, rcs, Some(2), Some(1), Fire(R::Undeliverable)),
-            (Undelivered, rcs, Some(2), None, Fire(R::Undeliverable)),
-            (Undelivered, rcs, Some(4), None, Fire(R::Expired)),
-            (Undelivered, rcs, Some(4), Some(27), Fire(R::Expired)),
-            (Undelivered, rcs, Some(5), None, Fire(R::Rejected)),
-            (Undelivered, rcs, Some(1), None, ReportAction::Ignore),
-            (Undelivered, rcs, Some(99), None, Fire(R::Undeliverable)),
-            (Undelivered, rcs, None, None, Fire(R::Undeliverable)),
-            // Success disarms.
-            (Delivered, rcs, Some(3), None, Disarm("delivered")),
-            (Seen, rcs, None, None, Disarm("seen")),
+        let cases: &[(EventKind, Channel, Option<O>, ReportAction)] = &[
+            (Undelivered, rcs, Some(O::UndeliverableNotCapable), Fire(R::NotCapable)),
+            (Undelivered, rcs, Some(O::UndeliverableUnsupportedContent), Fire(R::UnsupportedContent)),
+            (Undelivered, rcs, Some(O::UndeliverableThrottled), Fire(R::RcsThrottled)),
+            (Undelivered, rcs, Some(O::UndeliverableProviderError), Fire(R::ProviderError)),
+            (Undelivered, rcs, Some(O::UndeliverablePlatformError), Fire(R::PlatformError)),
+            (Undelivered, rcs, Some(O::UndeliverableBlocked), Disarm("the user blocked the agent (consent): no SMS")),
+            (Undelivered, rcs, Some(O::UndeliverableBadTemplate), Disarm("template error: fix the request, no SMS")),
+            (Undelivered, rcs, Some(O::UndeliverableOther), Fire(R::Undeliverable)),
+            (Undelivered, rcs, Some(O::Expired), Fire(R::Expired)),
+            (Undelivered, rcs, Some(O::Rejected), Fire(R::Rejected)),
+            (Undelivered, rcs, Some(O::Pending), ReportAction::Ignore),
+            // A delivered outcome on an "undelivered" event: the outcome wins.
+            (Undelivered, rcs, Some(O::Delivered), Disarm("delivered")),
+            // Reports without an outcome (an older build): the kind decides.
+            (Undelivered, rcs, None, Fire(R::Undeliverable)),
+            (Delivered, rcs, None, Disarm("delivered")),
+            (Seen, rcs, None, Disarm("seen")),
+            (Delivered, rcs, Some(O::Delivered), Disarm("delivered")),
+            (Seen, rcs, Some(O::Seen), Disarm("seen")),
             // Not about the RCS message's fate.
-            (Undelivered, Channel::Sms, Some(2), Some(7002), ReportAction::Ignore),
-            (Delivered, Channel::Sms, Some(3), None, ReportAction::Ignore),
-            (Accepted, rcs, Some(1), None, ReportAction::Ignore),
-            (Inbound, rcs, None, None, ReportAction::Ignore),
+            (Undelivered, Channel::Sms, Some(O::UndeliverableNotCapable), ReportAction::Ignore),
+            (Delivered, Channel::Sms, Some(O::Delivered), ReportAction::Ignore),
+            (Accepted, rcs, None, ReportAction::Ignore),
+            (Inbound, rcs, None, ReportAction::Ignore),
         ];
-        for (kind, channel, group, error, expected) in cases {
-            let event = report(*kind, *channel, *group, *error);
-            assert_eq!(classify_report(&event), *expected, "{kind:?} {channel:?} group {group:?} error {error:?}");
+        for (kind, channel, outcome, expected) in cases {
+            let event = report(*kind, *channel, *outcome);
+            assert_eq!(classify_report(&event), *expected, "{kind:?} {channel:?} {outcome:?}");
         }
     }
 
     #[test]
     fn a_report_without_our_message_id_is_ignored() {
-        let mut event = report(EventKind::Undelivered, Channel::Rcs, Some(2), Some(7002));
+        let mut event = report(EventKind::Undelivered, Channel::Rcs, Some(DeliveryOutcome::UndeliverableNotCapable));
         event.message_id = None;
         assert_eq!(classify_report(&event), ReportAction::Ignore);
     }
 
     #[test]
-    fn error_rules_do_not_overlap() {
-        for (i, (a, _)) in ERROR_RULES.iter().enumerate() {
-            for (b, _) in &ERROR_RULES[i + 1..] {
-                assert!(a.end() < b.start() || b.end() < a.start(), "{a:?} overlaps {b:?}");
-            }
-        }
-    }
-
-    #[test]
     fn labels_are_snake_case_and_distinct() {
-        let all = [
-            R::NotCapable,
-            R::UnsupportedContent,
-            R::RcsThrottled,
-            R::ProviderError,
-            R::PlatformError,
-            R::Undeliverable,
-            R::Expired,
-            R::Rejected,
-            R::SendRejected,
-            R::RetriesExhausted,
-        ];
-        let labels: std::collections::HashSet<&str> = all.iter().map(|r| r.as_str()).collect();
-        assert_eq!(labels.len(), all.len());
+        let labels: std::collections::HashSet<&str> = FallbackReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(labels.len(), FallbackReason::ALL.len());
         assert!(labels.iter().all(|l| l.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')));
     }
 }

@@ -113,6 +113,11 @@ pub struct Event {
     /// Provider error, as the provider reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ProviderErrorInfo>,
+    /// What a delivery report means, the same words for every provider (`delivered`,
+    /// `seen` and `undeliverable_*`/`expired`/`rejected` reports); the provider's own
+    /// status and error stay in `status` and `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<DeliveryOutcome>,
     /// Human-readable reason (failures, retries, fallbacks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -151,6 +156,7 @@ impl Event {
             attempt: None,
             status: None,
             error: None,
+            outcome: None,
             reason: None,
             details: BTreeMap::new(),
             metadata: BTreeMap::new(),
@@ -198,6 +204,61 @@ impl Event {
 impl Versioned for Event {
     fn schema_version(&self) -> u16 {
         self.schema_version
+    }
+}
+
+/// What a provider's report says about a message, in vendor-neutral words. Each adapter
+/// maps its vendor's statuses and error codes onto these; the SMS fallback rules key on
+/// them. A bounded set; consumers must accept values added later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryOutcome {
+    /// Not final yet.
+    Pending,
+    /// Reached the handset (or the operator, for SMS).
+    Delivered,
+    /// Opened by the recipient.
+    Seen,
+    /// The device or network cannot receive RCS (or from this agent).
+    UndeliverableNotCapable,
+    /// The device cannot show this content or feature.
+    UndeliverableUnsupportedContent,
+    /// The recipient blocked the sender (consent): no other channel should try.
+    UndeliverableBlocked,
+    /// The request's template or its mapping is wrong: fix the request.
+    UndeliverableBadTemplate,
+    /// The provider throttled the channel (an agent's test quota, say).
+    UndeliverableThrottled,
+    /// The provider or its upstream failed or timed out.
+    UndeliverableProviderError,
+    /// A platform or sender configuration problem at the provider.
+    UndeliverablePlatformError,
+    /// Not delivered, for another or no given reason.
+    UndeliverableOther,
+    /// Not delivered within its validity period.
+    Expired,
+    /// Refused by the provider or operator.
+    Rejected,
+}
+
+impl DeliveryOutcome {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryOutcome::Pending => "pending",
+            DeliveryOutcome::Delivered => "delivered",
+            DeliveryOutcome::Seen => "seen",
+            DeliveryOutcome::UndeliverableNotCapable => "undeliverable_not_capable",
+            DeliveryOutcome::UndeliverableUnsupportedContent => "undeliverable_unsupported_content",
+            DeliveryOutcome::UndeliverableBlocked => "undeliverable_blocked",
+            DeliveryOutcome::UndeliverableBadTemplate => "undeliverable_bad_template",
+            DeliveryOutcome::UndeliverableThrottled => "undeliverable_throttled",
+            DeliveryOutcome::UndeliverableProviderError => "undeliverable_provider_error",
+            DeliveryOutcome::UndeliverablePlatformError => "undeliverable_platform_error",
+            DeliveryOutcome::UndeliverableOther => "undeliverable_other",
+            DeliveryOutcome::Expired => "expired",
+            DeliveryOutcome::Rejected => "rejected",
+        }
     }
 }
 

@@ -21,7 +21,7 @@ pub use content::{
     Card, CardAlignment, CardOrientation, CardWidth, Content, Media, MediaHeight, Suggestion, UrlApplication,
     WebviewViewMode,
 };
-pub use event::{Billing, Event, EventKind, InboundMessage, ProviderErrorInfo, ProviderStatus};
+pub use event::{Billing, DeliveryOutcome, Event, EventKind, InboundMessage, ProviderErrorInfo, ProviderStatus};
 pub use job::SendJob;
 pub use request::{
     DeliveryTimeWindow, IndiaDlt, Recipient, Regional, SendAtError, SendOptions, SendRequest, SmsFallback, TemplateRef,

@@ -11,10 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jsonschema::Validator;
 use sendfleet_protocol::{
-    Billing, Card, CardAlignment, CardOrientation, CardWidth, Channel, Content, DecodeError, DeliveryTimeWindow, Event,
-    EventKind, InboundMessage, IndiaDlt, Media, MediaHeight, ProviderErrorInfo, ProviderStatus, Recipient, Regional,
-    SCHEMA_VERSION, SendJob, SendOptions, SendRequest, SmsFallback, Suggestion, TemplateRef, TimeOfDay, TurkeyIys,
-    UrlApplication, WebviewViewMode, decode, encode,
+    Billing, Card, CardAlignment, CardOrientation, CardWidth, Channel, Content, DecodeError, DeliveryOutcome,
+    DeliveryTimeWindow, Event, EventKind, InboundMessage, IndiaDlt, Media, MediaHeight, ProviderErrorInfo,
+    ProviderStatus, Recipient, Regional, SCHEMA_VERSION, SendJob, SendOptions, SendRequest, SmsFallback, Suggestion,
+    TemplateRef, TimeOfDay, TurkeyIys, UrlApplication, WebviewViewMode, decode, encode,
 };
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
@@ -567,6 +567,11 @@ fn sample_events() -> Vec<Event> {
                 event.attempt = None;
                 event.status = Some(full_status());
                 event.error = Some(ProviderErrorInfo { permanent: false, ..full_error() });
+                event.outcome = Some(if kind == EventKind::Delivered {
+                    DeliveryOutcome::Delivered
+                } else {
+                    DeliveryOutcome::UndeliverableNotCapable
+                });
                 event.details =
                     map(&[("bulk_id", "b-1"), ("message_count", "2"), ("callback_data", "{\"upstream\":true}")]);
                 event.billing = Some(Billing {
@@ -588,6 +593,7 @@ fn sample_events() -> Vec<Event> {
             }
             EventKind::Seen => {
                 event.attempt = None;
+                event.outcome = Some(DeliveryOutcome::Seen);
             }
             EventKind::Typing => {
                 event.attempt = None;
@@ -733,6 +739,7 @@ fn required_fields_and_nil_handling_match_serde() {
     event["details"] = json!({"reason_code": "bad_request"});
     event["inbound"] = json_view(&full_inbound());
     event["billing"] = json_view(&full_billing());
+    event["outcome"] = json!("undeliverable_not_capable");
     check_structure::<Event>(&compile(&event_doc), &event_doc, &event, "Event");
 
     // Nested structures.

@@ -153,5 +153,7 @@ pub fn not_capable_report(id: &str) -> Event {
         description: None,
         permanent: true,
     });
+    // What the Infobip adapter says of error 7002.
+    event.outcome = Some(sendfleet_protocol::DeliveryOutcome::UndeliverableNotCapable);
     event
 }

@@ -7,7 +7,7 @@
 //! body are still accepted).
 
 use sendfleet_config::ProviderConfig;
-use sendfleet_protocol::{Channel, Event, EventKind, ProviderErrorInfo, ProviderStatus};
+use sendfleet_protocol::{Channel, DeliveryOutcome, Event, EventKind, ProviderErrorInfo, ProviderStatus};
 
 use super::wire::DeliveryReport;
 use crate::{CallbackError, ParsedCallback, infobip::callback::decode_callback_data};
@@ -17,6 +17,9 @@ const UNDELIVERABLE: (i32, &str) = (2, "UNDELIVERABLE");
 const DELIVERED: (i32, &str) = (3, "DELIVERED");
 const EXPIRED: (i32, &str) = (4, "EXPIRED");
 const REJECTED: (i32, &str) = (5, "REJECTED");
+
+/// The error code that says the handset cannot receive RCS (`docs/generic-api.md`).
+const NOT_RCS_CAPABLE: &str = "NOT_RCS_CAPABLE";
 
 /// Parses a delivery-report body report by report: one event per good report
 /// (intermediate statuses produce none), and the index and reason of each bad one.
@@ -49,12 +52,14 @@ fn report_event(config: &ProviderConfig, report: DeliveryReport) -> Result<Optio
         return Err(CallbackError::Malformed("message_id is empty".into()));
     }
     let status = report.status.trim().to_ascii_uppercase();
-    let (kind, group) = match status.as_str() {
-        "DELIVERED" => (EventKind::Delivered, DELIVERED),
-        "UNDELIVERED" | "UNDELIVERABLE" | "FAILED" => (EventKind::Undelivered, UNDELIVERABLE),
-        "EXPIRED" => (EventKind::Undelivered, EXPIRED),
-        "REJECTED" => (EventKind::Undelivered, REJECTED),
-        "SEEN" | "READ" => (EventKind::Seen, DELIVERED),
+    let (kind, group, outcome) = match status.as_str() {
+        "DELIVERED" => (EventKind::Delivered, DELIVERED, DeliveryOutcome::Delivered),
+        "UNDELIVERED" | "UNDELIVERABLE" | "FAILED" => {
+            (EventKind::Undelivered, UNDELIVERABLE, DeliveryOutcome::UndeliverableOther)
+        }
+        "EXPIRED" => (EventKind::Undelivered, EXPIRED, DeliveryOutcome::Expired),
+        "REJECTED" => (EventKind::Undelivered, REJECTED, DeliveryOutcome::Rejected),
+        "SEEN" | "READ" => (EventKind::Seen, DELIVERED, DeliveryOutcome::Seen),
         // Intermediate states say nothing final; the final report follows.
         "ACCEPTED" | "PENDING" | "SENT" | "ENROUTE" => return Ok(None),
         other => {
@@ -70,6 +75,7 @@ fn report_event(config: &ProviderConfig, report: DeliveryReport) -> Result<Optio
         Some(other) => return Err(CallbackError::Malformed(format!("channel {other:?} (expected rcs or sms)"))),
     };
     let mut event = Event::new(kind, &config.id, channel);
+    event.outcome = Some(outcome);
     event.message_id = Some(report.message_id);
     event.to = report.to;
     event.sender = report.sender;
@@ -96,6 +102,9 @@ fn report_event(config: &ProviderConfig, report: DeliveryReport) -> Result<Optio
                 return Err(CallbackError::Malformed(format!("error.code {other} is not a string or number")));
             }
         };
+        if outcome == DeliveryOutcome::UndeliverableOther && code.as_deref() == Some(NOT_RCS_CAPABLE) {
+            event.outcome = Some(DeliveryOutcome::UndeliverableNotCapable);
+        }
         event.error = Some(ProviderErrorInfo {
             group_id: 0,
             id: code.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0),

@@ -328,6 +328,11 @@ fn delivery_event(config: &ProviderConfig, report: DeliveryReport) -> Option<Eve
         description: e.description,
         permanent: e.permanent,
     });
+    event.outcome = super::outcome::delivery_outcome(
+        kind,
+        event.status.as_ref().map(|s| s.group_id),
+        event.error.as_ref().map(|e| e.id),
+    );
     let details = &mut event.details;
     insert(details, "bulk_id", report.bulk_id);
     insert(details, "message_count", report.message_count.or(report.sms_count).map(|c| c.to_string()));
@@ -376,6 +381,7 @@ fn seen_event(config: &ProviderConfig, report: SeenReport) -> Event {
     if let Some(at) = report.seen_at.as_deref().and_then(parse_time_ms) {
         event.at_ms = at;
     }
+    event.outcome = Some(sendfleet_protocol::DeliveryOutcome::Seen);
     event
 }
 

@@ -9,6 +9,7 @@
 //! back and a retried send reuses it.
 
 pub(crate) mod callback;
+mod outcome;
 mod request;
 pub mod wire;
 

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use sendfleet_config::ProviderConfig;
-use sendfleet_protocol::{Channel, Event, EventKind, InboundMessage, ProviderErrorInfo, ProviderStatus};
+use sendfleet_protocol::{
+    Channel, DeliveryOutcome, Event, EventKind, InboundMessage, ProviderErrorInfo, ProviderStatus,
+};
 
 use super::provider_status;
 use crate::{CallbackError, CallbackRequest, ParsedCallback};
@@ -50,6 +52,22 @@ pub fn parse_callback(config: &ProviderConfig, request: &CallbackRequest<'_>) ->
     Ok(ParsedCallback::collect(std::iter::once(result)))
 }
 
+/// What a final Twilio status and error code mean, in neutral words. Error codes from
+/// Twilio's error dictionary: 63106 "handset not RCS capable", 63036 "cannot be reached
+/// by RCS at this time", 30036 "validity period expired", 30007 "filtered", 30004
+/// "blocked".
+fn outcome_of(status: &str, error: Option<i32>) -> DeliveryOutcome {
+    match (status, error) {
+        ("delivered" | "partially_delivered", _) => DeliveryOutcome::Delivered,
+        ("read", _) => DeliveryOutcome::Seen,
+        (_, Some(63106 | 63036)) => DeliveryOutcome::UndeliverableNotCapable,
+        (_, Some(30036)) => DeliveryOutcome::Expired,
+        (_, Some(30004)) => DeliveryOutcome::UndeliverableBlocked,
+        ("failed" | "canceled", _) | (_, Some(30007)) => DeliveryOutcome::Rejected,
+        _ => DeliveryOutcome::UndeliverableOther,
+    }
+}
+
 fn is_incoming(status: &str) -> bool {
     matches!(status, "received" | "receiving")
 }
@@ -91,6 +109,7 @@ fn status_event(
             permanent: kind == EventKind::Undelivered,
         });
     }
+    event.outcome = Some(outcome_of(status, event.error.as_ref().map(|e| e.id)));
     if let Some(sid) = params.get("MessageSid").or(params.get("SmsSid")) {
         event.details.insert("vendor_message_id".into(), sid.clone());
     }
