@@ -56,7 +56,8 @@ mod tests {
     #[test]
     fn every_row_of_the_table() {
         // (kind, status group, error id, expected outcome)
-        let cases: &[(EventKind, Option<i32>, Option<i32>, Option<O>)] = &[
+        type Case = (EventKind, Option<i32>, Option<i32>, Option<O>);
+        let cases: &[Case] = &[
             // The reference fixture: 2/4 UNDELIVERABLE_REJECTED_OPERATOR + 7002.
             (Undelivered, Some(2), Some(7002), Some(O::UndeliverableNotCapable)),
             (Undelivered, Some(5), Some(7005), Some(O::UndeliverableNotCapable)),
