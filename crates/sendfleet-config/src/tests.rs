@@ -108,6 +108,59 @@ fn the_shipped_example_is_valid() {
 }
 
 #[test]
+fn the_commented_twilio_example_is_valid_once_uncommented() {
+    let example = include_str!("../../../config/sendfleet.example.toml");
+    let start = example.find("# [[providers]]\n# id = \"twilio-rcs\"").expect("the Twilio example");
+    let twilio: String = example[start..]
+        .lines()
+        .filter(|line| !line.starts_with("# #") && *line != "#")
+        .map(|line| line.strip_prefix("# ").unwrap_or(line))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let anything = |_: &str| Some("example-secret-value-0123456789".to_owned());
+    let config = Config::from_toml(&twilio, &anything).unwrap();
+    let provider = &config.providers[0];
+    assert_eq!((provider.kind, provider.base_url.as_str()), (ProviderKind::TwilioRcs, "https://api.twilio.com"));
+    assert_eq!(provider.twilio.as_ref().unwrap().auth_token.expose(), "example-secret-value-0123456789");
+}
+
+#[test]
+fn twilio_settings_are_checked_each_by_its_key_path() {
+    let toml = r#"
+[[providers]]
+id = "tw"
+kind = "twilio_rcs"
+sender_ids = ["agent"]
+api_key_env = "IB_KEY"
+fallback_mode = "provider"
+capability_check = true
+[providers.twilio]
+account_sid = "AC123"
+auth_token_env = "NOT_SET"
+api_key_sid = "SK0123456789abcdef0123456789abcdef"
+"#;
+    let text = Config::from_toml(toml, &env).unwrap_err().to_string();
+    for key in [
+        "providers[0].api_key_env",
+        "providers[0].capability_check",
+        "providers[0].twilio.messaging_service_sid",
+        "providers[0].twilio.account_sid",
+        "providers[0].twilio.auth_token_env",
+        "providers[0].twilio.api_key_secret_env",
+    ] {
+        assert!(text.contains(key), "{key} missing from: {text}");
+    }
+    let missing = "[[providers]]\nid = \"tw\"\nkind = \"twilio_sms\"\nsender_ids = [\"+14155550100\"]\n";
+    let text = Config::from_toml(missing, &env).unwrap_err().to_string();
+    assert!(text.contains("providers[0].twilio: required"), "{text}");
+    let misplaced = format!(
+        "{GOOD}[providers.twilio]\naccount_sid = \"AC0123456789abcdef0123456789abcdef\"\nauth_token_env = \"IB_KEY\"\n"
+    );
+    let text = Config::from_toml(&misplaced, &env).unwrap_err().to_string();
+    assert!(text.contains("providers[0].twilio: only for twilio_sms / twilio_rcs"), "{text}");
+}
+
+#[test]
 fn provider_side_fallback_is_only_for_infobip_rcs_kinds() {
     let toml = format!("{GOOD}fallback_mode = \"provider\"\n");
     let err = Config::from_toml(&toml, &env).unwrap_err();
