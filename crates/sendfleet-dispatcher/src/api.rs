@@ -36,12 +36,9 @@ use futures_util::{Stream, StreamExt, future::try_join_all, stream::FuturesUnord
 use metrics::counter;
 use schemars::JsonSchema;
 use sendfleet_broker::{BrokerError, Publisher, Topology};
-use sendfleet_config::{Config, ProviderKind};
+use sendfleet_config::Config;
 use sendfleet_protocol::{Recipient, SUPPORTED_SCHEMA_VERSIONS, SendJob, SendRequest, encode};
-use sendfleet_providers::{
-    AdapterSettings,
-    infobip::{InfobipAdapter, OutboundEvent},
-};
+use sendfleet_providers::{AdapterSettings, OutboundEvent};
 use sendfleet_telemetry::metrics as names;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -570,7 +567,13 @@ async fn event(State(state): State<Arc<ApiState>>, body: Result<Bytes, BytesReje
             format!("no provider '{}'", request.provider),
         );
     };
-    if !matches!(provider.kind, ProviderKind::InfobipRcs | ProviderKind::JiocxRcs) {
+    let settings = AdapterSettings::default();
+    // Events go out at once, outside the fleet's rate (they are not messages).
+    let adapter = match sendfleet_providers::build(provider, &settings, sendfleet_providers::unlimited()) {
+        Ok(adapter) => adapter,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "provider_unavailable", e.to_string()),
+    };
+    if !adapter.sends_outbound_events() {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unsupported_provider",
@@ -594,11 +597,6 @@ async fn event(State(state): State<Arc<ApiState>>, body: Result<Bytes, BytesReje
                 format!("type '{other}' is not typing_indicator or read_receipt"),
             );
         }
-    };
-    let settings = AdapterSettings::default();
-    let adapter = match InfobipAdapter::new(provider.clone(), &settings) {
-        Ok(adapter) => adapter,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "provider_unavailable", e.to_string()),
     };
     let answer = adapter.send_event(&event).await;
     let reason = match &answer.outcome {

@@ -82,6 +82,37 @@ pub trait Provider: Send + Sync {
         Box::pin(async { Err(CapabilityError::Unsupported) })
     }
 
+    /// The most numbers one capability query may ask about; 0 when the provider has no
+    /// capability endpoint (the worker then never checks).
+    fn capability_batch_size(&self) -> usize {
+        0
+    }
+
+    /// Whether the provider takes outbound RCS events (typing indicator, read receipt).
+    fn sends_outbound_events(&self) -> bool {
+        false
+    }
+
+    /// Sends an outbound RCS event and returns the raw answer. Providers without them
+    /// answer a rejection (check [`Provider::sends_outbound_events`] first).
+    fn send_event<'a>(&'a self, event: &'a OutboundEvent) -> BoxFuture<'a, RawAnswer> {
+        let _ = event;
+        let reason = format!("provider {} has no outbound RCS events", self.config().id);
+        Box::pin(async move {
+            RawAnswer {
+                http_status: None,
+                provider_message_id: None,
+                body: String::new(),
+                outcome: SendOutcome::Rejected {
+                    code: RejectCode::UnsupportedContent,
+                    reason,
+                    status: None,
+                    error: None,
+                },
+            }
+        })
+    }
+
     /// Sends one job and returns the provider's raw answer beside the classification
     /// (for *Send Test*, where an operator wants to see exactly what came back).
     /// Adapters that do not override it report the outcome without the raw answer.
@@ -91,6 +122,27 @@ pub trait Provider: Send + Sync {
             RawAnswer { http_status: None, provider_message_id: None, body: String::new(), outcome }
         })
     }
+}
+
+/// An outbound RCS event: what the agent tells the user's device besides messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboundEvent {
+    /// "The agent is typing" (shown about five seconds on the device).
+    TypingIndicator {
+        /// Destination, E.164.
+        to: String,
+        /// Sender (RCS agent); empty means the provider's default sender.
+        sender: String,
+    },
+    /// Read receipt for an inbound (MO) message.
+    ReadReceipt {
+        /// Destination (the user who wrote), E.164.
+        to: String,
+        /// Sender (RCS agent); empty means the provider's default sender.
+        sender: String,
+        /// The inbound message's id.
+        message_id: String,
+    },
 }
 
 /// A callback as callback-ingest received it: what a vendor's authentication may sign.

@@ -53,11 +53,11 @@ pub(crate) struct CheckerSettings {
 }
 
 impl CheckerSettings {
-    /// From the worker's config.
-    pub fn from_config(config: &sendfleet_config::WorkerConfig) -> CheckerSettings {
+    /// From the worker's config and the most numbers the provider takes per query.
+    pub fn from_config(config: &sendfleet_config::WorkerConfig, max_batch: usize) -> CheckerSettings {
         CheckerSettings {
             window: Duration::from_millis(config.capability_batch_window_ms),
-            max_batch: sendfleet_providers::infobip::CAPABILITY_MAX_NUMBERS,
+            max_batch,
             cache_ttl: Duration::from_secs(config.capability_cache_ttl_seconds),
             claim_ttl: Duration::from_secs(10),
             max_in_flight: 8,
@@ -489,7 +489,10 @@ mod tests {
             source.clone(),
             dead,
             &env.prefix,
-            CheckerSettings { window: Duration::from_millis(1), ..CheckerSettings::from_config(&Default::default()) },
+            CheckerSettings {
+                window: Duration::from_millis(1),
+                ..CheckerSettings::from_config(&Default::default(), 100)
+            },
         );
         assert_eq!(offline.lookup("Agent", "+15550000003").await, Capability::Unknown);
         assert_eq!(source.asked().len(), 40);

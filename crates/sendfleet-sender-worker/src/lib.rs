@@ -124,14 +124,17 @@ pub async fn run(
         .map_err(|_| WorkerError::RetryPolicy(provider.id.clone()))?;
         let rate = Arc::new(rate::RateGate::new(&config, provider, &redis));
         let adapter = sendfleet_providers::build(provider, &settings, rate.clone())?;
-        let capability =
-            (provider.capability_check && provider.channel() == sendfleet_protocol::Channel::Rcs).then(|| {
+        let batch = adapter.capability_batch_size();
+        let capability = (provider.capability_check
+            && provider.channel() == sendfleet_protocol::Channel::Rcs
+            && batch > 0)
+            .then(|| {
                 capability::CapabilityChecker::start(
                     &provider.id,
                     adapter.clone(),
                     redis.clone(),
                     &config.redis.key_prefix,
-                    capability::CheckerSettings::from_config(&config.worker),
+                    capability::CheckerSettings::from_config(&config.worker, batch),
                 )
             });
         providers.push(Arc::new(ProviderRuntime {

@@ -17,8 +17,8 @@ use futures_util::future::BoxFuture;
 use sendfleet_config::ProviderConfig;
 use sendfleet_protocol::{Channel, ProviderStatus, SendJob};
 
+pub use crate::OutboundEvent;
 pub use callback::parse_callback;
-pub use request::OutboundEvent;
 pub use request::infobip_time;
 use request::{build_event_body, build_rcs_body, build_sms_body};
 
@@ -97,6 +97,18 @@ impl Provider for InfobipAdapter {
 
     fn parse_callback(&self, request: &CallbackRequest<'_>) -> Result<ParsedCallback, CallbackError> {
         parse_callback(&self.config, request.body)
+    }
+
+    fn capability_batch_size(&self) -> usize {
+        if self.config.channel() == Channel::Rcs { CAPABILITY_MAX_NUMBERS } else { 0 }
+    }
+
+    fn sends_outbound_events(&self) -> bool {
+        self.config.channel() == Channel::Rcs
+    }
+
+    fn send_event<'a>(&'a self, event: &'a OutboundEvent) -> BoxFuture<'a, RawAnswer> {
+        Box::pin(self.post_event(event))
     }
 
     fn webhooks(&self) -> Vec<Webhook> {
@@ -236,7 +248,7 @@ impl InfobipAdapter {
 
     /// Sends an outbound RCS event (typing indicator or read receipt) to
     /// `POST {base}/rcs/1/events` and returns the raw answer. RCS providers only.
-    pub async fn send_event(&self, event: &OutboundEvent) -> RawAnswer {
+    pub async fn post_event(&self, event: &OutboundEvent) -> RawAnswer {
         if self.config.channel() != Channel::Rcs {
             let reason = format!("provider {} is not an RCS provider; events are RCS only", self.config.id);
             return RawAnswer {

@@ -7,6 +7,7 @@ use sendfleet_protocol::{
 };
 
 use super::{callback::encode_callback_data, wire};
+use crate::OutboundEvent;
 
 /// What the body needs besides the job.
 pub(crate) struct BodyContext<'a> {
@@ -243,27 +244,6 @@ fn rcs_suggestion(suggestion: &Suggestion) -> Result<wire::Suggestion, String> {
             }
         }
     })
-}
-
-/// An outbound RCS event: what the business shows the user outside a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OutboundEvent {
-    /// "The agent is typing" (shown about five seconds on the device).
-    TypingIndicator {
-        /// Destination, E.164.
-        to: String,
-        /// Sender (RCS agent); empty means the provider's default sender.
-        sender: String,
-    },
-    /// Read receipt for an inbound (MO) message.
-    ReadReceipt {
-        /// Destination (the user who wrote), E.164.
-        to: String,
-        /// Sender (RCS agent); empty means the provider's default sender.
-        sender: String,
-        /// The inbound message's id.
-        message_id: String,
-    },
 }
 
 /// `POST /rcs/1/events` body for one event.
