@@ -15,6 +15,7 @@ mod acks;
 mod connection;
 mod delivery;
 mod error;
+mod messages;
 mod publisher;
 mod service;
 mod topology;

@@ -3,9 +3,9 @@
 use std::{sync::Arc, time::Duration};
 
 use parking_lot::RwLock;
-use sendfleet_broker::{BrokerError, Outgoing, Publisher, TRACE_HEADER, Topology};
+use sendfleet_broker::{BrokerError, Publisher, Topology};
 use sendfleet_config::{BrokerConfig, Config};
-use sendfleet_protocol::{Event, encode};
+use sendfleet_protocol::Event;
 use sendfleet_telemetry::Readiness;
 use tokio_util::sync::CancellationToken;
 
@@ -58,17 +58,7 @@ impl BrokerSlot {
     /// any publish failed: the caller answers 503 and the provider retries.
     pub async fn publish_events(&self, events: &[Event]) -> Result<(), BrokerError> {
         let publisher = self.publisher().ok_or(BrokerError::ConnectionLost)?;
-        let exchange = self.topology.events_exchange();
-        let encoded: Vec<(Vec<u8>, String, Option<String>)> =
-            events.iter().map(|e| (encode(e), e.routing_key(), e.trace_id.clone())).collect();
-        let publishes = encoded.iter().map(|(bytes, key, trace)| {
-            let mut outgoing = Outgoing::new(&exchange, key, bytes).optional();
-            if let Some(trace) = trace {
-                outgoing = outgoing.header(TRACE_HEADER, trace.clone());
-            }
-            let publisher = publisher.clone();
-            async move { publisher.publish(outgoing).await }
-        });
+        let publishes = events.iter().map(|event| publisher.publish_event(&self.topology, event));
         // A broker that stops answering (not closed, just silent) must not hold the
         // provider's request open forever: give up and let it retry.
         match tokio::time::timeout(PUBLISH_TIMEOUT, futures_util::future::try_join_all(publishes)).await {

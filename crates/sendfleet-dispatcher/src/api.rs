@@ -37,16 +37,14 @@ use metrics::counter;
 use schemars::JsonSchema;
 use sendfleet_broker::{BrokerError, Publisher, Topology};
 use sendfleet_config::Config;
-use sendfleet_protocol::{Recipient, SUPPORTED_SCHEMA_VERSIONS, SendJob, SendRequest, encode};
+use sendfleet_protocol::{Recipient, SUPPORTED_SCHEMA_VERSIONS, SendJob, SendRequest};
 use sendfleet_providers::{AdapterSettings, OutboundEvent};
 use sendfleet_telemetry::metrics as names;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::{
-    NumberingPlan, Planner, Rejection, check_destination,
-    pipeline::publish_job,
-    plan,
+    NumberingPlan, Planner, Rejection, check_destination, plan,
     send_test::{SendTestRequest, send_test},
 };
 
@@ -223,8 +221,7 @@ async fn single(State(state): State<Arc<ApiState>>, body: Result<Bytes, BytesRej
         Ok(publisher) => publisher,
         Err(response) => return *response,
     };
-    let exchange = state.topology.jobs_exchange();
-    let publishes = jobs.iter().map(|job| publish_job(&publisher, &exchange, job, encode(job)));
+    let publishes = jobs.iter().map(|job| publisher.publish_job(&state.topology, job));
     if let Err(err) = try_join_all(publishes).await {
         return error(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", err.to_string());
     }
@@ -315,7 +312,7 @@ async fn bulk(State(state): State<Arc<ApiState>>, body: Body) -> Response {
     };
     let config = state.config.clone();
     let window = config.dispatcher.bulk_publish_window;
-    let exchange = state.topology.jobs_exchange();
+    let topology = state.topology.clone();
     let mut lines = LineReader::new(body.into_data_stream(), config.dispatcher.api_max_line_bytes);
     let mut planner: Option<Planner<'_>> = None;
     let mut in_flight: FuturesUnordered<PublishFuture> = FuturesUnordered::new();
@@ -373,7 +370,7 @@ async fn bulk(State(state): State<Arc<ApiState>>, body: Body) -> Response {
         match job {
             Ok(job) => {
                 pending.insert(number);
-                in_flight.push(owned_publish(publisher.clone(), exchange.clone(), number, job));
+                in_flight.push(owned_publish(publisher.clone(), topology.clone(), number, job));
             }
             Err(rejection) => {
                 counter!(names::REQUESTS_REJECTED_TOTAL, "reason" => rejection.code).increment(1);
@@ -414,10 +411,9 @@ async fn bulk(State(state): State<Arc<ApiState>>, body: Body) -> Response {
     (StatusCode::OK, Json(report)).into_response()
 }
 
-fn owned_publish(publisher: Publisher, exchange: String, line: u64, job: SendJob) -> PublishFuture {
+fn owned_publish(publisher: Publisher, topology: Topology, line: u64, job: SendJob) -> PublishFuture {
     Box::pin(async move {
-        let bytes = encode(&job);
-        let result = publish_job(&publisher, &exchange, &job, bytes).await;
+        let result = publisher.publish_job(&topology, &job).await;
         (line, job.provider, result)
     })
 }

@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use api::{Accepted, BulkFailure, BulkReport, ErrorBody, EventAnswer, LineError};
 pub use number::{NumberingPlan, check_destination, from_national, load_numbering_plans};
-pub use pipeline::RejectedRequest;
 pub use send_test::{ProviderAnswer, SendTestRequest, SendTestResult, send_test};
+pub use sendfleet_protocol::RejectedRequest;
 pub use template::{RenderError, Variables, render_content, render_text};
 pub use validate::{Planner, Rejection, RequestIdentity, plan, plan_derived};
 

@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use metrics::counter;
-use sendfleet_broker::{Outgoing, Publisher, TRACE_HEADER, Topology};
+use sendfleet_broker::{Publisher, Topology};
 use sendfleet_config::Config;
 use sendfleet_failpoints::Point;
-use sendfleet_protocol::{Channel, Event, EventKind, SendJob, encode, now_ms};
+use sendfleet_protocol::{Channel, Event, EventKind, SendJob, now_ms};
 use sendfleet_telemetry::metrics::FALLBACKS_TOTAL;
 
 use crate::{
@@ -172,18 +172,11 @@ impl Fallbacks {
     }
 
     async fn publish(&self, publisher: &Publisher, job: &SendJob, event: &Event) -> Result<(), FallbackError> {
-        let job_bytes = encode(job);
-        let event_bytes = encode(event);
-        let jobs = self.topology.jobs_exchange();
-        let events = self.topology.events_exchange();
-        let job_key = Topology::job_routing_key(&job.provider);
-        let event_key = event.routing_key();
-        let outgoing_job = Outgoing::new(&jobs, &job_key, &job_bytes)
-            .message_id(&job.message_id)
-            .header(TRACE_HEADER, job.trace_id.clone());
-        let outgoing_event = Outgoing::new(&events, &event_key, &event_bytes).optional();
-        let (job_result, event_result) =
-            futures_util::future::join(publisher.publish(outgoing_job), publisher.publish(outgoing_event)).await;
+        let (job_result, event_result) = futures_util::future::join(
+            publisher.publish_job(&self.topology, job),
+            publisher.publish_event(&self.topology, event),
+        )
+        .await;
         job_result.and(event_result).map_err(FallbackError::from)
     }
 

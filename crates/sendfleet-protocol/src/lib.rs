@@ -14,6 +14,7 @@ mod codec;
 mod content;
 mod event;
 mod job;
+mod rejected;
 mod request;
 
 pub use codec::{DecodeError, decode, encode};
@@ -23,6 +24,7 @@ pub use content::{
 };
 pub use event::{Billing, DeliveryOutcome, Event, EventKind, InboundMessage, ProviderErrorInfo, ProviderStatus};
 pub use job::SendJob;
+pub use rejected::RejectedRequest;
 pub use request::{
     DeliveryTimeWindow, IndiaDlt, Recipient, Regional, SendAtError, SendOptions, SendRequest, SmsFallback, TemplateRef,
     TimeOfDay, TurkeyIys, check_send_at,

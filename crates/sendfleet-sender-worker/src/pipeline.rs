@@ -2,13 +2,11 @@
 
 use std::{sync::Arc, time::Instant};
 
-use sendfleet_broker::{
-    BrokerError, Inbound, Outgoing, Publisher, REASON_CODE_HEADER, REASON_HEADER, TRACE_HEADER, Topology,
-};
+use sendfleet_broker::{BrokerError, Inbound, Publisher, Topology};
 use sendfleet_config::{Config, FallbackMode};
 use sendfleet_failpoints::Point;
 use sendfleet_fallback::{ArmState, FallbackReason, Fallbacks, FireOutcome, fallback_job, fallback_ttl};
-use sendfleet_protocol::{Channel, Event, EventKind, SendJob, decode, encode, now_ms};
+use sendfleet_protocol::{Channel, Event, EventKind, SendJob, decode, now_ms};
 use sendfleet_providers::{Capability, SendOutcome, TransientCode};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -499,14 +497,9 @@ async fn publish_consequences(
                 return publish_event(ctx, &event).await;
             }
             provider.metrics.dead_lettered(code.as_str());
-            let copy = encode(&after_attempt(job));
-            let dead = ctx.topology.dead_exchange();
-            let outgoing = Outgoing::new(&dead, Topology::dead_letter_key(), &copy)
-                .message_id(&job.message_id)
-                .header(REASON_CODE_HEADER, code.as_str())
-                .header(REASON_HEADER, reason)
-                .header(TRACE_HEADER, job.trace_id.clone());
-            let (dead_result, event_result) = tokio::join!(ctx.publisher.publish(outgoing), publish_event(ctx, &event));
+            let copy = after_attempt(job);
+            let dead = ctx.publisher.publish_dead_letter(&ctx.topology, &copy, code.as_str(), &reason);
+            let (dead_result, event_result) = tokio::join!(dead, publish_event(ctx, &event));
             dead_result.and(event_result)
         }
         Next::Defer { code, reason } => publish_deferral(ctx, provider, job, DEFER_TIER, code, reason).await,
@@ -574,15 +567,11 @@ async fn park(
     mut event: Event,
 ) -> Result<(), sendfleet_broker::BrokerError> {
     provider.metrics.retry(tier.name);
-    let bytes = encode(copy);
-    let exchange = ctx.topology.retry_exchange();
-    let key = Topology::retry_routing_key(tier, &copy.provider);
-    let outgoing =
-        Outgoing::new(&exchange, &key, &bytes).message_id(&copy.message_id).header(TRACE_HEADER, copy.trace_id.clone());
     event.reason = Some(reason);
     event.details.insert("reason_code".into(), code.as_str().to_owned());
     event.details.insert("retry_tier".into(), tier.name.to_owned());
-    let (retry_result, event_result) = tokio::join!(ctx.publisher.publish(outgoing), publish_event(ctx, &event));
+    let retry = ctx.publisher.publish_retry(&ctx.topology, copy, tier);
+    let (retry_result, event_result) = tokio::join!(retry, publish_event(ctx, &event));
     retry_result.and(event_result)
 }
 
@@ -617,11 +606,7 @@ pub(crate) fn job_event(job: &SendJob, kind: EventKind, attempt: u32) -> Event {
 }
 
 pub(crate) async fn publish_event(ctx: &SessionContext, event: &Event) -> Result<(), sendfleet_broker::BrokerError> {
-    let bytes = encode(event);
-    let exchange = ctx.topology.events_exchange();
-    let key = event.routing_key();
-    // The trace id travels in the event body; no header needed on the hot path.
-    ctx.publisher.publish(Outgoing::new(&exchange, &key, &bytes).optional()).await?;
+    ctx.publisher.publish_event(&ctx.topology, event).await?;
     ctx.event_metrics.published(event.kind);
     ctx.status.record_event(event);
     Ok(())
