@@ -1,7 +1,5 @@
 //! Connecting, with retries.
 
-use std::time::Duration;
-
 use lapin::{Connection, ConnectionProperties};
 use sendfleet_config::BrokerConfig;
 use sendfleet_telemetry::metrics::BROKER_CONNECTIONS_TOTAL;
@@ -22,26 +20,23 @@ pub async fn connect_once(config: &BrokerConfig, service: &str) -> Result<Connec
     Ok(connection)
 }
 
-/// Connects, retrying with exponential backoff (0.2 s doubling to 5 s) until it works
-/// or `shutdown` is cancelled. Each failure is logged with the redacted URL.
+/// Connects, retrying with the shared [`crate::Reconnect`] policy (0.2 s doubling to
+/// 5 s, jittered) until it works or `shutdown` is cancelled. Each failure is logged with
+/// the redacted URL.
 pub async fn connect(
     config: &BrokerConfig,
     service: &str,
     shutdown: &CancellationToken,
 ) -> Result<Connection, BrokerError> {
-    let mut delay = Duration::from_millis(200);
+    let mut policy = crate::Reconnect::new();
     loop {
         match connect_once(config, service).await {
             Ok(connection) => return Ok(connection),
-            Err(err) => {
-                tracing::warn!(url = %config.url, error = %err, retry_in_ms = delay.as_millis() as u64, "cannot reach the broker");
-            }
+            Err(err) => tracing::warn!(url = %config.url, error = %err, "cannot reach the broker; retrying"),
         }
-        tokio::select! {
-            () = shutdown.cancelled() => return Err(BrokerError::ShuttingDown),
-            () = tokio::time::sleep(delay) => {}
+        if !policy.wait(shutdown).await {
+            return Err(BrokerError::ShuttingDown);
         }
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 

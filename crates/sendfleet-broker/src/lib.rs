@@ -17,6 +17,7 @@ mod delivery;
 mod error;
 mod messages;
 mod publisher;
+mod reconnect;
 mod service;
 mod topology;
 
@@ -26,6 +27,7 @@ pub use delivery::{Inbound, consume};
 pub use error::BrokerError;
 pub use lapin;
 pub use publisher::{Outgoing, Publisher};
+pub use reconnect::Reconnect;
 pub use service::{ConsumerSpec, Handler, ServiceOptions, Session, run_sessions};
 pub use topology::{RETRY_TIERS, RetryTier, Topology};
 

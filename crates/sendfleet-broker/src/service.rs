@@ -60,7 +60,7 @@ where
     F: Fn(Connection) -> Fut,
     Fut: Future<Output = Result<Session, BrokerError>>,
 {
-    let mut delay = Duration::from_millis(200);
+    let mut policy = crate::Reconnect::new();
     while !options.shutdown.is_cancelled() {
         let started = tokio::time::Instant::now();
         match session(&options, &setup).await {
@@ -72,17 +72,16 @@ where
             }
             Err(err) => {
                 options.readiness.set(false);
+                // A session that ran a while was a working connection: start over.
                 if started.elapsed() > Duration::from_secs(30) {
-                    delay = Duration::from_millis(200);
+                    policy.reset();
                 }
-                tracing::warn!(service = options.service, error = %err, retry_in_ms = delay.as_millis() as u64, "broker session ended; reconnecting");
+                tracing::warn!(service = options.service, error = %err, "broker session ended; reconnecting");
             }
         }
-        tokio::select! {
-            () = options.shutdown.cancelled() => break,
-            () = tokio::time::sleep(delay) => {}
+        if !policy.wait(&options.shutdown).await {
+            break;
         }
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
     options.readiness.set(false);
     Ok(())

@@ -88,7 +88,7 @@ pub(crate) async fn keep_connected(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), BrokerError> {
-    let mut delay = Duration::from_millis(200);
+    let mut policy = sendfleet_broker::Reconnect::new();
     loop {
         let connection = match sendfleet_broker::connect(&config.broker, "callback-ingest", &shutdown).await {
             Ok(connection) => connection,
@@ -99,7 +99,7 @@ pub(crate) async fn keep_connected(
                 let status = connection.status().clone();
                 state.broker.set(Some(Connected { publisher: publisher.clone(), status: Arc::new(status.clone()) }));
                 readiness.set(true);
-                delay = Duration::from_millis(200);
+                policy.reset();
                 tracing::info!("callback-ingest connected to the broker");
                 let mut was_blocked = false;
                 loop {
@@ -143,12 +143,10 @@ pub(crate) async fn keep_connected(
             drop(connection.close(200, "shutdown".into()).await);
             break;
         }
-        tracing::warn!(retry_in_ms = delay.as_millis() as u64, "broker connection lost; reconnecting");
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(delay) => {}
+        tracing::warn!("broker connection lost; reconnecting");
+        if !policy.wait(&shutdown).await {
+            break;
         }
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
     Ok(())
 }
