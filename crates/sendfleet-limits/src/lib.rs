@@ -4,8 +4,10 @@
 //!   slots from a GCRA in Redis ([`gcra`] explains the bound). Fails closed.
 //! - [`LocalLimiter`]: a per-process token bucket (governor), for a single worker run
 //!   without Redis.
-//! - [`ConcurrencyLimit`]: the provider's "custom concurrency" as owned semaphore
-//!   permits, shrunk on overload and grown back (AIMD).
+//! - [`FleetPermits`]: the provider's "custom concurrency" for the **whole fleet**:
+//!   requests in flight summed over every worker, held as leased permits in Redis.
+//! - [`ConcurrencyLimit`]: one worker's share of work as owned semaphore permits, shrunk
+//!   on overload and grown back (AIMD).
 //! - [`Backoff`]: exponential backoff with full jitter for retries.
 
 mod backoff;
@@ -13,9 +15,11 @@ mod concurrency;
 mod fleet;
 pub mod gcra;
 mod local;
+mod permits;
 
 pub use backoff::{Backoff, BackoffError};
 pub use concurrency::{ConcurrencyLimit, ConcurrencyPermit};
 pub use fleet::{FleetLimiter, LeaseSource, LimitError, Permit, RedisLeases};
 pub use gcra::{Lease, SlotParams};
 pub use local::LocalLimiter;
+pub use permits::{FleetPermit, FleetPermits, Holding, LUA_PERMITS, PermitSettings, PermitStore, RedisPermits};

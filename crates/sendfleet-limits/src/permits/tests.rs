@@ -1,0 +1,77 @@
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use super::*;
+
+/// A store granting whatever is asked up to `limit` for one holder, or failing.
+struct OneHolder {
+    limit: u32,
+    held: AtomicU32,
+    down: AtomicBool,
+}
+
+impl PermitStore for OneHolder {
+    fn sync(&self, _: &str, demand: u32, in_use: u32, ttl: Duration) -> BoxFuture<'_, Result<Holding, LimitError>> {
+        Box::pin(async move {
+            if self.down.load(Ordering::Relaxed) {
+                return Err(LimitError::Unavailable("down".into()));
+            }
+            let allowed = if ttl.is_zero() { 0 } else { demand.min(self.limit) };
+            let held = if ttl.is_zero() { 0 } else { allowed.max(in_use) };
+            self.held.store(held, Ordering::Relaxed);
+            Ok(Holding { held, allowed })
+        })
+    }
+}
+
+fn store(limit: u32) -> Arc<OneHolder> {
+    Arc::new(OneHolder { limit, held: AtomicU32::new(0), down: AtomicBool::new(false) })
+}
+
+fn settings() -> PermitSettings {
+    PermitSettings {
+        lease_ttl: Duration::from_millis(1_500),
+        request_timeout: Duration::from_millis(200),
+        period: Duration::from_millis(50),
+        fast_period: Duration::from_millis(5),
+    }
+}
+
+#[tokio::test]
+async fn waiting_tasks_get_permits_up_to_the_limit_and_released_ones_are_reused() {
+    let store = store(3);
+    let permits = FleetPermits::start(store.clone(), "w1".into(), settings());
+    let held: Vec<FleetPermit> = futures_util::future::join_all((0..3).map(|_| permits.acquire())).await;
+    assert_eq!(permits.held_and_in_use(), (3, 3));
+    let fourth = tokio::time::timeout(Duration::from_millis(200), permits.acquire()).await;
+    assert!(fourth.is_err(), "a fourth request waits while three are in flight");
+    drop(held);
+    let again = tokio::time::timeout(Duration::from_millis(200), permits.acquire()).await;
+    assert!(again.is_ok(), "a released permit is handed out again");
+}
+
+#[tokio::test]
+async fn with_the_store_down_no_request_starts_once_the_lease_runs_short() {
+    let store = store(5);
+    let settings = settings();
+    let permits = FleetPermits::start(store.clone(), "w1".into(), settings);
+    drop(permits.acquire().await);
+    store.down.store(true, Ordering::Relaxed);
+    // Usable for lease − timeout − 1 s = 300 ms after the last good sync; then nothing.
+    tokio::time::sleep(settings.usable_for() + Duration::from_millis(100)).await;
+    let blocked = tokio::time::timeout(Duration::from_millis(200), permits.acquire()).await;
+    assert!(blocked.is_err(), "fails closed");
+    assert!(permits.sync_errors() > 0);
+    store.down.store(false, Ordering::Relaxed);
+    let back = tokio::time::timeout(Duration::from_millis(500), permits.acquire()).await;
+    assert!(back.is_ok(), "resumes after the store is back");
+}
+
+#[tokio::test]
+async fn leaving_hands_the_permits_back() {
+    let store = store(4);
+    let permits = FleetPermits::start(store.clone(), "w1".into(), settings());
+    drop(futures_util::future::join_all((0..4).map(|_| permits.acquire())).await);
+    assert!(store.held.load(Ordering::Relaxed) > 0);
+    permits.leave().await;
+    assert_eq!(store.held.load(Ordering::Relaxed), 0);
+}
