@@ -449,9 +449,16 @@ pub struct ProviderConfig {
     /// Token-bucket burst above the steady rate; absent means rate/100 (at least 1).
     #[serde(default)]
     pub burst: Option<u32>,
-    /// Concurrent HTTP requests per worker ("custom concurrency", ≤ 4,600).
+    /// Requests in flight to the provider across the whole fleet ("custom concurrency",
+    /// ≤ 4,600): every worker's requests together (per worker only with
+    /// `worker.rate_limiter = "local"`).
     #[serde(default = "default_concurrency")]
     pub concurrency: u32,
+    /// Jobs one worker works on at once for this provider (send claim, rate-slot wait,
+    /// request); also its broker prefetch. Absent: twice `concurrency`. A per-process
+    /// knob: the requests themselves are bounded by `concurrency`.
+    #[serde(default)]
+    pub jobs_per_worker: Option<u32>,
     /// Per-request timeout in milliseconds.
     #[serde(default = "default_timeout_ms")]
     pub request_timeout_ms: u64,
@@ -520,6 +527,11 @@ impl ProviderConfig {
     /// The token-bucket burst in effect.
     pub fn effective_burst(&self) -> u32 {
         self.burst.unwrap_or((self.rate_per_second / 100).max(1))
+    }
+
+    /// Jobs one worker works on at once (see [`ProviderConfig::jobs_per_worker`]).
+    pub fn effective_jobs_per_worker(&self) -> u32 {
+        self.jobs_per_worker.unwrap_or(self.concurrency.saturating_mul(2)).clamp(1, u32::from(u16::MAX))
     }
 
     /// The default sender id.

@@ -188,7 +188,13 @@ fn validate_provider(
         );
     }
     if provider.concurrency == 0 || provider.concurrency > MAX_RATE_PER_SECOND {
-        errors.push(format!("{at}.concurrency"), format!("must be between 1 and {MAX_RATE_PER_SECOND}"));
+        errors.push(
+            format!("{at}.concurrency"),
+            format!("must be between 1 and {MAX_RATE_PER_SECOND} (requests in flight across the fleet)"),
+        );
+    }
+    if provider.jobs_per_worker.is_some_and(|jobs| jobs == 0 || jobs > u32::from(u16::MAX)) {
+        errors.push(format!("{at}.jobs_per_worker"), format!("must be between 1 and {}", u16::MAX));
     }
     if let Some(burst) = provider.burst
         && (burst == 0 || burst > provider.rate_per_second)

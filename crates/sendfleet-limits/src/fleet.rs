@@ -220,7 +220,9 @@ impl FleetLimiter {
         (ahead > self.params.horizon_us / 2).then(|| slots.local_time(slots.leased_until - self.params.horizon_us / 2))
     }
 
-    fn max_lateness(&self) -> Duration {
+    /// How late after its time a slot may still be used (later, it could bunch sends
+    /// above the cap): the GCRA tolerance plus a grace.
+    pub fn max_lateness(&self) -> Duration {
         Duration::from_micros((self.params.tolerance_us + self.params.grace_us) as u64)
     }
 

@@ -96,6 +96,7 @@ async fn send(state: SharedState, endpoint: Endpoint, method: Method, headers: H
     state.record.record(
         Received {
             at_us,
+            answered_us: chrono::Utc::now().timestamp_micros(),
             path: endpoint.path().to_owned(),
             method: method.as_str().to_owned(),
             headers: header_map(&headers),

@@ -112,6 +112,7 @@ async fn send(state: Shared, endpoint: Endpoint, headers: HeaderMap, body: Bytes
     state.record.record(
         Received {
             at_us,
+            answered_us: chrono::Utc::now().timestamp_micros(),
             path: endpoint.path().to_owned(),
             method: "POST".to_owned(),
             headers: header_map(&headers),

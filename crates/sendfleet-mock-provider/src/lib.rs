@@ -35,7 +35,7 @@ use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
 pub use behaviour::{Behaviour, GenericAuth};
-pub use record::{CapabilityStats, Received, Stats};
+pub use record::{CapabilityStats, Received, Stats, max_in_flight};
 pub use twilio::{MOCK_RCS_AGENT, MOCK_SMS_SENDER, sign as twilio_signature};
 
 /// Start-up settings of the mock.

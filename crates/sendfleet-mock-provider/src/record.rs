@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 pub struct Received {
     /// Arrival time, microseconds since the epoch (before any simulated latency).
     pub at_us: i64,
+    /// When the answer was sent, microseconds since the epoch (after the latency): with
+    /// `at_us`, the interval the request was in flight at the provider.
+    #[serde(default)]
+    pub answered_us: i64,
     /// Request path.
     pub path: String,
     /// HTTP method.
@@ -155,5 +159,50 @@ impl Recorder {
     pub fn reset(&self) {
         *self.inner.lock() = Inner::default();
         self.accepted.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The most requests that were in flight at the provider at once: the largest overlap
+/// of the received requests' `[at_us, answered_us)` intervals.
+pub fn max_in_flight(received: &[Received]) -> usize {
+    let mut edges: Vec<(i64, i32)> = Vec::with_capacity(received.len() * 2);
+    for request in received {
+        edges.push((request.at_us, 1));
+        edges.push((request.answered_us.max(request.at_us), -1));
+    }
+    // An answer at the same microsecond as an arrival ends first.
+    edges.sort_unstable();
+    let (mut now, mut max) = (0_i32, 0_i32);
+    for (_, step) in edges {
+        now += step;
+        max = max.max(now);
+    }
+    max.max(0) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(at_us: i64, answered_us: i64) -> Received {
+        Received {
+            at_us,
+            answered_us,
+            path: "/p".into(),
+            method: "POST".into(),
+            headers: BTreeMap::new(),
+            authorization: None,
+            status: 200,
+            message_ids: vec![],
+            body: None,
+        }
+    }
+
+    #[test]
+    fn overlap_counts_intervals_open_at_once_and_back_to_back_ones_do_not_overlap() {
+        let received = [request(0, 10), request(5, 15), request(9, 12), request(15, 20), request(20, 30)];
+        assert_eq!(max_in_flight(&received), 3);
+        assert_eq!(max_in_flight(&[request(0, 10), request(10, 20)]), 1);
+        assert_eq!(max_in_flight(&[]), 0);
     }
 }

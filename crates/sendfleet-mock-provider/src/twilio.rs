@@ -60,6 +60,7 @@ pub(crate) async fn create_message(
     state.record.record(
         Received {
             at_us,
+            answered_us: chrono::Utc::now().timestamp_micros(),
             path: format!("/2010-04-01/Accounts/{account_sid}/Messages.json"),
             method: "POST".into(),
             headers: header_map(&headers),

@@ -14,6 +14,7 @@ mod capability;
 mod metrics;
 mod outcome;
 mod pause;
+mod permits;
 mod pipeline;
 mod rate;
 mod sent;
@@ -49,7 +50,11 @@ pub enum WorkerError {
 /// One provider as the worker drives it.
 pub(crate) struct ProviderRuntime {
     pub adapter: Arc<dyn Provider>,
+    /// Jobs this worker works on at once (`jobs_per_worker`), shrunk on overload (AIMD).
     pub concurrency: sendfleet_limits::ConcurrencyLimit,
+    /// Requests in flight to the provider (`concurrency`): fleet-wide, held only for
+    /// the HTTP request itself.
+    pub requests: permits::RequestPermits,
     /// Shared with the adapter, which takes slots from it for its own extra requests
     /// (OAuth token fetches, the resend after a 401).
     pub rate: Arc<rate::RateGate>,
@@ -140,7 +145,8 @@ pub async fn run(
         providers.push(Arc::new(ProviderRuntime {
             adapter,
             capability,
-            concurrency: sendfleet_limits::ConcurrencyLimit::new(provider.concurrency as usize),
+            concurrency: sendfleet_limits::ConcurrencyLimit::new(provider.effective_jobs_per_worker() as usize),
+            requests: permits::RequestPermits::new(&config, provider, &redis),
             rate,
             metrics: metrics::ProviderMetrics::new(&provider.id),
             pause: pause::PauseGate::new(
@@ -150,9 +156,8 @@ pub async fn run(
             ),
             backoff,
             claim_ttl: claim_ttl(provider),
-            // Twice the concurrency keeps every permit busy while finished jobs publish
-            // and ack; the prefetch is the hard bound on jobs held by this process.
-            prefetch: u16::try_from(provider.concurrency.saturating_mul(2)).unwrap_or(u16::MAX),
+            // The prefetch is the hard bound on jobs held by this process.
+            prefetch: u16::try_from(provider.effective_jobs_per_worker()).unwrap_or(u16::MAX),
         }));
     }
     // The ops server and the gauges stop with the service, also when the sessions end
@@ -163,8 +168,13 @@ pub async fn run(
     let server = tokio::spawn(sendfleet_telemetry::serve(ops_listener, router, stopped.clone()));
     let fallbacks = sendfleet_fallback::Fallbacks::new(redis.clone(), &config);
     let status = sendfleet_status::StatusWriter::start(&config).map_err(|e| WorkerError::Redis(e.to_string()))?;
+    let runtimes = providers.clone();
     let sessions = session::run_sessions(config, providers, sent, fallbacks, status.clone(), readiness, shutdown).await;
     stopped.cancel();
+    // Every request has ended: hand the fleet permits back rather than let them lapse.
+    for runtime in &runtimes {
+        runtime.requests.leave().await;
+    }
     // The last jobs' status updates, written before the process ends (bounded).
     status.flush(Duration::from_secs(2)).await;
     server.await.ok().transpose()?;

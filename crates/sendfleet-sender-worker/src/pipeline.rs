@@ -390,21 +390,30 @@ async fn attempt(provider: &ProviderRuntime, job: &SendJob, session: Option<&Can
             }
         };
     }
-    let session_lost = async {
-        match session {
-            Some(lost) => lost.cancelled().await,
-            None => std::future::pending().await,
-        }
-    };
     let waiting = Instant::now();
     let slot = tokio::select! {
         slot = provider.rate.acquire() => slot,
-        () = session_lost => return Attempt::SessionLost,
+        () = session_lost(session) => return Attempt::SessionLost,
     };
     if let Err(err) = slot {
         return Attempt::NoSlot(err.to_string());
     }
     provider.metrics.rate_wait(waiting.elapsed());
+    // The request's permit (the provider's concurrency, fleet-wide) covers the request
+    // alone, not the wait for a slot: a permit held while waiting for a slot is a request
+    // the provider could have had. Waiting for a permit past the slot's lateness bound
+    // would send on a stale slot, bunching sends above the rate: take a fresh one then.
+    let permit_wait = Instant::now();
+    let _request = provider.requests.acquire().await;
+    if permit_wait.elapsed() > provider.rate.stale_after() {
+        let slot = tokio::select! {
+            slot = provider.rate.acquire() => slot,
+            () = session_lost(session) => return Attempt::SessionLost,
+        };
+        if let Err(err) = slot {
+            return Attempt::NoSlot(err.to_string());
+        }
+    }
     if session.is_some_and(CancellationToken::is_cancelled) {
         return Attempt::SessionLost;
     }
@@ -418,6 +427,14 @@ async fn attempt(provider: &ProviderRuntime, job: &SendJob, session: Option<&Can
         // found no slot: nothing was accepted.
         SendOutcome::Transient { code: TransientCode::RateStoreUnavailable, reason, .. } => Attempt::NoSlot(reason),
         outcome => Attempt::Answered(outcome),
+    }
+}
+
+/// Resolves when the session is lost (never without one).
+async fn session_lost(session: Option<&CancellationToken>) {
+    match session {
+        Some(lost) => lost.cancelled().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -686,6 +703,7 @@ mod tests {
         let runtime = ProviderRuntime {
             adapter: Arc::new(Logged { config: config.providers[0].clone(), log: log.clone(), prepared }),
             concurrency: sendfleet_limits::ConcurrencyLimit::new(4),
+            requests: crate::permits::RequestPermits::Local(Arc::new(tokio::sync::Semaphore::new(4))),
             rate: Arc::new(RateGate::Fleet(FleetLimiter::new(Arc::new(slots), params, 1))),
             backoff: sendfleet_limits::Backoff::new(Duration::from_millis(100), Duration::from_secs(1)).unwrap(),
             prefetch: 8,

@@ -60,6 +60,16 @@ impl RateGate {
         }
     }
 
+    /// How long after its time a slot may still be used; a task that waited longer
+    /// (for its request permit) takes a fresh slot. Only the fleet limiter's slots go
+    /// stale.
+    pub fn stale_after(&self) -> Duration {
+        match self {
+            RateGate::Fleet(limiter) => limiter.max_lateness(),
+            _ => Duration::MAX,
+        }
+    }
+
     /// Slots leased, slots that expired unused, and failed lease calls (fleet limiter only).
     pub fn slot_counts(&self) -> Option<SlotCounts> {
         match self {

@@ -1,6 +1,7 @@
 //! End-to-end tests: the fleet in-process against the real RabbitMQ and the mock
 //! provider. Each test runs in its own broker namespace.
 
+mod concurrency;
 mod dispatch;
 mod docs;
 mod fallback;

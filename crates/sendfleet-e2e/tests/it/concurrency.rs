@@ -1,0 +1,88 @@
+//! The provider's concurrency holds for the whole fleet: three workers share it, a
+//! fourth joins and one crashes mid-run, and the mock's own timestamps never show more
+//! requests in flight than `concurrency`.
+
+use std::time::Duration;
+
+use sendfleet_mock_provider::{Behaviour, max_in_flight};
+use sendfleet_protocol::{Channel, Content, EventKind, Recipient, SendRequest};
+use sendfleet_test_support::{Fleet, FleetOptions};
+
+const CONCURRENCY: usize = 10;
+const LATENCY_MS: u64 = 200;
+
+fn options() -> FleetOptions {
+    let providers = format!(
+        r#"
+[[providers]]
+id = "ib-sms"
+kind = "infobip_sms"
+base_url = "{{mock}}"
+api_key_env = "TEST_API_KEY"
+sender_ids = ["ACMEIN"]
+default_for_channel = true
+rate_per_second = 4600
+concurrency = {CONCURRENCY}
+request_timeout_ms = 2000
+callback_token_env = "TEST_CALLBACK_TOKEN"
+"#
+    );
+    FleetOptions {
+        providers_toml: providers,
+        provider_ids: vec!["ib-sms"],
+        behaviour: Behaviour { latency_ms: LATENCY_MS, delivery_reports: false, ..Behaviour::default() },
+        workers: 3,
+        ingest: false,
+        ..FleetOptions::infobip("fleet-concurrency")
+    }
+}
+
+fn request(range: std::ops::Range<usize>) -> SendRequest {
+    SendRequest {
+        schema_version: 1,
+        message_id: None,
+        channel: Channel::Sms,
+        provider: None,
+        to: None,
+        recipients: range
+            .map(|i| Recipient {
+                to: format!("+1555{i:07}"),
+                message_id: Some(format!("fc-{i:04}")),
+                variables: Default::default(),
+                metadata: Default::default(),
+            })
+            .collect(),
+        sender: None,
+        content: Some(Content::Text { text: "Your code is 4242".into(), suggestions: vec![] }),
+        template: None,
+        options: Default::default(),
+        fallback: None,
+        metadata: Default::default(),
+        trace_id: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_joining_and_crashing_never_exceed_the_fleet_wide_concurrency() {
+    const JOBS: usize = 300;
+    let mut fleet = Fleet::start(options()).await;
+    fleet.publish_request(&request(0..JOBS)).await;
+    assert!(fleet.mock.wait_for_accepted(100, Duration::from_secs(30)).await >= 100);
+    // A fourth worker joins, and the first dies without giving its permits back.
+    fleet.start_worker().await;
+    fleet.abort_worker(0);
+    let accepted = fleet.events.wait_for(EventKind::Accepted, JOBS, Duration::from_secs(90)).await;
+    assert_eq!(accepted, JOBS, "every job sent once it is redelivered");
+
+    let received = fleet.mock.received();
+    let max = max_in_flight(&received);
+    assert!(max <= CONCURRENCY, "at most {CONCURRENCY} requests in flight at the provider, saw {max}");
+    assert!(max >= CONCURRENCY / 2, "the fleet uses its concurrency, saw at most {max}");
+    // Throughput before the crash: 100 requests of 200 ms on 10 permits take ≥ 2 s; far
+    // longer would mean the workers starve each other.
+    let mut starts: Vec<i64> = received.iter().map(|r| r.at_us).collect();
+    starts.sort_unstable();
+    let first_hundred = Duration::from_micros((starts[99] - starts[0]) as u64);
+    assert!(first_hundred < Duration::from_secs(6), "100 requests took {first_hundred:?}");
+    fleet.stop().await;
+}
