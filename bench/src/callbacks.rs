@@ -177,6 +177,7 @@ pub async fn run_once(
         peak_rss_mib: sample.map_or(0.0, |s| s.peak_rss_kib as f64 / 1_024.0),
         duplicates: 0,
         exit_codes: vec![ingest_exit],
+        max_in_flight: None,
     })
 }
 

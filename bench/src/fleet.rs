@@ -137,6 +137,13 @@ impl ProcessFleet {
         worker.terminate(Duration::from_secs(60)).await
     }
 
+    /// Kills worker `index` with SIGKILL (a crash: nothing is drained or given back).
+    pub async fn kill_worker(&mut self, index: usize) {
+        if let Some(mut worker) = self.workers.get_mut(index).and_then(Option::take) {
+            worker.kill().await;
+        }
+    }
+
     /// The live workers.
     pub fn live_workers(&self) -> impl Iterator<Item = &Proc> {
         self.workers.iter().flatten()
@@ -190,6 +197,7 @@ sender_ids = ["{sender}"]
 default_for_channel = {default}
 rate_per_second = {rate}
 {burst}concurrency = {concurrency}
+request_timeout_ms = 2000
 callback_token_env = "BENCH_CALLBACK_TOKEN"
 "#,
             rate = spec.rate_per_second,

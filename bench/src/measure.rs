@@ -97,5 +97,6 @@ pub fn summarise(
         peak_rss_mib: peak_rss_kib as f64 / 1_024.0,
         duplicates: stats.duplicate_message_ids,
         exit_codes,
+        max_in_flight: None,
     }
 }

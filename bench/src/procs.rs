@@ -69,6 +69,11 @@ impl Proc {
         self.child.id()
     }
 
+    /// SIGKILL, then waits for the process to be gone.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit; returns the exit code.
     pub async fn terminate(&mut self, wait: Duration) -> Option<i32> {
         if let Some(pid) = self.child.id() {

@@ -40,6 +40,9 @@ pub struct ScenarioSummary {
     pub duplicates: u64,
     /// Every worker exited 0 on SIGTERM in every run.
     pub clean_exits: bool,
+    /// The provider's concurrency, and the most requests in flight at it over every run
+    /// (scenarios that measure it).
+    pub in_flight: Option<(usize, u32)>,
 }
 
 /// The whole report.
@@ -101,6 +104,9 @@ pub fn summarise(scenarios: &[Scenario], runs: &[RunResult]) -> Vec<ScenarioSumm
                 peak_rss_mib: mine.iter().map(|r| r.peak_rss_mib).fold(0.0, f64::max),
                 duplicates: mine.iter().map(|r| r.duplicates).sum(),
                 clean_exits: mine.iter().all(|r| r.exit_codes.iter().all(|c| *c == Some(0))),
+                in_flight: scenario
+                    .in_flight
+                    .then(|| (mine.iter().filter_map(|r| r.max_in_flight).max().unwrap_or(0), scenario.concurrency)),
             })
         })
         .collect()
@@ -175,6 +181,11 @@ pub fn print_table(report: &Report) {
             s.peak_rss_mib,
             if s.clean_exits { "0" } else { "FAIL" },
         );
+    }
+    for s in &report.summaries {
+        if let Some((max, concurrency)) = s.in_flight {
+            println!("{}: at most {max} requests in flight at the provider (concurrency {concurrency})", s.scenario);
+        }
     }
     if let Some(ratio) = report.uncapped_vs_bare {
         println!("uncapped / bare throughput: {:.2} (median of per-round ratios)", ratio);

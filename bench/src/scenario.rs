@@ -47,9 +47,11 @@ pub enum Load {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Change {
     /// Start one more worker.
-    AddWorker,
+    Join,
     /// SIGTERM the worker with this index.
-    StopWorker(usize),
+    Stop(usize),
+    /// SIGKILL the worker with this index (a crash: its permits come back after their lease).
+    Kill(usize),
 }
 
 /// One named scenario.
@@ -69,7 +71,7 @@ pub struct Scenario {
     pub jitter_ms: u64,
     /// Workers at start.
     pub workers: usize,
-    /// Concurrency per worker.
+    /// The provider's concurrency (requests in flight across the fleet).
     pub concurrency: u32,
     /// Which worker.
     pub kind: WorkerKind,
@@ -82,6 +84,9 @@ pub struct Scenario {
     /// The message status store on (`status.enabled`); the `-status-off` scenarios
     /// turn it off to measure its cost in the same rounds.
     pub status_store: bool,
+    /// Measure the most requests in flight at the provider (from the mock's arrival and
+    /// answer times).
+    pub in_flight: bool,
 }
 
 /// The default scenarios, in the order they run.
@@ -116,6 +121,7 @@ fn base() -> Vec<Scenario> {
             max_seconds: 14,
             changes: &[],
             status_store: true,
+            in_flight: false,
         },
         Scenario {
             name: "capped-fleet",
@@ -129,8 +135,25 @@ fn base() -> Vec<Scenario> {
             kind: WorkerKind::Sendfleet,
             load: Load::Backlog { jobs: 80_000 },
             max_seconds: 15,
-            changes: &[(5, Change::AddWorker), (10, Change::StopWorker(0))],
+            changes: &[(5, Change::Join), (10, Change::Stop(0))],
             status_store: true,
+            in_flight: false,
+        },
+        Scenario {
+            name: "fleet-concurrency",
+            description: "concurrency 100 for the whole fleet, provider latency 200 ms, 3 workers; a 4th joins at 4 s, worker 0 is killed (SIGKILL) at 8 s",
+            cap: Some(4_600),
+            burst: 46,
+            latency_ms: 200,
+            jitter_ms: 0,
+            workers: 3,
+            concurrency: 100,
+            kind: WorkerKind::Sendfleet,
+            load: Load::Backlog { jobs: 8_000 },
+            max_seconds: 30,
+            changes: &[(4, Change::Join), (8, Change::Kill(0))],
+            status_store: true,
+            in_flight: true,
         },
         Scenario {
             name: "uncapped",
@@ -146,6 +169,7 @@ fn base() -> Vec<Scenario> {
             max_seconds: 60,
             changes: &[],
             status_store: true,
+            in_flight: false,
         },
         Scenario {
             name: "bare",
@@ -161,6 +185,7 @@ fn base() -> Vec<Scenario> {
             max_seconds: 60,
             changes: &[],
             status_store: true,
+            in_flight: false,
         },
         Scenario {
             name: "slow-provider",
@@ -176,6 +201,7 @@ fn base() -> Vec<Scenario> {
             max_seconds: 20,
             changes: &[],
             status_store: true,
+            in_flight: false,
         },
         callbacks(
             "callback-ingest",
@@ -208,6 +234,7 @@ fn callbacks(name: &'static str, description: &'static str, load: CallbackLoad, 
         max_seconds,
         changes: &[],
         status_store: true,
+        in_flight: false,
     }
 }
 
@@ -239,6 +266,9 @@ pub struct RunResult {
     pub duplicates: u64,
     /// Worker exit codes (SIGTERM must give 0).
     pub exit_codes: Vec<Option<i32>>,
+    /// The most requests in flight at the provider at once (scenarios that measure it).
+    #[serde(default)]
+    pub max_in_flight: Option<usize>,
 }
 
 /// Runs one scenario once.
@@ -305,12 +335,18 @@ pub async fn run_once(
                 break;
             }
             match change {
-                Change::AddWorker => start_worker(scenario, &mut fleet, &mut bare, amqp_url, &prefix).await?,
-                Change::StopWorker(index) => {
+                Change::Join => start_worker(scenario, &mut fleet, &mut bare, amqp_url, &prefix).await?,
+                Change::Stop(index) => {
                     if let Some(Some(worker)) = fleet.workers.get(*index) {
                         samples.extend(measure::sample(worker));
                     }
                     fleet.stop_worker(*index).await;
+                }
+                Change::Kill(index) => {
+                    if let Some(Some(worker)) = fleet.workers.get(*index) {
+                        samples.extend(measure::sample(worker));
+                    }
+                    fleet.kill_worker(*index).await;
                 }
             }
             changes.next();
@@ -332,14 +368,14 @@ pub async fn run_once(
     }
     let stats: sendfleet_mock_provider::Stats =
         client.get(format!("{}/mock/stats", fleet.mock_url())).send().await?.json().await?;
-    let latencies = match scenario.load {
-        Load::Open { .. } => {
-            let received: Vec<sendfleet_mock_provider::Received> =
-                client.get(format!("{}/mock/received", fleet.mock_url())).send().await?.json().await?;
-            Some(measure::latencies_ms(&received))
-        }
-        Load::Backlog { .. } | Load::Callbacks(_) => None,
+    let open = matches!(scenario.load, Load::Open { .. });
+    let received: Vec<sendfleet_mock_provider::Received> = if open || scenario.in_flight {
+        client.get(format!("{}/mock/received", fleet.mock_url())).send().await?.json().await?
+    } else {
+        Vec::new()
     };
+    let latencies = open.then(|| measure::latencies_ms(&received));
+    let max_in_flight = scenario.in_flight.then(|| sendfleet_mock_provider::max_in_flight(&received));
     let mut exit_codes = Vec::new();
     for mut worker in bare {
         exit_codes.push(worker.terminate(Duration::from_secs(30)).await);
@@ -350,7 +386,9 @@ pub async fn run_once(
         }
     }
     procs::delete_prefix(amqp_url, &prefix, &PROVIDERS.map(str::to_owned)).await;
-    Ok(measure::summarise(scenario, &stats, latencies, &samples, exit_codes))
+    let mut result = measure::summarise(scenario, &stats, latencies, &samples, exit_codes);
+    result.max_in_flight = max_in_flight;
+    Ok(result)
 }
 
 async fn start_worker(
