@@ -172,11 +172,11 @@ pub struct PermitSettings {
 }
 
 impl PermitSettings {
-    /// For a provider with this request timeout: lease = timeout + 5 s, sync every
-    /// 250 ms (10 ms while growing).
+    /// For a provider with this request timeout: lease = timeout + 3 s (permits stay
+    /// usable 2 s after a sync), sync every 250 ms (10 ms while growing).
     pub fn for_timeout(request_timeout: Duration) -> PermitSettings {
         PermitSettings {
-            lease_ttl: request_timeout + Duration::from_secs(5),
+            lease_ttl: request_timeout + Duration::from_secs(3),
             request_timeout,
             period: Duration::from_millis(250),
             fast_period: Duration::from_millis(10),
