@@ -108,7 +108,7 @@ impl Proc {
 
 /// Checks that the broker answers; the error says how to start it.
 pub async fn check_broker(url: &str) -> anyhow::Result<()> {
-    let config = BrokerConfig { url: RedactedUrl::new(url), ..BrokerConfig::default() };
+    let config = BrokerConfig { url: RedactedUrl::new(url).into(), ..BrokerConfig::default() };
     match tokio::time::timeout(Duration::from_secs(5), sendfleet_broker::connect_once(&config, "bench-check")).await {
         Ok(Ok(connection)) => {
             let _ = connection.close(200, "".into()).await;
@@ -144,7 +144,8 @@ pub fn queue_type_name() -> &'static str {
 
 /// Deletes every queue and exchange under `prefix`.
 pub async fn delete_prefix(url: &str, prefix: &str, providers: &[String]) {
-    let config = BrokerConfig { url: RedactedUrl::new(url), prefix: prefix.to_owned(), ..BrokerConfig::default() };
+    let config =
+        BrokerConfig { url: RedactedUrl::new(url).into(), prefix: prefix.to_owned(), ..BrokerConfig::default() };
     let Ok(connection) = sendfleet_broker::connect_once(&config, "bench-cleanup").await else { return };
     let topology = Topology::new(&config);
     if let Ok(channel) = connection.create_channel().await {

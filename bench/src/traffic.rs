@@ -20,7 +20,7 @@ use sendfleet_protocol::{Channel, Content, Event, EventKind, SendJob, SendReques
 /// (`fleet.rs`), or the fleet's declaration would not match the bench's.
 fn broker(url: &str, prefix: &str) -> BrokerConfig {
     BrokerConfig {
-        url: RedactedUrl::new(url),
+        url: RedactedUrl::new(url).into(),
         prefix: prefix.to_owned(),
         queue_type: crate::procs::queue_type(),
         events_queue: EventsQueueConfig {

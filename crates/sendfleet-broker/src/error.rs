@@ -50,6 +50,9 @@ pub enum BrokerError {
     /// A consumer stopped: the channel or connection is gone.
     #[error("broker connection lost")]
     ConnectionLost,
+    /// A broker node did not accept a connection in time.
+    #[error("broker node did not accept a connection within {0:?}")]
+    ConnectTimeout(std::time::Duration),
     /// Shutdown was requested while waiting for the broker.
     #[error("shutting down")]
     ShuttingDown,

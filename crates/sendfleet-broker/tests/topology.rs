@@ -29,7 +29,7 @@ struct Fleet {
 impl Fleet {
     async fn new(what: &str, events_queue: EventsQueueConfig) -> Fleet {
         let broker = BrokerConfig {
-            url: RedactedUrl::new(common::amqp_url()),
+            url: RedactedUrl::new(common::amqp_url()).into(),
             prefix: format!("sft-{what}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
             events_queue,
             ..BrokerConfig::default()

@@ -27,7 +27,7 @@ pub use generic::{
     GENERIC_RESERVED_BODY_KEYS, MESSAGE_FIELD_NAMES, MessageField, TemplatePart, parse_parameter_template,
 };
 pub use model::*;
-pub use secret::{RedactedUrl, Secret, UrlError};
+pub use secret::{BrokerUrls, RedactedUrl, Secret, UrlError};
 
 /// The highest rate any provider may be given, requests per second for the whole fleet.
 pub const MAX_RATE_PER_SECOND: u32 = 4_600;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use sendfleet_protocol::Channel;
 use serde::{Deserialize, Serialize};
 
-use crate::{RedactedUrl, Secret};
+use crate::{BrokerUrls, RedactedUrl, Secret};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -35,9 +35,10 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BrokerConfig {
-    /// AMQP URL, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`. Its password is redacted
-    /// in every log line.
-    pub url: RedactedUrl,
+    /// AMQP URL, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`, or a list of them (the
+    /// nodes of a cluster: the first that answers is used, and after a lost connection
+    /// the next one is tried first). Passwords are redacted in every log line.
+    pub url: BrokerUrls,
     /// Prefix of every exchange and queue name, so several fleets (or tests) share a broker.
     pub prefix: String,
     /// `classic` or `quorum` (replicated; use on a RabbitMQ cluster).
@@ -49,7 +50,7 @@ pub struct BrokerConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
-            url: RedactedUrl::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            url: BrokerUrls::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
             prefix: "sendfleet".into(),
             queue_type: QueueType::Classic,
             events_queue: EventsQueueConfig::default(),

@@ -214,3 +214,83 @@ impl std::fmt::Display for RedactedUrl {
         f.write_str(&self.redacted())
     }
 }
+
+/// `broker.url`: one AMQP URL, or several (the nodes of a cluster). Services connect to
+/// the first that answers and, after losing a connection, try the next one first. Each
+/// is redacted like a [`RedactedUrl`] wherever it is shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BrokerUrls(Vec<RedactedUrl>);
+
+impl BrokerUrls {
+    /// One URL.
+    pub fn new(url: impl Into<String>) -> BrokerUrls {
+        BrokerUrls(vec![RedactedUrl::new(url)])
+    }
+
+    /// The first URL, password included (what single-node tools use).
+    pub fn expose(&self) -> &str {
+        self.0.first().map_or("", RedactedUrl::expose)
+    }
+
+    /// Every URL, in the configured order.
+    pub fn all(&self) -> &[RedactedUrl] {
+        &self.0
+    }
+}
+
+impl From<RedactedUrl> for BrokerUrls {
+    fn from(url: RedactedUrl) -> BrokerUrls {
+        BrokerUrls(vec![url])
+    }
+}
+
+impl std::fmt::Debug for BrokerUrls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_slice() {
+            [one] => one.fmt(f),
+            many => f.debug_list().entries(many.iter()).finish(),
+        }
+    }
+}
+
+impl std::fmt::Display for BrokerUrls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: Vec<String> = self.0.iter().map(RedactedUrl::redacted).collect();
+        f.write_str(&shown.join(", "))
+    }
+}
+
+impl serde::Serialize for BrokerUrls {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => one.serialize(serializer),
+            many => many.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for BrokerUrls {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<BrokerUrls, D::Error> {
+        struct Urls;
+        impl<'de> serde::de::Visitor<'de> for Urls {
+            type Value = BrokerUrls;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a URL or an array of URLs")
+            }
+            fn visit_str<E: serde::de::Error>(self, url: &str) -> Result<BrokerUrls, E> {
+                Ok(BrokerUrls::new(url))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<BrokerUrls, A::Error> {
+                let mut urls = Vec::new();
+                while let Some(url) = seq.next_element::<String>()? {
+                    urls.push(RedactedUrl::new(url));
+                }
+                if urls.is_empty() {
+                    return Err(serde::de::Error::invalid_length(0, &"at least one URL"));
+                }
+                Ok(BrokerUrls(urls))
+            }
+        }
+        deserializer.deserialize_any(Urls)
+    }
+}

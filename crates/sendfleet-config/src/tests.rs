@@ -37,7 +37,7 @@ fn a_good_file_loads_with_secrets_resolved() {
 #[test]
 fn secrets_never_appear_in_debug_output() {
     let mut config = Config::from_toml(GOOD, &env).unwrap();
-    config.broker.url = RedactedUrl::new("amqp://user:hunter2@rabbit:5672/%2f");
+    config.broker.url = BrokerUrls::new("amqp://user:hunter2@rabbit:5672/%2f");
     let debug = format!("{config:?}");
     assert!(!debug.contains("super-secret-api-key"), "{debug}");
     assert!(!debug.contains("0123456789abcdef0123"));
@@ -105,6 +105,24 @@ fn the_shipped_example_is_valid() {
     let example = include_str!("../../../config/sendfleet.example.toml");
     let anything = |_: &str| Some("example-secret-value-0123456789".to_owned());
     Config::from_toml(example, &anything).unwrap();
+}
+
+#[test]
+fn broker_url_may_list_the_nodes_of_a_cluster_and_each_is_checked() {
+    let nodes = GOOD.replace(
+        "[broker]\nprefix = \"t1\"\n",
+        "[broker]\nprefix = \"t1\"\nurl = [\"amqp://u:secret-pw@rabbit-0:5672/%2f\", \"amqp://u:secret-pw@rabbit-1:5672/%2f\"]\n",
+    );
+    let config = Config::from_toml(&nodes, &env).unwrap();
+    assert_eq!(config.broker.url.all().len(), 2);
+    assert_eq!(config.broker.url.expose(), "amqp://u:secret-pw@rabbit-0:5672/%2f");
+    let shown = format!("{} {:?}", config.broker.url, config.broker.url);
+    assert!(shown.contains("rabbit-1") && !shown.contains("secret-pw"), "{shown}");
+    let bad = nodes.replace("amqp://u:secret-pw@rabbit-1", "http://u:secret-pw@rabbit-1");
+    let text = Config::from_toml(&bad, &env).unwrap_err().to_string();
+    assert!(text.contains("broker.url[1]") && !text.contains("secret-pw"), "{text}");
+    let empty = GOOD.replace("[broker]\nprefix = \"t1\"\n", "[broker]\nprefix = \"t1\"\nurl = []\n");
+    assert!(Config::from_toml(&empty, &env).unwrap_err().to_string().contains("broker.url"));
 }
 
 #[test]

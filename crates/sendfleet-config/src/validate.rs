@@ -26,11 +26,15 @@ pub(crate) fn validate_and_resolve(config: &mut Config, lookup: &dyn Fn(&str) ->
     if !valid_name(&config.broker.prefix) {
         errors.push("broker.prefix", "must be non-empty: letters, digits, '-', '_' or '.'");
     }
-    let url = config.broker.url.expose();
-    if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-        errors.push("broker.url", "must start with amqp:// or amqps://");
-    } else if let Err(problem) = config.broker.url.check() {
-        errors.push("broker.url", unusable_url(&problem));
+    let urls = config.broker.url.all();
+    for (index, url) in urls.iter().enumerate() {
+        let field = if urls.len() == 1 { "broker.url".to_owned() } else { format!("broker.url[{index}]") };
+        let text = url.expose();
+        if !(text.starts_with("amqp://") || text.starts_with("amqps://")) {
+            errors.push(field, "must start with amqp:// or amqps://");
+        } else if let Err(problem) = url.check() {
+            errors.push(field, unusable_url(&problem));
+        }
     }
     let url = config.redis.url.expose();
     if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://")) {

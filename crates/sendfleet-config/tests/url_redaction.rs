@@ -109,8 +109,8 @@ fn encoded_reserved_characters_in_user_and_password_are_accepted_and_hidden() {
             assert_hidden(output, &url);
         }
         let config = loaded.unwrap_or_else(|e| panic!("{key}: an encoded URL must load: {e}"));
-        let field = if key.contains("BROKER") { &config.broker.url } else { &config.redis.url };
-        assert_eq!(field.to_string(), shown);
+        let field = if key.contains("BROKER") { config.broker.url.to_string() } else { config.redis.url.to_string() };
+        assert_eq!(field, shown);
     }
     let url = format!("amqp://{}:{}@rabbit/%2f", encode(user), encode(&secret));
     let uri: amq_protocol_uri::AMQPUri = url.parse().unwrap();

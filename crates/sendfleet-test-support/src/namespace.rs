@@ -32,7 +32,7 @@ impl Namespace {
     /// The broker config of this namespace.
     pub fn broker_config(&self) -> BrokerConfig {
         BrokerConfig {
-            url: sendfleet_config::RedactedUrl::new(crate::amqp_url()),
+            url: sendfleet_config::BrokerUrls::new(crate::amqp_url()),
             prefix: self.prefix.clone(),
             ..BrokerConfig::default()
         }
