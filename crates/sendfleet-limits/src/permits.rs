@@ -200,6 +200,10 @@ struct State {
     /// Until when held permits may be handed out (the last good sync's start plus the
     /// lease minus a request's longest life).
     usable_until: Option<Instant>,
+    /// While a sync is in flight: the requests in flight it reported. The store may
+    /// shrink this holder down to that number, so no more are started until it answers
+    /// (else the store would count fewer than are in flight, and hand the rest out).
+    sync_floor: Option<u32>,
 }
 
 /// How long a demand peak is remembered.
@@ -258,6 +262,7 @@ impl FleetPermits {
                 in_use: 0,
                 waiting: 0,
                 usable_until: None,
+                sync_floor: None,
             }),
             available: Notify::new(),
             wanted: Arc::new(Notify::new()),
@@ -278,7 +283,8 @@ impl FleetPermits {
                 let usable = state.usable_until.is_some_and(|until| Instant::now() < until);
                 // Not beyond the share either: a worker above it (another joined) lets
                 // its in-flight requests drain to the share, then gives the rest back.
-                if usable && state.in_use < state.held.min(state.allowed) {
+                let ceiling = state.held.min(state.allowed).min(state.sync_floor.unwrap_or(u32::MAX));
+                if usable && state.in_use < ceiling {
                     state.in_use += 1;
                     if counted {
                         state.waiting -= 1;
@@ -300,6 +306,11 @@ impl FleetPermits {
             // A bounded wait: a lease that became unusable by time alone wakes no one.
             drop(tokio::time::timeout(self.inner.settings.period, notified).await);
         }
+    }
+
+    /// Waits at most `limit` for a permit.
+    pub async fn acquire_within(&self, limit: Duration) -> Option<FleetPermit> {
+        tokio::time::timeout(limit, self.acquire()).await.ok()
     }
 
     /// Permits this worker holds and uses now.
@@ -340,6 +351,7 @@ async fn sync_loop(inner: std::sync::Weak<Inner>, wanted: Arc<Notify>, stop: Can
             if now_demand >= state.peak.0 || now.duration_since(state.peak.1) > PEAK_WINDOW {
                 state.peak = (now_demand, now);
             }
+            state.sync_floor = Some(state.in_use);
             (state.peak.0, state.in_use, state.waiting > 0 && state.held < state.allowed)
         };
         let started = Instant::now();
@@ -347,16 +359,18 @@ async fn sync_loop(inner: std::sync::Weak<Inner>, wanted: Arc<Notify>, stop: Can
         match strong.store.sync(&strong.holder, demand, in_use, settings.lease_ttl).await {
             Ok(holding) => {
                 let mut state = strong.state.lock();
-                let grew = holding.held > state.held;
+                state.sync_floor = None;
                 state.held = holding.held;
                 state.allowed = holding.allowed;
                 state.usable_until = Some(started + settings.usable_for());
                 drop(state);
-                if grew {
-                    strong.available.notify_waiters();
-                }
+                // Waiters held back during the sync may go on (and more, if it grew).
+                strong.available.notify_waiters();
             }
             Err(err) => {
+                // Nothing changed in the store: what is held stays held.
+                strong.state.lock().sync_floor = None;
+                strong.available.notify_waiters();
                 strong.sync_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(error = %err, "cannot renew concurrency permits; new requests stop when the lease runs short");
             }

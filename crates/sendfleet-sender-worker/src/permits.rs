@@ -47,6 +47,14 @@ impl RequestPermits {
         }
     }
 
+    /// Waits at most `limit` for a permit (`Duration::MAX`: as long as it takes).
+    pub async fn acquire_within(&self, limit: Duration) -> Option<RequestPermit> {
+        if limit == Duration::MAX {
+            return Some(self.acquire().await);
+        }
+        tokio::time::timeout(limit, self.acquire()).await.ok()
+    }
+
     /// Gives the fleet permits back at shutdown (after the last request ended).
     pub async fn leave(&self) {
         if let RequestPermits::Fleet(permits) = self {

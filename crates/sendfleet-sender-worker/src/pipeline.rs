@@ -391,21 +391,26 @@ async fn attempt(provider: &ProviderRuntime, job: &SendJob, session: Option<&Can
         };
     }
     let waiting = Instant::now();
-    let slot = tokio::select! {
-        slot = provider.rate.acquire() => slot,
-        () = session_lost(session) => return Attempt::SessionLost,
-    };
-    if let Err(err) = slot {
-        return Attempt::NoSlot(err.to_string());
-    }
-    provider.metrics.rate_wait(waiting.elapsed());
-    // The request's permit (the provider's concurrency, fleet-wide) covers the request
-    // alone, not the wait for a slot: a permit held while waiting for a slot is a request
-    // the provider could have had. Waiting for a permit past the slot's lateness bound
-    // would send on a stale slot, bunching sends above the rate: take a fresh one then.
-    let permit_wait = Instant::now();
-    let _request = provider.requests.acquire().await;
-    if permit_wait.elapsed() > provider.rate.stale_after() {
+    let sender = provider.sender_rates.get(&job.sender);
+    // Slots first, then the request's permit (the provider's concurrency, fleet-wide): a
+    // permit covers the request alone, since a permit held while waiting for a slot is a
+    // request the provider could have had. A rate-limited sender's slot comes before the
+    // provider's (it is the scarcer, ≤ the provider's rate): a task holds at most one
+    // kind while it waits for the other, so no two tasks wait on each other. A slot must
+    // be used within its lateness bound (later, sends would bunch above the rate): when
+    // the permit (or the provider's slot) takes longer, the slots are left unused and
+    // fresh ones taken — no permit is held meanwhile.
+    let _request = loop {
+        if let Some(sender) = sender {
+            let slot = tokio::select! {
+                slot = sender.acquire() => slot,
+                () = session_lost(session) => return Attempt::SessionLost,
+            };
+            if let Err(err) = slot {
+                return Attempt::NoSlot(err.to_string());
+            }
+        }
+        let sender_slot_at = Instant::now();
         let slot = tokio::select! {
             slot = provider.rate.acquire() => slot,
             () = session_lost(session) => return Attempt::SessionLost,
@@ -413,7 +418,19 @@ async fn attempt(provider: &ProviderRuntime, job: &SendJob, session: Option<&Can
         if let Err(err) = slot {
             return Attempt::NoSlot(err.to_string());
         }
-    }
+        let permit = tokio::select! {
+            permit = provider.requests.acquire_within(provider.rate.stale_after()) => permit,
+            () = session_lost(session) => return Attempt::SessionLost,
+        };
+        let sender_fresh = sender.is_none_or(|sender| sender_slot_at.elapsed() <= sender.stale_after());
+        match permit {
+            Some(permit) if sender_fresh => break permit,
+            _ => {
+                tracing::debug!(provider = %job.provider, "slots went stale waiting for a request permit; taking fresh ones")
+            }
+        }
+    };
+    provider.metrics.rate_wait(waiting.elapsed());
     if session.is_some_and(CancellationToken::is_cancelled) {
         return Attempt::SessionLost;
     }
@@ -704,6 +721,7 @@ mod tests {
             adapter: Arc::new(Logged { config: config.providers[0].clone(), log: log.clone(), prepared }),
             concurrency: sendfleet_limits::ConcurrencyLimit::new(4),
             requests: crate::permits::RequestPermits::Local(Arc::new(tokio::sync::Semaphore::new(4))),
+            sender_rates: Default::default(),
             rate: Arc::new(RateGate::Fleet(FleetLimiter::new(Arc::new(slots), params, 1))),
             backoff: sendfleet_limits::Backoff::new(Duration::from_millis(100), Duration::from_secs(1)).unwrap(),
             prefetch: 8,

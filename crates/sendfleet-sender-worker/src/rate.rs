@@ -1,7 +1,7 @@
 //! Holding each provider to its rate: fleet-wide slot leases (default) or a local
 //! token bucket.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use futures_util::future::BoxFuture;
 use sendfleet_config::{Config, ProviderConfig, RateLimiterKind};
@@ -28,24 +28,44 @@ pub(crate) enum RateGate {
 
 impl RateGate {
     pub fn new(config: &Config, provider: &ProviderConfig, redis: &deadpool_redis::Pool) -> RateGate {
-        let burst = provider.effective_burst();
         if config.worker.rate_limiter == RateLimiterKind::Off {
             tracing::warn!(provider = %provider.id, "rate limiter is off: never run like this against a real provider");
             return RateGate::Off;
         }
+        let key = format!("{}:rate:{}", config.redis.key_prefix, provider.id);
+        RateGate::with(config, provider.rate_per_second, provider.effective_burst(), key, redis)
+    }
+
+    /// A gate of `rate` requests/s with `burst`, its fleet-wide slots kept at `key`.
+    fn with(config: &Config, rate: u32, burst: u32, key: String, redis: &deadpool_redis::Pool) -> RateGate {
         match config.worker.rate_limiter {
             RateLimiterKind::Fleet => {
-                let pool = redis;
-                let params = SlotParams::new(provider.rate_per_second, burst);
-                let key = format!("{}:rate:{}", config.redis.key_prefix, provider.id);
+                let params = SlotParams::new(rate, burst);
                 RateGate::Fleet(FleetLimiter::new(
-                    Arc::new(RedisLeases::new(pool.clone(), key, params)),
+                    Arc::new(RedisLeases::new(redis.clone(), key, params)),
                     params,
-                    FleetLimiter::batch_for(provider.rate_per_second),
+                    FleetLimiter::batch_for(rate),
                 ))
             }
-            _ => RateGate::Local(LocalLimiter::new(provider.rate_per_second, burst), provider.rate_per_second),
+            RateLimiterKind::Local => RateGate::Local(LocalLimiter::new(rate, burst), rate),
+            RateLimiterKind::Off => RateGate::Off,
         }
+    }
+
+    /// The gates of the provider's rate-limited senders (`sender_rates`), by sender id.
+    pub fn for_senders(
+        config: &Config,
+        provider: &ProviderConfig,
+        redis: &deadpool_redis::Pool,
+    ) -> HashMap<String, RateGate> {
+        provider
+            .sender_rates
+            .iter()
+            .map(|(sender, rate)| {
+                let key = format!("{}:rate:{}:sender:{sender}", config.redis.key_prefix, provider.id);
+                (sender.clone(), RateGate::with(config, *rate, (rate / 100).max(1), key, redis))
+            })
+            .collect()
     }
 
     /// Waits for the right to send one request.
