@@ -450,12 +450,6 @@ pub struct ProviderConfig {
     /// Token-bucket burst above the steady rate; absent means rate/100 (at least 1).
     #[serde(default)]
     pub burst: Option<u32>,
-    /// Fleet-wide requests per second of single senders (sender id → rate, each ≤
-    /// `rate_per_second`), for carriers that limit a long code, short code or toll-free
-    /// number on its own. A job from a listed sender takes a sender slot and a provider
-    /// slot; other senders share the provider's rate. Burst: rate/100 (at least 1).
-    #[serde(default)]
-    pub sender_rates: BTreeMap<String, u32>,
     /// Requests in flight to the provider across the whole fleet ("custom concurrency",
     /// ≤ 4,600): every worker's requests together (per worker only with
     /// `worker.rate_limiter = "local"`).

@@ -126,6 +126,16 @@ fn broker_url_may_list_the_nodes_of_a_cluster_and_each_is_checked() {
 }
 
 #[test]
+fn jobs_per_worker_is_a_per_process_knob_defaulting_to_twice_the_concurrency() {
+    let config = Config::from_toml(&format!("{GOOD}jobs_per_worker = 10\n"), &env).unwrap();
+    assert_eq!(config.providers[0].effective_jobs_per_worker(), 10);
+    let default = Config::from_toml(GOOD, &env).unwrap();
+    assert_eq!(default.providers[0].effective_jobs_per_worker(), default.providers[0].concurrency * 2);
+    let text = Config::from_toml(&format!("{GOOD}jobs_per_worker = 0\n"), &env).unwrap_err().to_string();
+    assert!(text.contains("providers[0].jobs_per_worker"), "{text}");
+}
+
+#[test]
 fn the_commented_twilio_example_is_valid_once_uncommented() {
     let example = include_str!("../../../config/sendfleet.example.toml");
     let start = example.find("# [[providers]]\n# id = \"twilio-rcs\"").expect("the Twilio example");

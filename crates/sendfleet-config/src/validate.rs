@@ -200,17 +200,6 @@ fn validate_provider(
     if provider.jobs_per_worker.is_some_and(|jobs| jobs == 0 || jobs > u32::from(u16::MAX)) {
         errors.push(format!("{at}.jobs_per_worker"), format!("must be between 1 and {}", u16::MAX));
     }
-    for (sender, rate) in &provider.sender_rates {
-        if *rate == 0 || *rate > provider.rate_per_second {
-            errors.push(
-                format!("{at}.sender_rates.{sender}"),
-                format!("must be between 1 and the provider's rate_per_second ({})", provider.rate_per_second),
-            );
-        }
-        if sender.is_empty() {
-            errors.push(format!("{at}.sender_rates"), "a sender id must not be empty");
-        }
-    }
     if let Some(burst) = provider.burst
         && (burst == 0 || burst > provider.rate_per_second)
     {

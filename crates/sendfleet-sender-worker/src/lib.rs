@@ -58,8 +58,6 @@ pub(crate) struct ProviderRuntime {
     /// Shared with the adapter, which takes slots from it for its own extra requests
     /// (OAuth token fetches, the resend after a 401).
     pub rate: Arc<rate::RateGate>,
-    /// The rates of single senders (`sender_rates`), taken before the provider's.
-    pub sender_rates: std::collections::HashMap<String, rate::RateGate>,
     pub backoff: sendfleet_limits::Backoff,
     pub prefetch: u16,
     /// How long a send may hold its message's claim (see `sent`).
@@ -149,7 +147,6 @@ pub async fn run(
             capability,
             concurrency: sendfleet_limits::ConcurrencyLimit::new(provider.effective_jobs_per_worker() as usize),
             requests: permits::RequestPermits::new(&config, provider, &redis),
-            sender_rates: rate::RateGate::for_senders(&config, provider, &redis),
             rate,
             metrics: metrics::ProviderMetrics::new(&provider.id),
             pause: pause::PauseGate::new(

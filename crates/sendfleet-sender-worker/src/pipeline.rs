@@ -391,26 +391,12 @@ async fn attempt(provider: &ProviderRuntime, job: &SendJob, session: Option<&Can
         };
     }
     let waiting = Instant::now();
-    let sender = provider.sender_rates.get(&job.sender);
-    // Slots first, then the request's permit (the provider's concurrency, fleet-wide): a
-    // permit covers the request alone, since a permit held while waiting for a slot is a
-    // request the provider could have had. A rate-limited sender's slot comes before the
-    // provider's (it is the scarcer, ≤ the provider's rate): a task holds at most one
-    // kind while it waits for the other, so no two tasks wait on each other. A slot must
-    // be used within its lateness bound (later, sends would bunch above the rate): when
-    // the permit (or the provider's slot) takes longer, the slots are left unused and
-    // fresh ones taken — no permit is held meanwhile.
+    // The slot first, then the request's permit (the provider's concurrency, fleet-wide):
+    // a permit covers the request alone, since a permit held while waiting for a slot is
+    // a request the provider could have had. A slot must be used within its lateness
+    // bound (later, sends would bunch above the rate): when the permit takes longer, the
+    // slot is left unused and a fresh one taken — no permit is held meanwhile.
     let _request = loop {
-        if let Some(sender) = sender {
-            let slot = tokio::select! {
-                slot = sender.acquire() => slot,
-                () = session_lost(session) => return Attempt::SessionLost,
-            };
-            if let Err(err) = slot {
-                return Attempt::NoSlot(err.to_string());
-            }
-        }
-        let sender_slot_at = Instant::now();
         let slot = tokio::select! {
             slot = provider.rate.acquire() => slot,
             () = session_lost(session) => return Attempt::SessionLost,
@@ -422,11 +408,10 @@ async fn attempt(provider: &ProviderRuntime, job: &SendJob, session: Option<&Can
             permit = provider.requests.acquire_within(provider.rate.stale_after()) => permit,
             () = session_lost(session) => return Attempt::SessionLost,
         };
-        let sender_fresh = sender.is_none_or(|sender| sender_slot_at.elapsed() <= sender.stale_after());
         match permit {
-            Some(permit) if sender_fresh => break permit,
-            _ => {
-                tracing::debug!(provider = %job.provider, "slots went stale waiting for a request permit; taking fresh ones")
+            Some(permit) => break permit,
+            None => {
+                tracing::debug!(provider = %job.provider, "slot went stale waiting for a request permit; taking a fresh one")
             }
         }
     };
@@ -721,7 +706,6 @@ mod tests {
             adapter: Arc::new(Logged { config: config.providers[0].clone(), log: log.clone(), prepared }),
             concurrency: sendfleet_limits::ConcurrencyLimit::new(4),
             requests: crate::permits::RequestPermits::Local(Arc::new(tokio::sync::Semaphore::new(4))),
-            sender_rates: Default::default(),
             rate: Arc::new(RateGate::Fleet(FleetLimiter::new(Arc::new(slots), params, 1))),
             backoff: sendfleet_limits::Backoff::new(Duration::from_millis(100), Duration::from_secs(1)).unwrap(),
             prefetch: 8,

@@ -1,7 +1,7 @@
 //! Holding each provider to its rate: fleet-wide slot leases (default) or a local
 //! token bucket.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use futures_util::future::BoxFuture;
 use sendfleet_config::{Config, ProviderConfig, RateLimiterKind};
@@ -50,22 +50,6 @@ impl RateGate {
             RateLimiterKind::Local => RateGate::Local(LocalLimiter::new(rate, burst), rate),
             RateLimiterKind::Off => RateGate::Off,
         }
-    }
-
-    /// The gates of the provider's rate-limited senders (`sender_rates`), by sender id.
-    pub fn for_senders(
-        config: &Config,
-        provider: &ProviderConfig,
-        redis: &deadpool_redis::Pool,
-    ) -> HashMap<String, RateGate> {
-        provider
-            .sender_rates
-            .iter()
-            .map(|(sender, rate)| {
-                let key = format!("{}:rate:{}:sender:{sender}", config.redis.key_prefix, provider.id);
-                (sender.clone(), RateGate::with(config, *rate, (rate / 100).max(1), key, redis))
-            })
-            .collect()
     }
 
     /// Waits for the right to send one request.
