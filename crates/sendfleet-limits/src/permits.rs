@@ -325,10 +325,12 @@ impl FleetPermits {
     }
 
     /// Stops syncing and hands every permit back to the fleet (call at shutdown, after
-    /// the last request ended).
+    /// the last request ended). Bounded to 2 s: with the store unreachable the permits
+    /// come back when their lease ends instead, and shutdown does not wait for it.
     pub async fn leave(&self) {
         self.stop.cancel();
-        let _ = self.inner.store.sync(&self.inner.holder, 0, 0, Duration::ZERO).await;
+        let leaving = self.inner.store.sync(&self.inner.holder, 0, 0, Duration::ZERO);
+        let _ = tokio::time::timeout(Duration::from_secs(2), leaving).await;
     }
 }
 

@@ -98,19 +98,7 @@ pub trait Provider: Send + Sync {
     fn send_event<'a>(&'a self, event: &'a OutboundEvent) -> BoxFuture<'a, RawAnswer> {
         let _ = event;
         let reason = format!("provider {} has no outbound RCS events", self.config().id);
-        Box::pin(async move {
-            RawAnswer {
-                http_status: None,
-                provider_message_id: None,
-                body: String::new(),
-                outcome: SendOutcome::Rejected {
-                    code: RejectCode::UnsupportedContent,
-                    reason,
-                    status: None,
-                    error: None,
-                },
-            }
-        })
+        Box::pin(async move { RawAnswer::refused(RejectCode::UnsupportedContent, reason) })
     }
 
     /// Sends one job and returns the provider's raw answer beside the classification
@@ -234,6 +222,18 @@ pub struct RawAnswer {
     pub body: String,
     /// How the answer is classified.
     pub outcome: SendOutcome,
+}
+
+impl RawAnswer {
+    /// No request was made: the adapter refused it for good with `code` and `reason`.
+    pub fn refused(code: RejectCode, reason: String) -> RawAnswer {
+        RawAnswer {
+            http_status: None,
+            provider_message_id: None,
+            body: String::new(),
+            outcome: SendOutcome::Rejected { code, reason, status: None, error: None },
+        }
+    }
 }
 
 /// Settings shared by every adapter of a process.

@@ -251,17 +251,7 @@ impl InfobipAdapter {
     pub async fn post_event(&self, event: &OutboundEvent) -> RawAnswer {
         if self.config.channel() != Channel::Rcs {
             let reason = format!("provider {} is not an RCS provider; events are RCS only", self.config.id);
-            return RawAnswer {
-                http_status: None,
-                provider_message_id: None,
-                body: String::new(),
-                outcome: SendOutcome::Rejected {
-                    code: RejectCode::UnsupportedContent,
-                    reason,
-                    status: None,
-                    error: None,
-                },
-            };
+            return RawAnswer::refused(RejectCode::UnsupportedContent, reason);
         }
         let body = build_event_body(event, self.config.default_sender().unwrap_or_default());
         match self.post(&self.events_url, body).await {
