@@ -13,7 +13,7 @@
 - KEDA: the worker Deployment leaves `replicas` to the HPA KEDA creates; every
   configured provider's jobs queue (under the configured prefix) has a trigger and every
   trigger is such a queue; maxReplicaCount stays within the ceiling docs/OPERATIONS.md
-  derives: ceil(rate_per_second × latency ÷ concurrency) over the providers, with the
+  derives: ceil(min(rate × latency, concurrency) ÷ min(jobs_per_worker, concurrency)) over the providers, with the
   latency the ScaledObject's `sendfleet/provider-latency-ms` annotation assumes.
 - deploy/prometheus and deploy/grafana: parse; every alert has expr/for/severity/summary;
   every metric a query names is in docs/METRICS.md (the Rust test
@@ -270,13 +270,21 @@ def check_scaled_object(rel: str, so: dict, deployments: dict, config: dict, aut
     except (TypeError, ValueError):
         problem(rel, f"annotation {LATENCY_ANNOTATION} (the provider p99 latency in ms the replica ceiling assumes) is missing or not a number")
         return
-    # The config defaults (100/s, concurrency 50) where a provider leaves them out.
-    need = {p["id"]: math.ceil(p.get("rate_per_second", 100) * latency_s / p.get("concurrency", 50)) for p in providers}
+    # Requests in flight the fleet can use at the cap: rate × latency, at most the
+    # provider's (fleet-wide) concurrency; one worker holds at most
+    # min(jobs_per_worker, concurrency) of them. The config defaults (100/s, concurrency
+    # 50, jobs_per_worker 2 × concurrency) where a provider leaves them out.
+    def workers_needed(p: dict) -> int:
+        concurrency = p.get("concurrency", 50)
+        per_worker = min(p.get("jobs_per_worker", 2 * concurrency), concurrency)
+        in_flight = min(p.get("rate_per_second", 100) * latency_s, concurrency)
+        return math.ceil(in_flight / per_worker)
+    need = {p["id"]: workers_needed(p) for p in providers}
     ceiling = max([spec.get("minReplicaCount", 0), *need.values()])
     most = spec.get("maxReplicaCount", 100)
     if most > ceiling:
         worst = max(need, key=need.get) if need else "none"
-        problem(rel, f"maxReplicaCount {most} exceeds the ceiling {ceiling}: ceil(rate_per_second × {latency} ms ÷ concurrency) "
+        problem(rel, f"maxReplicaCount {most} exceeds the ceiling {ceiling}: ceil(min(rate_per_second × {latency} ms, concurrency) ÷ min(jobs_per_worker, concurrency)) "
                      f"is {need.get(worst)} for {worst}; more workers cannot send faster than the providers' caps")
     if spec.get("minReplicaCount", 0) > most:
         problem(rel, "minReplicaCount exceeds maxReplicaCount")
