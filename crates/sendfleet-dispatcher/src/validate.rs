@@ -253,7 +253,7 @@ impl<'c> Planner<'c> {
         }
         let mut metadata = self.request.metadata.clone();
         metadata.extend(extra_metadata);
-        Ok(SendJob {
+        let job = SendJob {
             schema_version: SCHEMA_VERSION,
             message_id,
             provider: self.provider.id.clone(),
@@ -269,7 +269,11 @@ impl<'c> Planner<'c> {
             first_attempt_at_ms: None,
             created_at_ms: self.created_at_ms,
             fallback_for: None,
-        })
+        };
+        // What the provider's API cannot carry is refused here, not failed by the worker.
+        sendfleet_providers::check_job(self.provider, &job)
+            .map_err(|reason| Rejection::new("unsupported_by_provider", reason))?;
+        Ok(job)
     }
 
     /// Fills the fallback from the RCS provider's `sms_fallback` settings and the SMS

@@ -408,6 +408,20 @@ pub enum AdapterError {
     },
 }
 
+/// Whether the provider's API can carry `job` at all (content, options), checked without
+/// a request so the dispatcher can refuse a request the adapter would refuse anyway.
+/// `Err` holds the reason. Vendors that take everything the protocol has answer `Ok`.
+pub fn check_job(config: &ProviderConfig, job: &SendJob) -> Result<(), String> {
+    match config.kind {
+        ProviderKind::TwilioSms | ProviderKind::TwilioRcs => twilio::check_job(config, job),
+        ProviderKind::InfobipRcs
+        | ProviderKind::InfobipSms
+        | ProviderKind::JiocxRcs
+        | ProviderKind::GenericRcs
+        | ProviderKind::GenericSms => Ok(()),
+    }
+}
+
 /// Builds the adapter for a provider. `gate` gives the slots for requests beyond a
 /// send's first (see [`RequestGate`]): the worker passes its rate limiter; processes
 /// that never send pass [`unlimited()`].

@@ -409,3 +409,33 @@ fn a_queued_request_with_too_many_recipients_is_rejected() {
     assert!(err.reason.contains("max_recipients_per_request"), "{err}");
     assert_eq!(plan_derived(bulk(2), &config, RequestIdentity::new(b"x", None, None)).unwrap().len(), 2);
 }
+
+#[test]
+fn what_the_providers_api_cannot_carry_is_refused_at_the_door() {
+    let toml = r#"
+[[providers]]
+id = "tw-rcs"
+kind = "twilio_rcs"
+sender_ids = ["acme_agent"]
+default_for_channel = true
+[providers.twilio]
+account_sid = "AC0123456789abcdef0123456789abcdef"
+auth_token_env = "TW"
+messaging_service_sid = "MG0123456789abcdef0123456789abcdef"
+"#;
+    let mut config = Config::from_toml(toml, &|_| Some("k".into())).unwrap();
+    config.dispatcher.check_numbering_plan = false;
+    let mut request = sms("+14155550123");
+    request.channel = Channel::Rcs;
+    request.content = Some(Content::Card {
+        orientation: sendfleet_protocol::CardOrientation::Vertical,
+        alignment: sendfleet_protocol::CardAlignment::Left,
+        card: sendfleet_protocol::Card { title: Some("Sale".into()), ..Default::default() },
+        suggestions: vec![],
+    });
+    let err = plan(request.clone(), &config).unwrap_err();
+    assert_eq!(err.code, "unsupported_by_provider");
+    assert!(err.reason.contains("Content template"), "{}", err.reason);
+    request.content = Some(Content::Text { text: "hello".into(), suggestions: vec![] });
+    assert_eq!(plan(request, &config).unwrap().len(), 1, "text goes through");
+}
