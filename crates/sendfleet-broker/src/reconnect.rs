@@ -39,7 +39,7 @@ impl Reconnect {
         let ceiling = self.next;
         self.next = (self.next * 2).min(MAX);
         let half = ceiling / 2;
-        half + half.mul_f64(unit_random())
+        half + half.mul_f64(rand::random::<f64>())
     }
 
     /// Waits the next delay; `false` when `shutdown` came first.
@@ -50,16 +50,6 @@ impl Reconnect {
             () = tokio::time::sleep(delay) => true,
         }
     }
-}
-
-/// A number in `[0, 1)` from the std hasher's per-process random keys and the clock:
-/// enough to spread reconnects, without a random-number crate in this one.
-fn unit_random() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher
-        .write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]

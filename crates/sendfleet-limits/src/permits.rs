@@ -308,11 +308,6 @@ impl FleetPermits {
         }
     }
 
-    /// Waits at most `limit` for a permit.
-    pub async fn acquire_within(&self, limit: Duration) -> Option<FleetPermit> {
-        tokio::time::timeout(limit, self.acquire()).await.ok()
-    }
-
     /// Permits this worker holds and uses now.
     pub fn held_and_in_use(&self) -> (u32, u32) {
         let state = self.inner.state.lock();

@@ -241,27 +241,6 @@ pub enum DeliveryOutcome {
     Rejected,
 }
 
-impl DeliveryOutcome {
-    /// The snake_case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryOutcome::Pending => "pending",
-            DeliveryOutcome::Delivered => "delivered",
-            DeliveryOutcome::Seen => "seen",
-            DeliveryOutcome::UndeliverableNotCapable => "undeliverable_not_capable",
-            DeliveryOutcome::UndeliverableUnsupportedContent => "undeliverable_unsupported_content",
-            DeliveryOutcome::UndeliverableBlocked => "undeliverable_blocked",
-            DeliveryOutcome::UndeliverableBadTemplate => "undeliverable_bad_template",
-            DeliveryOutcome::UndeliverableThrottled => "undeliverable_throttled",
-            DeliveryOutcome::UndeliverableProviderError => "undeliverable_provider_error",
-            DeliveryOutcome::UndeliverablePlatformError => "undeliverable_platform_error",
-            DeliveryOutcome::UndeliverableOther => "undeliverable_other",
-            DeliveryOutcome::Expired => "expired",
-            DeliveryOutcome::Rejected => "rejected",
-        }
-    }
-}
-
 /// A provider's status object (Infobip: `status.groupId/groupName/id/name`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ProviderStatus {

@@ -32,15 +32,11 @@ impl RateGate {
             tracing::warn!(provider = %provider.id, "rate limiter is off: never run like this against a real provider");
             return RateGate::Off;
         }
-        let key = format!("{}:rate:{}", config.redis.key_prefix, provider.id);
-        RateGate::with(config, provider.rate_per_second, provider.effective_burst(), key, redis)
-    }
-
-    /// A gate of `rate` requests/s with `burst`, its fleet-wide slots kept at `key`.
-    fn with(config: &Config, rate: u32, burst: u32, key: String, redis: &deadpool_redis::Pool) -> RateGate {
+        let (rate, burst) = (provider.rate_per_second, provider.effective_burst());
         match config.worker.rate_limiter {
             RateLimiterKind::Fleet => {
                 let params = SlotParams::new(rate, burst);
+                let key = format!("{}:rate:{}", config.redis.key_prefix, provider.id);
                 RateGate::Fleet(FleetLimiter::new(
                     Arc::new(RedisLeases::new(redis.clone(), key, params)),
                     params,

@@ -141,7 +141,7 @@ impl Provider for TwilioAdapter {
 /// Whether Twilio's API can carry `job` (see [`crate::check_job`]).
 pub(crate) fn check_job(config: &ProviderConfig, job: &SendJob) -> Result<(), String> {
     let Some(twilio) = &config.twilio else { return Ok(()) };
-    request::form(job, config, twilio, None).map(drop).map_err(|(_, reason)| reason)
+    request::check(job, twilio).map_err(|(_, reason)| reason)
 }
 
 /// Twilio's answer to a send (the fields read; the rest is ignored).

@@ -16,6 +16,7 @@ pub(crate) fn form(
     twilio: &TwilioConfig,
     callback_url: Option<&str>,
 ) -> Result<String, (RejectCode, String)> {
+    check(job, twilio)?;
     let mut form = form_urlencoded::Serializer::new(String::new());
     let service = twilio.messaging_service_sid.as_deref();
     match job.channel {
@@ -51,7 +52,7 @@ pub(crate) fn form(
             }
         }
     }
-    content(&job.content, &mut form)?;
+    content(&job.content, &mut form);
     if let Some(url) = callback_url {
         let query = form_urlencoded::Serializer::new(String::new())
             .append_pair("message_id", &job.message_id)
@@ -63,61 +64,71 @@ pub(crate) fn form(
     if let Some(seconds) = options.validity_period_seconds {
         form.append_pair("ValidityPeriod", &seconds.clamp(1, MAX_VALIDITY_SECONDS).to_string());
     }
-    if let Some(at) = &options.send_at {
-        if service.is_none() {
-            return Err((
-                RejectCode::UnsupportedOption,
-                "send_at: Twilio schedules only through a Messaging Service (set twilio.messaging_service_sid)".into(),
-            ));
-        }
-        let at = chrono::DateTime::parse_from_rfc3339(at)
-            .map_err(|e| (RejectCode::UnsupportedOption, format!("send_at {at:?} is not RFC 3339: {e}")))?;
+    if let Some(at) = options.send_at.as_deref().and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok()) {
         form.append_pair("ScheduleType", "fixed");
         form.append_pair("SendAt", &at.with_timezone(&chrono::Utc).format("%Y-%m-%dT%H:%M:%SZ").to_string());
-    }
-    if options.delivery_time_window.is_some() {
-        return Err((RejectCode::UnsupportedOption, "delivery_time_window is not supported by Twilio".into()));
     }
     form.append_pair("Attempt", &(job.attempts + 1).to_string());
     Ok(form.finish())
 }
 
-fn content(content: &Content, form: &mut form_urlencoded::Serializer<'_, String>) -> Result<(), (RejectCode, String)> {
+/// Why Twilio's API cannot carry `job`, if it cannot: every refusal rule, checked
+/// without building the body (the dispatcher asks it of every job for a Twilio provider).
+pub(crate) fn check(job: &SendJob, twilio: &TwilioConfig) -> Result<(), (RejectCode, String)> {
     let unsupported = |what: &str| {
         Err((
             RejectCode::UnsupportedContent,
             format!("{what} need a Twilio Content template: send content of type template with its ContentSid (HX…)"),
         ))
     };
-    match content {
+    match &job.content {
         Content::Text { suggestions, .. } | Content::File { suggestions, .. } if !suggestions.is_empty() => {
-            unsupported("suggestions")
+            return unsupported("suggestions");
         }
+        Content::Card { .. } => return unsupported("cards"),
+        Content::Carousel { .. } => return unsupported("carousels"),
+        Content::Template { template_id, .. } if !is_sid(template_id, "HX") => {
+            return Err((
+                RejectCode::UnsupportedContent,
+                format!("template_id {template_id:?} is not a Twilio ContentSid (HX and 32 hex digits)"),
+            ));
+        }
+        Content::Text { .. } | Content::File { .. } | Content::Template { .. } => {}
+    }
+    if let Some(at) = &job.options.send_at {
+        if twilio.messaging_service_sid.is_none() {
+            return Err((
+                RejectCode::UnsupportedOption,
+                "send_at: Twilio schedules only through a Messaging Service (set twilio.messaging_service_sid)".into(),
+            ));
+        }
+        chrono::DateTime::parse_from_rfc3339(at)
+            .map_err(|e| (RejectCode::UnsupportedOption, format!("send_at {at:?} is not RFC 3339: {e}")))?;
+    }
+    if job.options.delivery_time_window.is_some() {
+        return Err((RejectCode::UnsupportedOption, "delivery_time_window is not supported by Twilio".into()));
+    }
+    Ok(())
+}
+
+/// The content's parameters (the content was [`check`]ed: what remains is expressible).
+fn content(content: &Content, form: &mut form_urlencoded::Serializer<'_, String>) {
+    match content {
         Content::Text { text, .. } => {
             form.append_pair("Body", text);
-            Ok(())
         }
         Content::File { url, .. } => {
             form.append_pair("MediaUrl", url);
-            Ok(())
         }
-        Content::Card { .. } => unsupported("cards"),
-        Content::Carousel { .. } => unsupported("carousels"),
         Content::Template { template_id, parameters } => {
-            if !is_sid(template_id, "HX") {
-                return Err((
-                    RejectCode::UnsupportedContent,
-                    format!("template_id {template_id:?} is not a Twilio ContentSid (HX and 32 hex digits)"),
-                ));
-            }
             form.append_pair("ContentSid", template_id);
             if !parameters.is_empty() {
                 // A JSON object of strings, as Twilio's ContentVariables wants.
                 let variables = serde_json::to_string(parameters).unwrap_or_default();
                 form.append_pair("ContentVariables", &variables);
             }
-            Ok(())
         }
+        Content::Card { .. } | Content::Carousel { .. } => {}
     }
 }
 

@@ -159,11 +159,10 @@ fn answers_are_classified() {
     assert!(matches!(classify(503, None, b""), SendOutcome::Transient { code: TransientCode::ServerError, .. }));
 }
 
-fn signed(adapter: &TwilioAdapter, path: &str, body: &str) -> HeaderMap {
+fn signed(path: &str, body: &str) -> HeaderMap {
     let url = format!("https://hooks.example.com{path}");
     let mut headers = HeaderMap::new();
     headers.insert("x-twilio-signature", HeaderValue::from_str(&signature(&url, &pairs(body), TOKEN)).unwrap());
-    let _ = adapter;
     headers
 }
 
@@ -173,7 +172,7 @@ const PATH: &str = "/callbacks/tw/callback-token-0123456789/delivery?message_id=
 fn signed_status_callbacks_become_events_and_forged_ones_are_refused() {
     let adapter = adapter("twilio_rcs", "fallback_mode = \"provider\"");
     let body = "MessageSid=SM1&MessageStatus=delivered&From=rcs%3Aacme_agent&To=%2B447700900123&AccountSid=AC0";
-    let headers = signed(&adapter, PATH, body);
+    let headers = signed(PATH, body);
     let request = CallbackRequest { path_and_query: PATH, headers: &headers, body: body.as_bytes() };
     let parsed = adapter.parse_callback(&request).unwrap();
     let event = &parsed.events[0];
@@ -186,13 +185,13 @@ fn signed_status_callbacks_become_events_and_forged_ones_are_refused() {
 
     // Twilio's own SMS fallback delivered it: From is a number, not rcs:.
     let fell_back = "MessageSid=SM1&MessageStatus=delivered&From=%2B14155550199&To=%2B447700900123";
-    let headers = signed(&adapter, PATH, fell_back);
+    let headers = signed(PATH, fell_back);
     let request = CallbackRequest { path_and_query: PATH, headers: &headers, body: fell_back.as_bytes() };
     assert_eq!(adapter.parse_callback(&request).unwrap().events[0].channel, Channel::Sms);
 
     // Any change to a parameter, or a signature over another URL, is refused.
     let forged = body.replace("delivered", "undelivered");
-    let headers = signed(&adapter, PATH, body);
+    let headers = signed(PATH, body);
     let request = CallbackRequest { path_and_query: PATH, headers: &headers, body: forged.as_bytes() };
     assert!(matches!(adapter.parse_callback(&request), Err(CallbackError::Unauthenticated(_))));
     let request = CallbackRequest { path_and_query: PATH, headers: &HeaderMap::new(), body: body.as_bytes() };
