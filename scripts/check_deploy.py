@@ -252,13 +252,14 @@ def check_scaled_object(rel: str, so: dict, deployments: dict, config: dict, aut
         problem(rel, "cooldownPeriod only delays scaling to zero, which minReplicaCount > 0 never does: scale-in pace is advanced.horizontalPodAutoscalerConfig.behavior")
     prefix = config.get("broker", {}).get("prefix", "sendfleet")
     providers = config.get("providers", [])
-    wanted = {f"{prefix}.jobs.{p['id']}" for p in providers}
+    # Every lane's queue: jobs.<id> (normal), jobs.<id>.high, jobs.<id>.bulk.
+    wanted = {f"{prefix}.jobs.{p['id']}{lane}" for p in providers for lane in ("", ".high", ".bulk")}
     queues = set()
     for trigger in spec.get("triggers", []):
         queue = trigger.get("metadata", {}).get("queueName", "")
         queues.add(queue)
         if queue not in wanted:
-            problem(rel, f"trigger queue {queue!r} is not {prefix}.jobs.<a configured provider>")
+            problem(rel, f"trigger queue {queue!r} is not {prefix}.jobs.<a configured provider>[.high|.bulk]")
         auth = trigger.get("authenticationRef", {}).get("name")
         if auth not in auths:
             problem(rel, f"trigger uses unknown TriggerAuthentication {auth}")

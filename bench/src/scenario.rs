@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use sendfleet_protocol::Priority;
+
 use crate::{
     callbacks::CallbackLoad,
     fleet::{FleetSpec, PROVIDERS, ProcessFleet},
@@ -37,6 +39,16 @@ pub enum Load {
         per_second: u32,
         /// Duration.
         seconds: u64,
+    },
+    /// `bulk` jobs of the bulk lane published before the workers start, then `high` jobs
+    /// of the high lane at `high_at_seconds` (latency is the high jobs').
+    Lanes {
+        /// Bulk jobs in the backlog.
+        bulk: usize,
+        /// High jobs published at once.
+        high: usize,
+        /// When, seconds after the workers start.
+        high_at_seconds: u64,
     },
     /// No jobs: delivery reports posted at callback-ingest (`jobs` in the report are
     /// reports, latency is per POST).
@@ -154,6 +166,22 @@ fn base() -> Vec<Scenario> {
             changes: &[(4, Change::Join), (8, Change::Kill(0))],
             status_store: true,
             in_flight: true,
+        },
+        Scenario {
+            name: "priority-lanes",
+            description: "200,000 bulk jobs queued, cap 4,600/s, provider latency 20 ms, 2 workers; 100 high jobs published at 10 s",
+            cap: Some(4_600),
+            burst: 46,
+            latency_ms: 20,
+            jitter_ms: 0,
+            workers: 2,
+            concurrency: 512,
+            kind: WorkerKind::Sendfleet,
+            load: Load::Lanes { bulk: 200_000, high: 100, high_at_seconds: 10 },
+            max_seconds: 25,
+            changes: &[],
+            status_store: true,
+            in_flight: false,
         },
         Scenario {
             name: "uncapped",
@@ -301,8 +329,14 @@ pub async fn run_once(
     let mut fleet = ProcessFleet::start(spec).await?;
     traffic::declare(amqp_url, &prefix).await?;
     let provider = PROVIDERS[0];
-    if let Load::Backlog { jobs } = scenario.load {
-        traffic::preload_jobs(amqp_url, &prefix, provider, jobs).await.context("preloading jobs")?;
+    match scenario.load {
+        Load::Backlog { jobs } => traffic::preload_jobs(amqp_url, &prefix, provider, jobs, Priority::Normal)
+            .await
+            .context("preloading jobs")?,
+        Load::Lanes { bulk, .. } => {
+            traffic::preload_jobs(amqp_url, &prefix, provider, bulk, Priority::Bulk).await.context("preloading jobs")?
+        }
+        Load::Open { .. } | Load::Callbacks(_) => {}
     }
     let client = reqwest::Client::new();
     client.post(format!("{}/mock/reset", fleet.mock_url())).send().await?;
@@ -317,10 +351,12 @@ pub async fn run_once(
             let (url, prefix) = (amqp_url.to_owned(), prefix.clone());
             Some(tokio::spawn(async move { traffic::paced_jobs(&url, &prefix, provider, per_second, seconds).await }))
         }
-        Load::Backlog { .. } | Load::Callbacks(_) => None,
+        Load::Backlog { .. } | Load::Lanes { .. } | Load::Callbacks(_) => None,
     };
+    let mut high_load = None;
     let target = match scenario.load {
         Load::Backlog { jobs } => jobs as u64,
+        Load::Lanes { bulk, high, .. } => (bulk + high) as u64,
         Load::Open { per_second, seconds } => u64::from(per_second) * seconds,
         Load::Callbacks(load) => load.reports,
     };
@@ -330,6 +366,15 @@ pub async fn run_once(
     let deadline = started + Duration::from_secs(scenario.max_seconds);
     loop {
         let elapsed = started.elapsed().as_secs();
+        if let Load::Lanes { high, high_at_seconds, .. } = scenario.load
+            && high_load.is_none()
+            && elapsed >= high_at_seconds
+        {
+            let (url, prefix) = (amqp_url.to_owned(), prefix.clone());
+            high_load = Some(tokio::spawn(async move {
+                traffic::preload_jobs(&url, &prefix, provider, high, Priority::High).await
+            }));
+        }
         while let Some((at, change)) = changes.peek() {
             if *at > elapsed {
                 break;
@@ -368,13 +413,24 @@ pub async fn run_once(
     }
     let stats: sendfleet_mock_provider::Stats =
         client.get(format!("{}/mock/stats", fleet.mock_url())).send().await?.json().await?;
+    if let Some(load) = high_load {
+        load.await?.context("publishing the high jobs")?;
+    }
     let open = matches!(scenario.load, Load::Open { .. });
-    let received: Vec<sendfleet_mock_provider::Received> = if open || scenario.in_flight {
+    let lanes = matches!(scenario.load, Load::Lanes { .. });
+    let received: Vec<sendfleet_mock_provider::Received> = if open || lanes || scenario.in_flight {
         client.get(format!("{}/mock/received", fleet.mock_url())).send().await?.json().await?
     } else {
         Vec::new()
     };
-    let latencies = open.then(|| measure::latencies_ms(&received));
+    let latencies = if lanes {
+        // The high jobs' publish → provider arrival, behind the bulk backlog.
+        let high: Vec<_> =
+            received.iter().filter(|r| r.message_ids.iter().any(|id| id.starts_with("high-"))).cloned().collect();
+        Some(measure::latencies_ms(&high))
+    } else {
+        open.then(|| measure::latencies_ms(&received))
+    };
     let max_in_flight = scenario.in_flight.then(|| sendfleet_mock_provider::max_in_flight(&received));
     let mut exit_codes = Vec::new();
     for mut worker in bare {

@@ -13,7 +13,7 @@ use sendfleet_broker::{
     lapin::options::{BasicAckOptions, BasicQosOptions},
 };
 use sendfleet_config::{BrokerConfig, EventsQueueConfig, RedactedUrl};
-use sendfleet_protocol::{Channel, Content, Event, EventKind, SendJob, SendRequest, decode, encode, now_ms};
+use sendfleet_protocol::{Channel, Content, Event, EventKind, Priority, SendJob, SendRequest, decode, encode, now_ms};
 
 /// The broker config of a run. The bench tallies every event, so its events queue is
 /// unbounded (a tally that lags must not lose events); the fleet's config says the same
@@ -36,6 +36,7 @@ fn broker(url: &str, prefix: &str) -> BrokerConfig {
 pub fn demo_request(i: usize) -> SendRequest {
     let channel = if i.is_multiple_of(2) { Channel::Sms } else { Channel::Rcs };
     SendRequest {
+        priority: Default::default(),
         schema_version: sendfleet_protocol::SCHEMA_VERSION,
         message_id: Some(format!("demo-{i:07}-{}", uuid::Uuid::new_v4().simple())),
         channel,
@@ -229,11 +230,14 @@ pub async fn declare(url: &str, prefix: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bench_job(provider: &str, i: usize) -> SendJob {
+fn bench_job(provider: &str, i: usize, lane: Priority) -> SendJob {
+    // High jobs are named in the id: the lanes scenario measures them apart.
+    let name = if lane == Priority::High { "high" } else { "bench" };
     SendJob {
+        priority: lane,
         schema_version: sendfleet_protocol::SCHEMA_VERSION,
         // The publish time rides in the id, so latency needs no side table.
-        message_id: format!("bench-{i:08}-{}", now_ms()),
+        message_id: format!("{name}-{i:08}-{}", now_ms()),
         provider: provider.to_owned(),
         channel: Channel::Sms,
         to: format!("+1555{:07}", i % 10_000_000),
@@ -250,18 +254,20 @@ fn bench_job(provider: &str, i: usize) -> SendJob {
     }
 }
 
-/// Publishes `count` SMS jobs straight to a provider's job queue, 2,000 confirms in
-/// flight over two channels.
-pub async fn preload_jobs(url: &str, prefix: &str, provider: &str, count: usize) -> anyhow::Result<()> {
+/// Publishes `count` SMS jobs of a lane straight to the provider's queue of that lane,
+/// 2,000 confirms in flight over two channels.
+pub async fn preload_jobs(url: &str, prefix: &str, provider: &str, count: usize, lane: Priority) -> anyhow::Result<()> {
     let config = broker(url, prefix);
     let connection = sendfleet_broker::connect_once(&config, "bench-preload").await?;
     let publishers = [Publisher::open(&connection).await?, Publisher::open(&connection).await?];
     let exchange = Topology::new(&config).jobs_exchange();
+    let key = Topology::job_routing_key(provider, lane);
     let mut confirms = stream::iter(0..count)
         .map(|i| {
             let publisher = publishers[i % 2].clone();
-            let (exchange, body) = (exchange.clone(), encode(&bench_job(provider, i)));
-            async move { publisher.publish(Outgoing::new(&exchange, provider, &body)).await }
+            let (exchange, body) = (exchange.clone(), encode(&bench_job(provider, i, lane)));
+            let key = key.clone();
+            async move { publisher.publish(Outgoing::new(&exchange, &key, &body)).await }
         })
         .buffer_unordered(2_000);
     while let Some(result) = confirms.next().await {
@@ -284,7 +290,8 @@ pub async fn paced_jobs(url: &str, prefix: &str, provider: &str, per_second: u32
         let due = started + Duration::from_micros(i * 1_000_000 / u64::from(per_second.max(1)));
         tokio::time::sleep_until(due).await;
         let (publisher, exchange) = (publisher.clone(), exchange.clone());
-        let body = encode(&bench_job(provider, i as usize));
+        // Open load is the default (normal) lane, on the provider's one-word key.
+        let body = encode(&bench_job(provider, i as usize, Priority::Normal));
         in_flight.push(async move { publisher.publish(Outgoing::new(&exchange, provider, &body)).await });
         while in_flight.len() > 1_000 {
             if let Some(result) = in_flight.next().await {

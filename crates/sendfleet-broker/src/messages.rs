@@ -8,12 +8,12 @@ use sendfleet_protocol::{Event, RejectedRequest, SendJob, encode};
 use crate::{BrokerError, Outgoing, Publisher, REASON_CODE_HEADER, REASON_HEADER, RetryTier, TRACE_HEADER, Topology};
 
 impl Publisher {
-    /// A send job to its provider's queue: mandatory (unroutable is an error), AMQP
+    /// A send job to its provider's queue of its lane: mandatory (unroutable is an error), AMQP
     /// message id = the job's, trace id header. Waits for the confirm.
     pub async fn publish_job(&self, topology: &Topology, job: &SendJob) -> Result<(), BrokerError> {
         let bytes = encode(job);
         let exchange = topology.jobs_exchange();
-        let key = Topology::job_routing_key(&job.provider);
+        let key = Topology::job_routing_key(&job.provider, job.priority);
         let outgoing = Outgoing::new(&exchange, &key, &bytes)
             .message_id(&job.message_id)
             .header(TRACE_HEADER, job.trace_id.clone());
@@ -39,7 +39,7 @@ impl Publisher {
     pub async fn publish_retry(&self, topology: &Topology, job: &SendJob, tier: RetryTier) -> Result<(), BrokerError> {
         let bytes = encode(job);
         let exchange = topology.retry_exchange();
-        let key = Topology::retry_routing_key(tier, &job.provider);
+        let key = Topology::retry_routing_key(tier, &job.provider, job.priority);
         let outgoing = Outgoing::new(&exchange, &key, &bytes)
             .message_id(&job.message_id)
             .header(TRACE_HEADER, job.trace_id.clone());

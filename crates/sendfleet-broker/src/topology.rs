@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! <p>.requests  (fanout) ──► queue <p>.requests                       dispatcher consumes
-//! <p>.jobs      (topic)  ──► queue <p>.jobs.<provider>  keys <provider>, *.<provider>
-//! <p>.retry     (topic)  ──► queue <p>.retry.<tier>     key  <tier>.*   (TTL, dead-letters to <p>.jobs)
+//! <p>.jobs      (topic)  ──► queue <p>.jobs.<provider>  keys <provider>, *.<provider>          (normal lane)
+//!                        ──► queue <p>.jobs.<provider>.high  key *.high.<provider>   (high lane)
+//!                        ──► queue <p>.jobs.<provider>.bulk  key *.bulk.<provider>   (bulk lane)
+//! <p>.retry     (topic)  ──► queue <p>.retry.<tier>     key  <tier>.#   (TTL, dead-letters to <p>.jobs)
 //! <p>.events    (topic)  ──► queue <p>.events           key  #          kind.channel.provider (bounded, optional)
 //! <p>.dead      (direct) ──► queue <p>.requests.rejected key rejected
 //!                        ──► queue <p>.dead-letter       key dead-letter
@@ -19,6 +21,7 @@ use lapin::{
     types::{AMQPValue, FieldTable, LongString, ShortString},
 };
 use sendfleet_config::{BrokerConfig, EventsQueueConfig, QueueType};
+use sendfleet_protocol::Priority;
 
 use crate::BrokerError;
 
@@ -89,13 +92,26 @@ impl Topology {
     pub fn jobs_exchange(&self) -> String {
         format!("{}.jobs", self.prefix)
     }
-    /// A provider's job queue.
+    /// A provider's job queue of the normal lane (the name it had before lanes).
     pub fn jobs_queue(&self, provider: &str) -> String {
         format!("{}.jobs.{provider}", self.prefix)
     }
-    /// Routing key of a fresh job for a provider.
-    pub fn job_routing_key(provider: &str) -> String {
-        provider.to_owned()
+    /// A provider's job queue of a lane: `jobs.<provider>` for `normal`,
+    /// `jobs.<provider>.<lane>` for the others.
+    pub fn lane_queue(&self, provider: &str, lane: Priority) -> String {
+        match lane {
+            Priority::Normal => self.jobs_queue(provider),
+            lane => format!("{}.jobs.{provider}.{lane}", self.prefix),
+        }
+    }
+    /// Routing key of a fresh job for a provider's lane. Normal jobs keep the one-word
+    /// key `<provider>`; the other lanes use three words (`now.<lane>.<provider>`), which
+    /// no binding of the normal lane (one or two words) can match.
+    pub fn job_routing_key(provider: &str, lane: Priority) -> String {
+        match lane {
+            Priority::Normal => provider.to_owned(),
+            lane => format!("now.{lane}.{provider}"),
+        }
     }
     /// Topic exchange of retry tiers.
     pub fn retry_exchange(&self) -> String {
@@ -105,11 +121,15 @@ impl Topology {
     pub fn retry_queue(&self, tier: RetryTier) -> String {
         format!("{}.retry.{}", self.prefix, tier.name)
     }
-    /// Routing key of a retry: the tier, then the provider. After the TTL the message is
-    /// dead-lettered with this key to the jobs exchange, where `*.<provider>` routes it
-    /// back to the provider's queue.
-    pub fn retry_routing_key(tier: RetryTier, provider: &str) -> String {
-        format!("{}.{provider}", tier.name)
+    /// Routing key of a retry: the tier, then the lane (except `normal`), then the
+    /// provider. After the TTL the message is dead-lettered with this key to the jobs
+    /// exchange, where `*.<provider>` (normal) or `*.<lane>.<provider>` routes it back to
+    /// the queue it came from.
+    pub fn retry_routing_key(tier: RetryTier, provider: &str, lane: Priority) -> String {
+        match lane {
+            Priority::Normal => format!("{}.{provider}", tier.name),
+            lane => format!("{}.{lane}.{provider}", tier.name),
+        }
     }
     /// Topic exchange of events (`<kind>.<channel>.<provider>`).
     pub fn events_exchange(&self) -> String {
@@ -141,7 +161,9 @@ impl Topology {
     pub fn all_queues<'a>(&self, providers: impl IntoIterator<Item = &'a str>) -> Vec<String> {
         let mut queues =
             vec![self.requests_queue(), self.rejected_queue(), self.events_queue(), self.dead_letter_queue()];
-        queues.extend(providers.into_iter().map(|p| self.jobs_queue(p)));
+        for provider in providers {
+            queues.extend(Priority::ALL.map(|lane| self.lane_queue(provider, lane)));
+        }
         queues.extend(RETRY_TIERS.iter().map(|t| self.retry_queue(*t)));
         queues
     }
@@ -185,10 +207,16 @@ impl Topology {
 
         for provider in providers {
             let provider = provider.as_str();
-            let queue = self.jobs_queue(provider);
-            self.queue(channel, &queue, Some((&dead, DEAD_LETTER_KEY)), plain()).await?;
-            self.bind(channel, &queue, &self.jobs_exchange(), provider).await?;
-            self.bind(channel, &queue, &self.jobs_exchange(), &format!("*.{provider}")).await?;
+            for lane in Priority::ALL {
+                let queue = self.lane_queue(provider, lane);
+                self.queue(channel, &queue, Some((&dead, DEAD_LETTER_KEY)), plain()).await?;
+                if lane == Priority::Normal {
+                    self.bind(channel, &queue, &self.jobs_exchange(), provider).await?;
+                    self.bind(channel, &queue, &self.jobs_exchange(), &format!("*.{provider}")).await?;
+                } else {
+                    self.bind(channel, &queue, &self.jobs_exchange(), &format!("*.{lane}.{provider}")).await?;
+                }
+            }
         }
         let jobs = self.jobs_exchange();
         for tier in RETRY_TIERS {
@@ -198,7 +226,8 @@ impl Topology {
             let mut ttl = FieldTable::default();
             ttl.insert("x-message-ttl".into(), AMQPValue::LongLongInt(tier.delay_ms as i64));
             self.queue(channel, &queue, Some((&jobs, "")), ttl).await?;
-            self.bind(channel, &queue, &self.retry_exchange(), &format!("{}.*", tier.name)).await?;
+            // `#`: the lanes' keys have three words (`<tier>.<lane>.<provider>`).
+            self.bind(channel, &queue, &self.retry_exchange(), &format!("{}.#", tier.name)).await?;
         }
         Ok(())
     }
@@ -329,7 +358,12 @@ mod tests {
     fn names_live_under_the_prefix() {
         let topology = Topology::new(&BrokerConfig { prefix: "px".into(), ..Default::default() });
         assert_eq!(topology.jobs_queue("ib"), "px.jobs.ib");
-        assert_eq!(Topology::retry_routing_key(RETRY_TIERS[1], "ib"), "5s.ib");
+        assert_eq!(topology.lane_queue("ib", Priority::Normal), "px.jobs.ib");
+        assert_eq!(topology.lane_queue("ib", Priority::High), "px.jobs.ib.high");
+        assert_eq!(Topology::job_routing_key("ib", Priority::Normal), "ib");
+        assert_eq!(Topology::job_routing_key("ib", Priority::Bulk), "now.bulk.ib");
+        assert_eq!(Topology::retry_routing_key(RETRY_TIERS[0], "ib", Priority::High), "1s.high.ib");
+        assert_eq!(Topology::retry_routing_key(RETRY_TIERS[1], "ib", Priority::Normal), "5s.ib");
         assert!(topology.all_queues(["ib"]).iter().all(|q| q.starts_with("px.")));
         assert!(topology.all_exchanges().iter().all(|q| q.starts_with("px.")));
     }

@@ -290,7 +290,7 @@ sender_ids = ["ACME"]
             "TOKEN" => Some("tok-0123456789abcdef".to_owned()),
             _ => None,
         };
-        Config::from_toml(TOML, &lookup).expect("config")
+        Config::from_toml(TOML, &lookup, &sendfleet_providers::VENDORS).expect("config")
     }
 
     #[test]
@@ -362,7 +362,7 @@ sender_ids = ["ACME"]
             "TOKEN" => Some("tok-0123456789abcdef".to_owned()),
             _ => None,
         };
-        let config = Config::from_toml(&toml, &lookup).expect("config");
+        let config = Config::from_toml(&toml, &lookup, &sendfleet_providers::VENDORS).expect("config");
         let connection = ns.connect().await;
         let channel = connection.create_channel().await.expect("channel");
         ns.topology().declare(&channel, &config.provider_ids()).await.expect("declare");

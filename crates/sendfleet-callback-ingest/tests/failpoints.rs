@@ -42,6 +42,7 @@ impl Drop for Points {
 /// The SMS fallback of RCS message `rcs_id`, on the test's SMS provider.
 fn sms_fallback(rcs_id: &str) -> SendJob {
     SendJob {
+        priority: Default::default(),
         schema_version: 1,
         message_id: format!("{rcs_id}.sms"),
         provider: "ib-sms".into(),

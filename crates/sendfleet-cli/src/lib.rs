@@ -193,7 +193,7 @@ impl From<sendfleet_broker::lapin::Error> for CliError {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<Exit, CliError> {
     // A bad config ends every command here: exit 64, every bad field named.
-    let Loaded { config, warnings } = Config::load(cli.config.as_deref())?;
+    let Loaded { config, warnings } = Config::load(cli.config.as_deref(), &sendfleet_providers::VENDORS)?;
     for warning in &warnings {
         eprintln!("warning: {warning}");
     }

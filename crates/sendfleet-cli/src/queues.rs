@@ -7,6 +7,7 @@ use sendfleet_broker::{
     lapin::{Channel, Connection, options::QueueDeclareOptions, types::FieldTable},
 };
 use sendfleet_config::Config;
+use sendfleet_protocol::Priority;
 use serde::{Deserialize, Serialize};
 
 use crate::{CliError, Exit, output};
@@ -21,6 +22,9 @@ pub struct QueueDepth {
     /// The provider of a jobs queue.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
+    /// The priority lane of a jobs queue (`high`, `normal`, `bulk`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lane: Option<&'static str>,
     /// Messages ready for delivery; `None` when the queue does not exist.
     pub ready: Option<u32>,
     /// Delivered and not yet acked (only with the management API).
@@ -40,7 +44,7 @@ pub(crate) struct ManagedQueue {
     consumers: Option<u64>,
 }
 
-/// Every queue of the fleet: each provider's jobs queue, the retry tiers (shared by
+/// Every queue of the fleet: each provider's jobs queue per lane, the retry tiers (shared by
 /// all providers), dead letters, rejected requests, requests and events.
 fn queues(config: &Config) -> Vec<QueueDepth> {
     let topology = Topology::new(&config.broker);
@@ -48,12 +52,18 @@ fn queues(config: &Config) -> Vec<QueueDepth> {
         queue,
         kind,
         provider,
+        lane: None,
         ready: None,
         unacked: None,
         consumers: None,
     };
-    let mut all: Vec<QueueDepth> =
-        config.providers.iter().map(|p| depth(topology.jobs_queue(&p.id), "jobs", Some(p.id.clone()))).collect();
+    let mut all = Vec::new();
+    for provider in &config.providers {
+        for lane in Priority::ALL {
+            let queue = topology.lane_queue(&provider.id, lane);
+            all.push(QueueDepth { lane: Some(lane.as_str()), ..depth(queue, "jobs", Some(provider.id.clone())) });
+        }
+    }
     all.extend(RETRY_TIERS.iter().map(|tier| depth(topology.retry_queue(*tier), "retry", None)));
     all.push(depth(topology.dead_letter_queue(), "dead_letters", None));
     all.push(depth(topology.rejected_queue(), "rejected", None));

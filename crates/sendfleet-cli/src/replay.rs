@@ -179,10 +179,11 @@ async fn replay_window(
             Err(err) => eprintln!("status records not reset ({err}); replaying anyway"),
         }
     }
-    let copies: Vec<(Vec<u8>, &Chosen)> = chosen.iter().map(|c| (copy_bytes(&c.entry.republish), c)).collect();
+    let copies: Vec<(Vec<u8>, String, &Chosen)> =
+        chosen.iter().map(|c| (copy_bytes(&c.entry.republish), routing_key(&c.entry.republish), c)).collect();
     let exchanges = (topology.jobs_exchange(), topology.requests_exchange());
-    let published = join_all(copies.iter().map(|(bytes, chosen)| {
-        let outgoing = outgoing(&exchanges, &chosen.entry, bytes);
+    let published = join_all(copies.iter().map(|(bytes, key, chosen)| {
+        let outgoing = outgoing(&exchanges, &chosen.entry, key, bytes);
         publisher.publish(outgoing)
     }))
     .await;
@@ -210,9 +211,17 @@ fn copy_bytes(copy: &Republish) -> Vec<u8> {
     }
 }
 
-fn outgoing<'a>(exchanges: &'a (String, String), entry: &'a Entry, bytes: &'a [u8]) -> Outgoing<'a> {
+/// Where a copy goes on its exchange: a job to its provider's queue of its lane.
+fn routing_key(copy: &Republish) -> String {
+    match copy {
+        Republish::Job(job) => Topology::job_routing_key(&job.provider, job.priority),
+        Republish::Request { .. } | Republish::Not => String::new(),
+    }
+}
+
+fn outgoing<'a>(exchanges: &'a (String, String), entry: &'a Entry, key: &'a str, bytes: &'a [u8]) -> Outgoing<'a> {
     let mut outgoing = match &entry.republish {
-        Republish::Job(job) => Outgoing::new(&exchanges.0, &job.provider, bytes).message_id(&job.message_id),
+        Republish::Job(job) => Outgoing::new(&exchanges.0, key, bytes).message_id(&job.message_id),
         Republish::Request { message_id, timestamp, .. } => {
             let mut outgoing = Outgoing::new(&exchanges.1, "", bytes);
             if let Some(id) = message_id {

@@ -41,7 +41,7 @@ fn config(ns: &Namespace) -> Config {
         "TEST_API_KEY" => Some(TEST_API_KEY.to_owned()),
         _ => Some(TEST_CALLBACK_TOKEN.to_owned()),
     };
-    Config::from_toml(&toml, &lookup).expect("config")
+    Config::from_toml(&toml, &lookup, &sendfleet_providers::VENDORS).expect("config")
 }
 
 /// A request as an upstream producer would publish it (JSON → MessagePack map).
@@ -144,7 +144,12 @@ async fn queues_status_callback_urls_and_exit_codes() {
     }
 
     let depths = common::json(&common::run(&path, &["queues", "--json"]).await);
-    let jobs = depths.as_array().expect("a list").iter().find(|q| q["provider"] == "ib-sms").expect("the jobs queue");
+    let jobs = depths
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|q| q["provider"] == "ib-sms" && q["lane"] == "normal")
+        .expect("the jobs queue");
     assert_eq!((jobs["ready"].as_u64(), jobs["consumers"].as_u64()), (Some(3), Some(0)), "{depths}");
     let tiers = depths.as_array().expect("a list").iter().filter(|q| q["kind"] == "retry").count();
     assert_eq!(tiers, sendfleet_broker::RETRY_TIERS.len());

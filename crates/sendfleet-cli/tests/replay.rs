@@ -27,6 +27,7 @@ fn provider(name: &'static str) -> String {
 
 fn job(i: usize) -> SendJob {
     SendJob {
+        priority: Default::default(),
         schema_version: 1,
         message_id: format!("dl-{i:04}"),
         provider: "ib-sms".into(),

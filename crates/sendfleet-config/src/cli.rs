@@ -45,10 +45,10 @@ pub fn parse_args<T: clap::Parser>() -> T {
 impl ConfigArgs {
     /// Loads the config. An invalid config prints every bad field and exits 64;
     /// `--check-config` prints the warnings and the verdict and exits. Returns only when
-    /// the binary should go on; log the warnings once logging is set up
+    /// the binary should go on (`vendors`: the build's, `sendfleet_providers::VENDORS`); log the warnings once logging is set up
     /// ([`Loaded::log_warnings`]).
-    pub fn load_or_exit(&self) -> Loaded {
-        match Config::load(self.config.as_deref()) {
+    pub fn load_or_exit(&self, vendors: &dyn crate::VendorCatalog) -> Loaded {
+        match Config::load(self.config.as_deref(), vendors) {
             Ok(loaded) if self.check_config => {
                 for warning in &loaded.warnings {
                     eprintln!("warning: {warning}");

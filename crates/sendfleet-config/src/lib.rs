@@ -14,20 +14,18 @@
 
 pub mod cli;
 mod env;
-mod generic;
 mod model;
 mod plain;
 mod secret;
 mod validate;
+mod vendor;
 
 use std::{cell::RefCell, collections::BTreeSet, path::Path};
 
 pub use env::ConfigWarning;
-pub use generic::{
-    GENERIC_RESERVED_BODY_KEYS, MESSAGE_FIELD_NAMES, MessageField, TemplatePart, parse_parameter_template,
-};
 pub use model::*;
 pub use secret::{BrokerUrls, RedactedUrl, Secret, UrlError};
+pub use vendor::{FieldErrors, VendorCatalog, VendorCheck, VendorSection, VendorSettings, is_http_url};
 
 /// The highest rate any provider may be given, requests per second for the whole fleet.
 pub const MAX_RATE_PER_SECOND: u32 = 4_600;
@@ -110,6 +108,9 @@ pub struct ConfigSource<'a> {
     pub env_overrides: Vec<(String, String)>,
     /// Looks up the environment variables named by `*_env` keys (secrets).
     pub secret_lookup: &'a dyn Fn(&str) -> Option<String>,
+    /// The vendors of the build, which check their own settings
+    /// (`sendfleet_providers::VENDORS`).
+    pub vendors: &'a dyn VendorCatalog,
 }
 
 /// A loaded, valid config and what the operator should be told about it.
@@ -133,8 +134,9 @@ impl Loaded {
 
 impl Config {
     /// Loads the file at `path` (if any) with overrides and secrets from the process
-    /// environment. This is what binaries call.
-    pub fn load(path: Option<&Path>) -> Result<Loaded, ConfigError> {
+    /// environment, each provider's vendor settings checked by `vendors`. This is what
+    /// binaries call.
+    pub fn load(path: Option<&Path>, vendors: &dyn VendorCatalog) -> Result<Loaded, ConfigError> {
         let toml = match path {
             Some(path) => std::fs::read_to_string(path)
                 .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?,
@@ -146,6 +148,7 @@ impl Config {
             toml,
             env_overrides: std::env::vars().collect(),
             secret_lookup: &lookup,
+            vendors,
         })
     }
 
@@ -155,11 +158,13 @@ impl Config {
         let mut table: toml::Table = toml::from_str(&source.toml).map_err(|e| syntax_error(&file, &source.toml, &e))?;
         let env = env::Overrides::read(&source.env_overrides);
         env.apply(&mut table);
+        let section_names = source.vendors.sections();
+        let sections = take_vendor_sections(&mut table, &section_names);
         let mut config = deserialize(table).map_err(|(key, message)| match env.variable_setting(&key) {
             Some((variable, set)) => ConfigError::Env { variable: variable.to_owned(), key: set.to_owned(), message },
             // The file's own value: deserialize the text again for the line it is on.
             None => {
-                let line = file_error_line(&source.toml);
+                let line = file_error_line(&source.toml, &section_names);
                 ConfigError::File { file: file.clone(), line, key, message }
             }
         })?;
@@ -169,7 +174,7 @@ impl Config {
             read.borrow_mut().insert(name.to_owned());
             (source.secret_lookup)(name)
         };
-        let errors = validate::validate_and_resolve(&mut config, &lookup);
+        let errors = validate::validate_and_resolve(&mut config, &lookup, source.vendors, sections);
         if !errors.is_empty() {
             return Err(ConfigError::Invalid(errors));
         }
@@ -178,8 +183,13 @@ impl Config {
     }
 
     /// Convenience for tests and tools: TOML text plus a secret lookup, no overrides.
-    pub fn from_toml(toml: &str, secret_lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let source = ConfigSource { file: None, toml: toml.to_owned(), env_overrides: Vec::new(), secret_lookup };
+    pub fn from_toml(
+        toml: &str,
+        secret_lookup: &dyn Fn(&str) -> Option<String>,
+        vendors: &dyn VendorCatalog,
+    ) -> Result<Config, ConfigError> {
+        let source =
+            ConfigSource { file: None, toml: toml.to_owned(), env_overrides: Vec::new(), secret_lookup, vendors };
         Config::from_source(source).map(|loaded| loaded.config)
     }
 
@@ -210,10 +220,34 @@ fn deserialize(table: toml::Table) -> Result<Config, (String, String)> {
     from_value(toml::Value::Table(table))
 }
 
-/// The line of the first bad value of the file itself (the merged table has no spans).
-fn file_error_line(text: &str) -> Option<usize> {
-    let deserializer = toml::Deserializer::parse(text).ok()?;
-    let error = serde_path_to_error::deserialize::<_, Config>(deserializer).err()?;
+/// Takes each provider entry's vendor section (a key in `names`) out of `table`, by
+/// provider index: the entry is then read as a [`ProviderConfig`], the section by its
+/// vendor. An entry with two sections keeps the second, which is then an unknown key.
+fn take_vendor_sections(table: &mut toml::Table, names: &[&'static str]) -> Vec<validate::RawSection> {
+    let Some(toml::Value::Array(providers)) = table.get_mut("providers") else { return Vec::new() };
+    let take = |provider: &mut toml::Value| {
+        let entry = provider.as_table_mut()?;
+        names.iter().find_map(|name| entry.remove(*name).map(|section| (*name, section)))
+    };
+    providers.iter_mut().map(take).collect()
+}
+
+/// The line of the first bad value of the file itself (the merged table has no spans),
+/// with the vendor sections taken out as for reading.
+fn file_error_line(text: &str, sections: &[&'static str]) -> Option<usize> {
+    let mut parsed = toml::de::DeTable::parse(text).ok()?;
+    if let Some(providers) = parsed.get_mut().get_mut("providers")
+        && let toml::de::DeValue::Array(entries) = providers.get_mut()
+    {
+        for entry in entries.iter_mut() {
+            if let toml::de::DeValue::Table(entry) = entry.get_mut()
+                && let Some(name) = sections.iter().find(|name| entry.contains_key(**name))
+            {
+                entry.remove(*name);
+            }
+        }
+    }
+    let error = serde_path_to_error::deserialize::<_, Config>(toml::de::Deserializer::from(parsed)).err()?;
     Some(line_of(text, error.inner().span()?.start))
 }
 
@@ -248,6 +282,3 @@ fn key_path(path: &serde_path_to_error::Path) -> String {
     }
     out
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,11 +1,9 @@
 //! The configuration model. Field docs are the reference; the example file repeats them.
 
-use std::collections::BTreeMap;
-
 use sendfleet_protocol::Channel;
 use serde::{Deserialize, Serialize};
 
-use crate::{BrokerUrls, RedactedUrl, Secret};
+use crate::{BrokerUrls, RedactedUrl, Secret, VendorSettings};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -361,59 +359,57 @@ pub struct TemplateConfig {
     pub parsed: Option<sendfleet_protocol::Content>,
 }
 
-/// Provider kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProviderKind {
-    /// Infobip RCS (`/rcs/2/messages`).
-    InfobipRcs,
-    /// Infobip SMS (`/sms/3/messages`).
-    InfobipSms,
-    /// JioCX RCS (Infobip's API on Jio's host).
-    JiocxRcs,
-    /// Any vendor implementing the Generic RCS API (`docs/generic-api.md`).
-    GenericRcs,
-    /// Any vendor implementing the Generic SMS API.
-    GenericSms,
-    /// Twilio Programmable Messaging, SMS (`Messages.json`, form-encoded).
-    TwilioSms,
-    /// Twilio RCS through a Messaging Service with an RCS sender (Twilio's own SMS
-    /// fallback when `fallback_mode = "provider"`).
-    TwilioRcs,
+/// A provider kind: the name of the vendor adapter that speaks to it (`infobip_rcs`,
+/// `twilio_sms`, …), as the provider registry of the build knows it
+/// ([`crate::VendorCatalog::kinds`]). The name ends in its channel, `_rcs` or `_sms`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ProviderKind {
+    name: String,
+    channel: Channel,
 }
 
 impl ProviderKind {
+    /// The kind called `name`, if the name ends in a channel.
+    pub fn new(name: &str) -> Result<ProviderKind, String> {
+        let channel = if name.ends_with("_rcs") {
+            Channel::Rcs
+        } else if name.ends_with("_sms") {
+            Channel::Sms
+        } else {
+            return Err(format!("'{name}' is not a provider kind: a kind ends in its channel, _rcs or _sms"));
+        };
+        Ok(ProviderKind { name: name.to_owned(), channel })
+    }
+
     /// The channel this kind sends on.
-    pub fn channel(self) -> Channel {
-        match self {
-            ProviderKind::InfobipRcs | ProviderKind::JiocxRcs | ProviderKind::GenericRcs | ProviderKind::TwilioRcs => {
-                Channel::Rcs
-            }
-            ProviderKind::InfobipSms | ProviderKind::GenericSms | ProviderKind::TwilioSms => Channel::Sms,
-        }
+    pub fn channel(&self) -> Channel {
+        self.channel
     }
 
-    /// True for the kinds that speak Infobip's API (Infobip and JioCX).
-    pub fn is_infobip_api(self) -> bool {
-        matches!(self, ProviderKind::InfobipRcs | ProviderKind::InfobipSms | ProviderKind::JiocxRcs)
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.name
     }
+}
 
-    /// True for Twilio's kinds.
-    pub fn is_twilio(self) -> bool {
-        matches!(self, ProviderKind::TwilioSms | ProviderKind::TwilioRcs)
+impl TryFrom<String> for ProviderKind {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<ProviderKind, String> {
+        ProviderKind::new(&name)
     }
+}
 
-    /// The snake_case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::InfobipRcs => "infobip_rcs",
-            ProviderKind::InfobipSms => "infobip_sms",
-            ProviderKind::JiocxRcs => "jiocx_rcs",
-            ProviderKind::GenericRcs => "generic_rcs",
-            ProviderKind::GenericSms => "generic_sms",
-            ProviderKind::TwilioSms => "twilio_sms",
-            ProviderKind::TwilioRcs => "twilio_rcs",
-        }
+impl From<ProviderKind> for String {
+    fn from(kind: ProviderKind) -> String {
+        kind.name
+    }
+}
+
+impl std::fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
     }
 }
 
@@ -427,12 +423,13 @@ pub struct ProviderConfig {
     /// Human label.
     #[serde(default)]
     pub nickname: String,
-    /// Which adapter speaks to it.
+    /// Which vendor adapter speaks to it (`infobip_rcs`, `twilio_sms`, …).
     pub kind: ProviderKind,
-    /// Base API URL (Infobip: your account's `https://xxxxx.api.infobip.com`).
+    /// Base API URL of the account, for vendors that take one (each vendor's section of
+    /// `docs/providers.md` says whether it is required and what it looks like).
     #[serde(default)]
     pub base_url: String,
-    /// Environment variable holding the API key (Infobip/JioCX: `Authorization: App <key>`).
+    /// Environment variable holding the API key, for vendors that authenticate with one.
     #[serde(default)]
     pub api_key_env: Option<String>,
     /// The API key, read from `api_key_env` at load time. Never logged.
@@ -455,11 +452,17 @@ pub struct ProviderConfig {
     /// `worker.rate_limiter = "local"`).
     #[serde(default = "default_concurrency")]
     pub concurrency: u32,
-    /// Jobs one worker works on at once for this provider (send claim, rate-slot wait,
-    /// request); also its broker prefetch. Absent: twice `concurrency`. A per-process
-    /// knob: the requests themselves are bounded by `concurrency`.
+    /// Jobs one worker works on at once for this provider in each priority lane (send
+    /// claim, rate-slot wait, request); also the broker prefetch of each lane's queue.
+    /// Absent: twice `concurrency`. A per-process knob: the requests themselves are
+    /// bounded by `concurrency`.
     #[serde(default)]
     pub jobs_per_worker: Option<u32>,
+    /// Least shares of this provider's sends the lower priority lanes get while higher
+    /// lanes have jobs waiting, e.g. `{ normal = 0.1, bulk = 0.05 }`: under a flood of
+    /// `high` jobs, normal and bulk jobs slow down to these shares but never stop.
+    #[serde(default)]
+    pub lane_min_share: LaneShares,
     /// Per-request timeout in milliseconds.
     #[serde(default = "default_timeout_ms")]
     pub request_timeout_ms: u64,
@@ -491,7 +494,8 @@ pub struct ProviderConfig {
     pub capability_check: bool,
     /// Who sends a request's SMS fallback (RCS providers): `fleet` (default) arms it in
     /// Redis and publishes an SMS job when the RCS message fails; `provider` puts it in
-    /// the RCS request as the provider's own `smsFailover` (Infobip / JioCX only).
+    /// the RCS request for the provider's own SMS failover (vendors that have one:
+    /// `docs/providers.md`).
     #[serde(default)]
     pub fallback_mode: FallbackMode,
     /// SMS fallback of an RCS provider (sender id, India DLT principal entity id).
@@ -501,12 +505,10 @@ pub struct ProviderConfig {
     /// destinations of that country when the request carries none.
     #[serde(default)]
     pub regional: Option<RegionalConfig>,
-    /// Generic RCS/SMS vendor settings.
-    #[serde(default)]
-    pub generic: Option<GenericConfig>,
-    /// Twilio account settings (`twilio_sms`, `twilio_rcs`).
-    #[serde(default)]
-    pub twilio: Option<TwilioConfig>,
+    /// The vendor's own settings (its section, e.g. `[providers.twilio]`), checked and
+    /// typed at load time by the vendor's module.
+    #[serde(skip)]
+    pub vendor: VendorSettings,
 }
 
 fn default_rate() -> u32 {
@@ -538,6 +540,22 @@ impl ProviderConfig {
     /// The default sender id.
     pub fn default_sender(&self) -> Option<&str> {
         self.sender_ids.first().map(String::as_str)
+    }
+}
+
+/// Minimum shares of the lanes below `high` (fractions of the sends, 0 to 0.5).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LaneShares {
+    /// The `normal` lane's least share while `high` jobs wait.
+    pub normal: f64,
+    /// The `bulk` lane's least share while `high` or `normal` jobs wait.
+    pub bulk: f64,
+}
+
+impl Default for LaneShares {
+    fn default() -> Self {
+        LaneShares { normal: 0.10, bulk: 0.05 }
     }
 }
 
@@ -635,116 +653,4 @@ pub struct ClickTrackingConfig {
 
 fn yes() -> bool {
     true
-}
-
-/// Twilio account settings. Requests are authenticated with the API key when one is
-/// given (Twilio's advice for production), else with the Auth Token; callbacks are
-/// always verified with the Auth Token (`X-Twilio-Signature`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TwilioConfig {
-    /// The Account SID (`AC` and 32 hex digits); it names the account in every URL.
-    pub account_sid: String,
-    /// Environment variable holding the account's primary Auth Token.
-    pub auth_token_env: String,
-    /// The Auth Token, read from `auth_token_env`. Never logged.
-    #[serde(skip)]
-    pub auth_token: Secret,
-    /// An API key SID (`SK…`) to send with instead of the Auth Token.
-    #[serde(default)]
-    pub api_key_sid: Option<String>,
-    /// Environment variable holding the API key's secret; required with `api_key_sid`.
-    #[serde(default)]
-    pub api_key_secret_env: Option<String>,
-    /// The API key secret, read from `api_key_secret_env`. Never logged.
-    #[serde(skip)]
-    pub api_key_secret: Secret,
-    /// A Messaging Service (`MG…`) to send through: required for `twilio_rcs` with
-    /// `fallback_mode = "provider"`; for SMS, it picks the sender instead of `From`.
-    #[serde(default)]
-    pub messaging_service_sid: Option<String>,
-}
-
-/// Generic RCS/SMS vendor settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GenericConfig {
-    /// Full endpoint URL the send request goes to.
-    pub endpoint: String,
-    /// `POST` (default) or `PUT`.
-    #[serde(default = "default_method")]
-    pub method: String,
-    /// Authentication.
-    #[serde(default)]
-    pub auth: GenericAuthConfig,
-    /// Extra headers on every request (not secret: they are written in this file).
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Extra headers whose values are secrets (vendor API keys): header name →
-    /// environment variable holding the value.
-    #[serde(default)]
-    pub secret_headers: BTreeMap<String, String>,
-    /// The values of `secret_headers`, read at load time. Never logged.
-    #[serde(skip)]
-    pub secret_header_values: BTreeMap<String, Secret>,
-    /// Key–value pairs merged into the JSON body; values may reference message fields
-    /// as `{{to}}`, `{{message_id}}`, `{{sender}}`, `{{text}}` or `{{metadata.<key>}}`.
-    #[serde(default)]
-    pub body_parameters: BTreeMap<String, String>,
-    /// Extra body parameters for the SMS fallback (Generic RCS with fallback).
-    #[serde(default)]
-    pub fallback_body_parameters: BTreeMap<String, String>,
-}
-
-fn default_method() -> String {
-    "POST".into()
-}
-
-/// Generic vendor authentication.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum GenericAuthConfig {
-    /// No authentication.
-    #[default]
-    None,
-    /// HTTP Basic.
-    Basic {
-        /// User id.
-        username: String,
-        /// Environment variable holding the password.
-        password_env: String,
-        /// Resolved password.
-        #[serde(skip)]
-        password: Secret,
-    },
-    /// OAuth 2.0 client credentials.
-    Oauth2 {
-        /// Token endpoint.
-        token_url: String,
-        /// Client id.
-        client_id: String,
-        /// Environment variable holding the client secret.
-        client_secret_env: String,
-        /// Resolved client secret.
-        #[serde(skip)]
-        client_secret: Secret,
-        /// Optional scope.
-        #[serde(default)]
-        scope: Option<String>,
-        /// How the client id and secret reach the token endpoint: `body` (form fields,
-        /// the default) or `basic` (an `Authorization: Basic` header, RFC 6749 §2.3.1).
-        #[serde(default)]
-        client_auth: OAuthClientAuth,
-    },
-}
-
-/// How an OAuth 2.0 client authenticates at the token endpoint.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OAuthClientAuth {
-    /// `client_id` and `client_secret` as form fields of the token request.
-    #[default]
-    Body,
-    /// HTTP Basic with the client id and secret.
-    Basic,
 }

@@ -5,23 +5,23 @@ use std::collections::HashSet;
 use sendfleet_protocol::{Channel, Content, TurkeyIys};
 
 use crate::{
-    Config, FallbackMode, FieldError, GENERIC_RESERVED_BODY_KEYS, GenericAuthConfig, GenericConfig,
-    MAX_RATE_PER_SECOND, ProviderConfig, ProviderKind, Secret, TemplateConfig, UrlError,
-    generic::{is_header_name, is_header_value},
-    parse_parameter_template,
+    Config, FallbackMode, FieldError, FieldErrors, MAX_RATE_PER_SECOND, ProviderConfig, Secret, TemplateConfig,
+    UrlError, VendorCatalog, VendorCheck, is_http_url,
 };
 
-struct Errors(Vec<FieldError>);
+/// A provider entry's vendor section, taken out of the entry before it is read (its
+/// type belongs to the vendor's module): the section's key and value.
+pub(crate) type RawSection = Option<(&'static str, toml::Value)>;
 
-impl Errors {
-    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError { field: field.into(), message: message.into() });
-    }
-}
-
-/// Checks every field and fills the secrets; returns all problems found.
-pub(crate) fn validate_and_resolve(config: &mut Config, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<FieldError> {
-    let mut errors = Errors(Vec::new());
+/// Checks every field and fills the secrets; returns all problems found. `sections`
+/// holds each provider's vendor section, by index.
+pub(crate) fn validate_and_resolve(
+    config: &mut Config,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    vendors: &dyn VendorCatalog,
+    mut sections: Vec<RawSection>,
+) -> Vec<FieldError> {
+    let mut errors = FieldErrors::default();
 
     if !valid_name(&config.broker.prefix) {
         errors.push("broker.prefix", "must be non-empty: letters, digits, '-', '_' or '.'");
@@ -106,6 +106,18 @@ pub(crate) fn validate_and_resolve(config: &mut Config, lookup: &dyn Fn(&str) ->
             );
         }
         validate_provider(provider, &at, lookup, &mut errors);
+        let section = sections.get_mut(index).and_then(Option::take);
+        let kinds = vendors.kinds();
+        if kinds.contains(&provider.kind.as_str()) {
+            let mut check = VendorCheck::new(at, section, lookup, &mut errors);
+            vendors.check(provider, &mut check);
+            check.finish(provider.kind.as_str());
+        } else {
+            errors.push(
+                format!("{at}.kind"),
+                format!("unknown kind '{}'; this build knows {}", provider.kind, kinds.join(", ")),
+            );
+        }
     }
     for (index, id) in config.worker.providers.iter().enumerate() {
         if !ids.contains(id) {
@@ -154,7 +166,7 @@ pub(crate) fn validate_and_resolve(config: &mut Config, lookup: &dyn Fn(&str) ->
 }
 
 /// RabbitMQ's limits on the queue arguments the events queue bounds become.
-fn validate_events_queue(events: &crate::EventsQueueConfig, errors: &mut Errors) {
+fn validate_events_queue(events: &crate::EventsQueueConfig, errors: &mut FieldErrors) {
     // `x-message-ttl` is an unsigned 32-bit count of milliseconds (about 49 days).
     const MAX_TTL_SECONDS: u64 = u32::MAX as u64 / 1_000;
     if events.message_ttl_seconds > MAX_TTL_SECONDS {
@@ -177,7 +189,7 @@ fn validate_provider(
     provider: &mut ProviderConfig,
     at: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
-    errors: &mut Errors,
+    errors: &mut FieldErrors,
 ) {
     if provider.id.is_empty()
         || provider.id.len() > 64
@@ -205,6 +217,18 @@ fn validate_provider(
     {
         errors.push(format!("{at}.burst"), "must be between 1 and rate_per_second");
     }
+    let shares = provider.lane_min_share;
+    for (lane, share) in [("normal", shares.normal), ("bulk", shares.bulk)] {
+        if !(0.0..=0.5).contains(&share) {
+            errors.push(format!("{at}.lane_min_share.{lane}"), "must be between 0 and 0.5 (a fraction of the sends)");
+        }
+    }
+    if shares.normal + shares.bulk > 0.5 {
+        errors.push(
+            format!("{at}.lane_min_share"),
+            "the lower lanes' shares add up to more than 0.5: high jobs would wait behind them",
+        );
+    }
     if provider.request_timeout_ms == 0 {
         errors.push(format!("{at}.request_timeout_ms"), "must be at least 1");
     }
@@ -224,61 +248,6 @@ fn validate_provider(
         );
     }
 
-    if provider.kind.is_infobip_api() {
-        if !is_http_url(&provider.base_url) {
-            errors.push(format!("{at}.base_url"), "must be an http(s) URL like https://xxxxx.api.infobip.com");
-        }
-        match &provider.api_key_env {
-            None => errors.push(format!("{at}.api_key_env"), "required: the environment variable holding the API key"),
-            Some(name) => match resolve(lookup, name) {
-                Some(key) => provider.api_key = key,
-                None => errors.push(format!("{at}.api_key_env"), format!("environment variable {name} is not set")),
-            },
-        }
-    } else if provider.kind.is_twilio() {
-        validate_twilio(provider, at, lookup, errors);
-    } else {
-        match &mut provider.generic {
-            None => errors.push(format!("{at}.generic"), "required for generic providers (endpoint, auth, …)"),
-            Some(generic) => {
-                if !is_http_url(&generic.endpoint) {
-                    errors.push(format!("{at}.generic.endpoint"), "must be an http(s) URL");
-                }
-                if !matches!(generic.method.as_str(), "POST" | "PUT") {
-                    errors.push(format!("{at}.generic.method"), "must be POST or PUT");
-                }
-                validate_generic_extras(generic, at, lookup, errors);
-                match &mut generic.auth {
-                    GenericAuthConfig::None => {}
-                    GenericAuthConfig::Basic { password_env, password, .. } => match resolve(lookup, password_env) {
-                        Some(value) => *password = value,
-                        None => errors.push(
-                            format!("{at}.generic.auth.password_env"),
-                            format!("environment variable {password_env} is not set"),
-                        ),
-                    },
-                    GenericAuthConfig::Oauth2 { token_url, client_secret_env, client_secret, .. } => {
-                        if !is_http_url(token_url) {
-                            errors.push(format!("{at}.generic.auth.token_url"), "must be an http(s) URL");
-                        }
-                        match resolve(lookup, client_secret_env) {
-                            Some(value) => *client_secret = value,
-                            None => errors.push(
-                                format!("{at}.generic.auth.client_secret_env"),
-                                format!("environment variable {client_secret_env} is not set"),
-                            ),
-                        }
-                    }
-                }
-            }
-        }
-    }
-    if provider.generic.is_some() && !matches!(provider.kind, ProviderKind::GenericRcs | ProviderKind::GenericSms) {
-        errors.push(format!("{at}.generic"), "only for generic_rcs / generic_sms providers");
-    }
-    if provider.twilio.is_some() && !provider.kind.is_twilio() {
-        errors.push(format!("{at}.twilio"), "only for twilio_sms / twilio_rcs providers");
-    }
     if let Some(fallback) = &provider.sms_fallback {
         if provider.channel() != Channel::Rcs {
             errors.push(format!("{at}.sms_fallback"), "only RCS providers have an SMS fallback");
@@ -318,33 +287,12 @@ fn validate_provider(
             errors.push(format!("{at}.regional.india_principal_entity_id"), "must not be empty");
         }
     }
-    if matches!(provider.kind, ProviderKind::InfobipSms | ProviderKind::TwilioSms) && provider.capability_check {
+    if provider.channel() != Channel::Rcs && provider.capability_check {
         errors.push(format!("{at}.capability_check"), "only RCS providers check capability");
     }
-    if provider.kind == ProviderKind::TwilioRcs && provider.capability_check {
-        errors.push(
-            format!("{at}.capability_check"),
-            "Twilio has no capability endpoint (its Messaging Service checks RCS capability itself)",
-        );
+    if provider.channel() != Channel::Rcs && provider.fallback_mode == FallbackMode::Provider {
+        errors.push(format!("{at}.fallback_mode"), "only RCS providers have an SMS fallback");
     }
-    if provider.fallback_mode == FallbackMode::Provider
-        && !matches!(provider.kind, ProviderKind::InfobipRcs | ProviderKind::JiocxRcs | ProviderKind::TwilioRcs)
-    {
-        errors.push(
-            format!("{at}.fallback_mode"),
-            "\"provider\" is only for infobip_rcs / jiocx_rcs / twilio_rcs providers",
-        );
-    }
-    if provider.fallback_mode == FallbackMode::Provider
-        && provider.kind == ProviderKind::TwilioRcs
-        && provider.twilio.as_ref().is_some_and(|t| t.messaging_service_sid.is_none())
-    {
-        errors.push(
-            format!("{at}.twilio.messaging_service_sid"),
-            "required with fallback_mode = \"provider\": Twilio falls back to SMS only through a Messaging Service",
-        );
-    }
-
     if let Some(name) = &provider.callback_token_env {
         match resolve(lookup, name) {
             // The token goes into a URL path: only unreserved characters survive unescaped.
@@ -371,67 +319,6 @@ fn validate_provider(
     }
 }
 
-/// A Twilio provider: the account section, its secrets, and the API base URL
-/// (`https://api.twilio.com` when not given).
-fn validate_twilio(
-    provider: &mut ProviderConfig,
-    at: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    errors: &mut Errors,
-) {
-    if provider.base_url.is_empty() {
-        provider.base_url = TWILIO_API_BASE.to_owned();
-    } else if !is_http_url(&provider.base_url) {
-        errors.push(format!("{at}.base_url"), "must be an http(s) URL (default https://api.twilio.com)");
-    }
-    if provider.api_key_env.is_some() {
-        errors
-            .push(format!("{at}.api_key_env"), "not used by Twilio: set twilio.auth_token_env (and twilio.api_key_*)");
-    }
-    let Some(twilio) = &mut provider.twilio else {
-        errors.push(format!("{at}.twilio"), "required for Twilio providers (account_sid, auth_token_env, …)");
-        return;
-    };
-    if !is_twilio_sid(&twilio.account_sid, "AC") {
-        errors.push(format!("{at}.twilio.account_sid"), "must be AC followed by 32 hex digits (the Account SID)");
-    }
-    match resolve(lookup, &twilio.auth_token_env) {
-        Some(token) => twilio.auth_token = token,
-        None => errors.push(
-            format!("{at}.twilio.auth_token_env"),
-            format!("environment variable {} is not set", twilio.auth_token_env),
-        ),
-    }
-    match (&twilio.api_key_sid, &twilio.api_key_secret_env) {
-        (None, None) => {}
-        (Some(sid), Some(env)) => {
-            if !is_twilio_sid(sid, "SK") {
-                errors.push(format!("{at}.twilio.api_key_sid"), "must be SK followed by 32 hex digits");
-            }
-            match resolve(lookup, env) {
-                Some(secret) => twilio.api_key_secret = secret,
-                None => errors
-                    .push(format!("{at}.twilio.api_key_secret_env"), format!("environment variable {env} is not set")),
-            }
-        }
-        (Some(_), None) => errors.push(format!("{at}.twilio.api_key_secret_env"), "required with api_key_sid"),
-        (None, Some(_)) => errors.push(format!("{at}.twilio.api_key_sid"), "required with api_key_secret_env"),
-    }
-    if let Some(sid) = &twilio.messaging_service_sid
-        && !is_twilio_sid(sid, "MG")
-    {
-        errors.push(format!("{at}.twilio.messaging_service_sid"), "must be MG followed by 32 hex digits");
-    }
-}
-
-/// Twilio's REST API.
-const TWILIO_API_BASE: &str = "https://api.twilio.com";
-
-/// A Twilio SID: two letters and 32 hex digits (`^AC[0-9a-fA-F]{32}$` in Twilio's spec).
-fn is_twilio_sid(sid: &str, prefix: &str) -> bool {
-    sid.len() == 34 && sid.starts_with(prefix) && sid[2..].bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 /// Reads a template's content from `content` or `file` and checks it parses; the error
 /// names the field (`content` or `file`).
 fn load_template(template: &TemplateConfig) -> Result<Content, (&'static str, String)> {
@@ -454,74 +341,6 @@ fn load_template(template: &TemplateConfig) -> Result<Content, (&'static str, St
     }
 }
 
-/// Headers and body parameters of a generic provider: every problem named by its key.
-fn validate_generic_extras(
-    generic: &mut GenericConfig,
-    at: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    errors: &mut Errors,
-) {
-    let has_auth = !matches!(generic.auth, GenericAuthConfig::None);
-    let mut seen = HashSet::new();
-    let names = generic
-        .headers
-        .keys()
-        .map(|n| (n, "headers"))
-        .chain(generic.secret_headers.keys().map(|n| (n, "secret_headers")));
-    for (name, section) in names {
-        let field = format!("{at}.generic.{section}.{name}");
-        if !is_header_name(name) {
-            errors.push(field, "is not a valid HTTP header name");
-            continue;
-        }
-        let lower = name.to_ascii_lowercase();
-        if !seen.insert(lower.clone()) {
-            errors.push(field, "set more than once (header names are case-insensitive)");
-        } else if lower == "authorization" && has_auth {
-            errors.push(field, "conflicts with generic.auth, which sets Authorization; use auth type \"none\"");
-        } else if matches!(lower.as_str(), "content-length" | "host" | "transfer-encoding" | "connection") {
-            errors.push(field, "is set by the HTTP client and cannot be configured");
-        }
-    }
-    for (name, value) in &generic.headers {
-        if name.eq_ignore_ascii_case("content-type") && !value.to_ascii_lowercase().contains("json") {
-            errors.push(
-                format!("{at}.generic.headers.{name}"),
-                "the Generic API body is JSON; Content-Type must be a JSON media type",
-            );
-        } else if !is_header_value(value) {
-            errors.push(format!("{at}.generic.headers.{name}"), "contains characters not allowed in an HTTP header");
-        }
-    }
-    for (name, env) in &generic.secret_headers {
-        match resolve(lookup, env) {
-            Some(value) if is_header_value(value.expose()) => {
-                generic.secret_header_values.insert(name.clone(), value);
-            }
-            Some(_) => errors.push(
-                format!("{at}.generic.secret_headers.{name}"),
-                format!("the value of {env} contains characters not allowed in an HTTP header"),
-            ),
-            None => errors
-                .push(format!("{at}.generic.secret_headers.{name}"), format!("environment variable {env} is not set")),
-        }
-    }
-    for (section, parameters) in
-        [("body_parameters", &generic.body_parameters), ("fallback_body_parameters", &generic.fallback_body_parameters)]
-    {
-        for (key, value) in parameters {
-            let field = format!("{at}.generic.{section}.{key}");
-            if key.is_empty() {
-                errors.push(field, "parameter names must be non-empty");
-            } else if GENERIC_RESERVED_BODY_KEYS.contains(&key.as_str()) {
-                errors.push(field, format!("'{key}' is a field of the Generic API body and cannot be replaced"));
-            } else if let Err(problem) = parse_parameter_template(value) {
-                errors.push(field, problem);
-            }
-        }
-    }
-}
-
 /// The message for a broker or Redis URL that does not parse. It never quotes the URL
 /// (the password could be in any part of it); the usual cause is a reserved character
 /// left unencoded in the password, so the fix is spelled out.
@@ -533,15 +352,11 @@ fn unusable_url(problem: &UrlError) -> String {
     )
 }
 
-fn resolve(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<Secret> {
+/// The secret in the environment variable `name`; an empty value counts as unset.
+pub(crate) fn resolve(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<Secret> {
     lookup(name).filter(|v| !v.is_empty()).map(Secret::new)
 }
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
-fn is_http_url(url: &str) -> bool {
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
-    rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
 }

@@ -25,6 +25,7 @@ fn load(file: &str, toml: &str, env: &[(&str, &str)]) -> Result<Loaded, ConfigEr
         toml: toml.to_owned(),
         env_overrides: env.clone(),
         secret_lookup: &lookup,
+        vendors: &sendfleet_providers::VENDORS,
     })
 }
 
@@ -129,7 +130,18 @@ fn errors_quote_the_file_line_and_key_path_in_config_words() {
     let base = "[broker]\nprefix = \"t\"\n\n[[providers]]\nid = \"sms\"\nkind = \"infobip_sms\"\nbase_url = \"https://x.api.infobip.com\"\napi_key_env = \"K\"\nsender_ids = [\"S\"]\n";
     let second = base.replace("[broker]\nprefix = \"t\"\n\n", "").replace("\"sms\"", "\"sms2\"");
     let third = base.replace("[broker]\nprefix = \"t\"\n\n", "").replace("\"sms\"", "\"sms3\"");
-    let cases: [(String, &str); 7] = [
+    let generic = "[[providers]]\nid = \"gen\"\nkind = \"generic_sms\"\nsender_ids = [\"S\"]\n\
+                   [providers.generic]\nendpoint = \"https://vendor.example/send\"\n";
+    let cases: [(String, &str); 9] = [
+        (
+            // The vendor's section is read by its module: the line is still the bad value's.
+            format!("{base}{generic}[[providers]]\nid = \"b\"\nkind = \"generic_sms\"\nconcurrency = \"x\"\n"),
+            "sendfleet.toml, line 19: providers[2].concurrency: invalid type: string \"x\", expected a whole number from 0 to 4294967295",
+        ),
+        (
+            base.replace("kind = \"infobip_sms\"", "kind = \"infobip\""),
+            "sendfleet.toml, line 6: providers[0].kind: 'infobip' is not a provider kind: a kind ends in its channel, _rcs or _sms",
+        ),
         (
             format!("{base}{second}{third}rate_per_second = \"fast\"\n"),
             "sendfleet.toml, line 22: providers[2].rate_per_second: invalid type: string \"fast\", expected a whole number from 0 to 4294967295",
@@ -224,7 +236,7 @@ fn a_wrong_type_anywhere_names_its_key_in_config_words() {
     assert!(checked >= 30, "only {checked} keys checked");
     // And every key of a provider, on its own line of a file.
     let provider = "[[providers]]\nid = \"p\"\nkind = \"infobip_sms\"\nbase_url = \"https://x.api.infobip.com\"\napi_key_env = \"K\"\nsender_ids = [\"S\"]\n";
-    let loaded = Config::from_toml(provider, &|_| Some("key".into())).unwrap();
+    let loaded = Config::from_toml(provider, &|_| Some("key".into()), &sendfleet_providers::VENDORS).unwrap();
     let keys = serde_json::to_value(&loaded.providers[0]).unwrap();
     let keys = keys.as_object().unwrap();
     assert!(keys.len() > 20, "{keys:?}");

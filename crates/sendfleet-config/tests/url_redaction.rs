@@ -43,6 +43,7 @@ fn load_with(key: &str, url: &str) -> Result<Config, ConfigError> {
         toml: String::new(),
         env_overrides: vec![(key.to_owned(), url.to_owned())],
         secret_lookup: &|_| None,
+        vendors: &sendfleet_providers::VENDORS,
     })
     .map(|loaded| loaded.config)
 }
@@ -172,6 +173,7 @@ fn urls_without_credentials_show_as_written() {
         toml: String::new(),
         env_overrides: vec![("SENDFLEET_REDIS__URL".into(), "unix:///run/redis.sock?db=1&pass=Zq8kWx3v".into())],
         secret_lookup: &|_| None,
+        vendors: &sendfleet_providers::VENDORS,
     })
     .unwrap();
 }

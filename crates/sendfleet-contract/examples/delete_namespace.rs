@@ -16,7 +16,8 @@ use sendfleet_broker::{
 async fn main() -> anyhow::Result<()> {
     let path = std::env::args().nth(1).ok_or_else(|| anyhow::anyhow!("usage: delete_namespace <config.toml>"))?;
     let text = std::fs::read_to_string(&path)?;
-    let config = sendfleet_config::Config::from_toml(&text, &|_: &str| Some("x".repeat(32)))?;
+    let config =
+        sendfleet_config::Config::from_toml(&text, &|_: &str| Some("x".repeat(32)), &sendfleet_providers::VENDORS)?;
     // Refuse the shared default names: this tool is for throw-away prefixes only.
     anyhow::ensure!(
         config.broker.prefix.starts_with("sfc-"),

@@ -42,6 +42,7 @@ fn cpu_ns() -> u64 {
 
 fn request(to: &str) -> SendRequest {
     SendRequest {
+        priority: Default::default(),
         schema_version: 1,
         message_id: None,
         channel: Channel::Sms,
@@ -68,7 +69,7 @@ api_key_env = "K"
 sender_ids = ["ACME"]
 default_for_channel = true
 "#;
-    let checked = Config::from_toml(toml, &|_| Some("key".into())).expect("config");
+    let checked = Config::from_toml(toml, &|_| Some("key".into()), &sendfleet_providers::VENDORS).expect("config");
     let mut shape_only = checked.clone();
     shape_only.dispatcher.check_numbering_plan = false;
     let numbers = numbers();

@@ -167,6 +167,7 @@ pub async fn send_test(request: &SendTestRequest, config: &Config) -> Result<Sen
 fn test_job(provider: &ProviderConfig, to: &str, sender: String, content: Content, options: SendOptions) -> SendJob {
     let message_id = new_id();
     SendJob {
+        priority: Default::default(),
         schema_version: SCHEMA_VERSION,
         trace_id: message_id.clone(),
         message_id,
@@ -223,7 +224,7 @@ base_url = "http://127.0.0.1:9"
 api_key_env = "K"
 sender_ids = ["Agent"]
 "#;
-        let config = Config::from_toml(toml, &|_| Some("k".into())).unwrap();
+        let config = Config::from_toml(toml, &|_| Some("k".into()), &sendfleet_providers::VENDORS).unwrap();
         let form = SendTestRequest {
             provider: "nope".into(),
             country_code: "91".into(),

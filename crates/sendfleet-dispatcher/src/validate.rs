@@ -254,6 +254,7 @@ impl<'c> Planner<'c> {
         let mut metadata = self.request.metadata.clone();
         metadata.extend(extra_metadata);
         let job = SendJob {
+            priority: self.request.priority,
             schema_version: SCHEMA_VERSION,
             message_id,
             provider: self.provider.id.clone(),

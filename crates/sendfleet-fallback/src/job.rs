@@ -74,6 +74,8 @@ pub fn fallback_job(config: &Config, rcs: &SendJob) -> Result<Option<SendJob>, F
         regional: fallback.regional.clone().or_else(|| rcs.options.regional.clone()),
     };
     Ok(Some(SendJob {
+        // The fallback keeps its message's lane: an OTP's SMS is as urgent as its RCS.
+        priority: rcs.priority,
         schema_version: SCHEMA_VERSION,
         message_id: fallback_message_id(&rcs.message_id),
         provider: provider.id.clone(),
@@ -141,11 +143,12 @@ sender_ids = ["OTHER"]
 "#;
 
     fn config() -> Config {
-        Config::from_toml(TOML, &|_| Some("key".into())).unwrap()
+        Config::from_toml(TOML, &|_| Some("key".into()), &sendfleet_providers::VENDORS).unwrap()
     }
 
     fn rcs_job(fallback: Option<SmsFallback>) -> SendJob {
         SendJob {
+            priority: Default::default(),
             schema_version: 1,
             message_id: "m-1".into(),
             provider: "rcs".into(),

@@ -394,6 +394,7 @@ mod tests {
 
     fn sms(id: &str) -> SendJob {
         SendJob {
+            priority: Default::default(),
             schema_version: 1,
             message_id: format!("{id}.sms"),
             provider: "sms".into(),

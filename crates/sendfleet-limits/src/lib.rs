@@ -8,12 +8,15 @@
 //!   requests in flight summed over every worker, held as leased permits in Redis.
 //! - [`ConcurrencyLimit`]: one worker's share of work as owned semaphore permits, shrunk
 //!   on overload and grown back (AIMD).
+//! - [`LaneGate`]: priority lanes within one provider's rate (which waiting job takes
+//!   the next slot).
 //! - [`Backoff`]: exponential backoff with full jitter for retries.
 
 mod backoff;
 mod concurrency;
 mod fleet;
 pub mod gcra;
+mod lanes;
 mod local;
 mod permits;
 
@@ -21,5 +24,6 @@ pub use backoff::{Backoff, BackoffError};
 pub use concurrency::{ConcurrencyLimit, ConcurrencyPermit};
 pub use fleet::{FleetLimiter, LeaseSource, LimitError, Permit, RedisLeases};
 pub use gcra::{Lease, SlotParams};
+pub use lanes::{LaneGate, LaneTicket};
 pub use local::LocalLimiter;
 pub use permits::{FleetPermit, FleetPermits, Holding, LUA_PERMITS, PermitSettings, PermitStore, RedisPermits};

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{Channel, Content, SendOptions, SmsFallback, Versioned};
+use crate::{Channel, Content, Priority, SendOptions, SmsFallback, Versioned};
 
-/// What a sender-worker consumes from `jobs.<provider>`.
+/// What a sender-worker consumes from `jobs.<provider>` (and its `.high` / `.bulk` lanes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SendJob {
     /// Must be a version this build reads (currently 1); any other is refused with reason
@@ -21,6 +21,10 @@ pub struct SendJob {
     pub provider: String,
     /// `rcs` or `sms`.
     pub channel: Channel,
+    /// The lane (`high`, `normal`, `bulk`); the job sits on the provider's queue of that
+    /// lane, and its retries and SMS fallback stay in it.
+    #[serde(default, skip_serializing_if = "Priority::is_normal")]
+    pub priority: Priority,
     /// Destination in E.164 (`+` and digits).
     pub to: String,
     /// Sender id / RCS agent resolved by the dispatcher.

@@ -66,6 +66,51 @@ impl std::fmt::Display for Channel {
     }
 }
 
+/// A message's lane. Each provider's jobs wait in one queue per lane and are sent high
+/// first, then normal, then bulk, within the provider's one rate and concurrency; the
+/// lower lanes keep a configured minimum share, so they slow down but never stop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// One-time passwords and other messages a person is waiting for.
+    High,
+    /// Transactional messages (the default).
+    #[default]
+    Normal,
+    /// Campaigns and other large sends that may wait.
+    Bulk,
+}
+
+impl Priority {
+    /// Every lane, highest first.
+    pub const ALL: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Bulk];
+
+    /// The lowercase name used in requests, routing keys, queue names and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Bulk => "bulk",
+        }
+    }
+
+    /// True for the default lane (left out of documents).
+    pub fn is_normal(&self) -> bool {
+        *self == Priority::Normal
+    }
+
+    /// Position in [`Priority::ALL`]: 0 for `high`.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for Priority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A document that carries a schema version, so the codec can check it.
 pub trait Versioned {
     /// The `schema_version` field of the decoded document.
@@ -87,8 +132,22 @@ pub fn new_id() -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn priority_is_left_out_when_normal_and_read_by_name() {
+        let normal = encode(&text_job());
+        let high = encode(&SendJob { priority: Priority::High, ..text_job() });
+        assert!(high.len() > normal.len(), "a normal job carries no priority field");
+        assert_eq!(decode::<SendJob>(&normal).unwrap().priority, Priority::Normal);
+        assert_eq!(decode::<SendJob>(&high).unwrap().priority, Priority::High);
+        let json = |p: &str| serde_json::from_value::<Priority>(serde_json::Value::String(p.into()));
+        assert_eq!(json("bulk").unwrap(), Priority::Bulk);
+        assert!(json("urgent").is_err(), "an unknown lane is refused");
+        assert_eq!(Priority::ALL.map(Priority::index), [0, 1, 2]);
+    }
+
     fn text_job() -> SendJob {
         SendJob {
+            priority: Default::default(),
             schema_version: SCHEMA_VERSION,
             message_id: "m-1".into(),
             provider: "infobip-sms".into(),

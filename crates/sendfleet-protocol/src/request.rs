@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{Channel, Content, Versioned};
+use crate::{Channel, Content, Priority, Versioned};
 
 /// A request to send one message to one recipient (`to`) or to many (`recipients`).
 ///
@@ -28,6 +28,10 @@ pub struct SendRequest {
     /// Provider id from the config; absent means the channel's default provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
+    /// The lane: `high` (one-time passwords), `normal` (default) or `bulk` (campaigns).
+    /// Higher lanes are sent first within the provider's rate and concurrency.
+    #[serde(default, skip_serializing_if = "Priority::is_normal")]
+    pub priority: Priority,
     /// Destination in E.164 (`+` and 8–15 digits). Required unless `recipients` is given
     /// (not both).
     #[serde(default, skip_serializing_if = "Option::is_none")]

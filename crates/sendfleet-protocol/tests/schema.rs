@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use jsonschema::Validator;
 use sendfleet_protocol::{
     Billing, Card, CardAlignment, CardOrientation, CardWidth, Channel, Content, DecodeError, DeliveryOutcome,
-    DeliveryTimeWindow, Event, EventKind, InboundMessage, IndiaDlt, Media, MediaHeight, ProviderErrorInfo,
+    DeliveryTimeWindow, Event, EventKind, InboundMessage, IndiaDlt, Media, MediaHeight, Priority, ProviderErrorInfo,
     ProviderStatus, Recipient, Regional, SCHEMA_VERSION, SendJob, SendOptions, SendRequest, SmsFallback, Suggestion,
     TemplateRef, TimeOfDay, TurkeyIys, UrlApplication, WebviewViewMode, decode, encode,
 };
@@ -367,6 +367,7 @@ fn full_fallback() -> SmsFallback {
 
 fn minimal_request(content: Content) -> SendRequest {
     SendRequest {
+        priority: Default::default(),
         schema_version: SCHEMA_VERSION,
         message_id: None,
         channel: Channel::Rcs,
@@ -386,6 +387,7 @@ fn minimal_request(content: Content) -> SendRequest {
 /// A bulk SMS request: `recipients` instead of `to`.
 fn bulk_request() -> SendRequest {
     SendRequest {
+        priority: Default::default(),
         to: None,
         recipients: vec![
             Recipient {
@@ -411,6 +413,7 @@ fn sample_requests() -> Vec<SendRequest> {
     let mut requests: Vec<SendRequest> = all_contents()
         .into_iter()
         .map(|content| SendRequest {
+            priority: Priority::High,
             message_id: Some("m-0001".into()),
             provider: Some("infobip-rcs".into()),
             sender: Some("acme_agent".into()),
@@ -423,12 +426,14 @@ fn sample_requests() -> Vec<SendRequest> {
         .collect();
     requests.push(bulk_request());
     requests.push(SendRequest {
+        priority: Default::default(),
         content: None,
         template: Some(TemplateRef { id: "welcome".into(), variables: map(&[("name", "Ada")]) }),
         ..minimal_request(Content::Text { text: String::new(), suggestions: vec![] })
     });
     requests.push(minimal_request(Content::Text { text: "hi".into(), suggestions: vec![] }));
     requests.push(SendRequest {
+        priority: Default::default(),
         channel: Channel::Sms,
         options: SendOptions {
             delivery_time_window: Some(DeliveryTimeWindow { days: vec!["SUNDAY".into()], from: None, to: None }),
@@ -449,6 +454,7 @@ fn sample_requests() -> Vec<SendRequest> {
 
 fn full_job() -> SendJob {
     SendJob {
+        priority: Priority::Bulk,
         schema_version: SCHEMA_VERSION,
         message_id: "m-0001".into(),
         provider: "infobip-rcs".into(),
@@ -470,6 +476,7 @@ fn full_job() -> SendJob {
 fn sample_jobs() -> Vec<SendJob> {
     let mut jobs: Vec<SendJob> = all_contents().into_iter().map(|content| SendJob { content, ..full_job() }).collect();
     jobs.push(SendJob {
+        priority: Default::default(),
         channel: Channel::Sms,
         content: Content::Text { text: "hello".into(), suggestions: vec![] },
         options: SendOptions::default(),

@@ -6,23 +6,28 @@
 //! classification are pure functions, unit-tested beside the code; only
 //! [`Provider::send`] touches the network.
 //!
-//! Adding a vendor touches one module plus its tests, and one arm in [`build`].
+//! A vendor owns everything about it: its config section and checks, request building,
+//! answer classification, callback authentication and parsing, its webhooks and what it
+//! can do. Adding one is one module plus its tests, and one line in [`VENDORS`]
+//! (`docs/adding-a-vendor.md`).
 
 mod gate;
 pub mod generic;
 pub mod http;
 pub mod infobip;
 mod outcome;
+mod registry;
 pub mod twilio;
 
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use sendfleet_config::{ProviderConfig, ProviderKind};
+use sendfleet_config::ProviderConfig;
 use sendfleet_protocol::{Event, SendJob};
 
 pub use gate::{GateError, RequestGate, Unlimited, unlimited};
 pub use outcome::{RejectCode, SendOutcome, TransientCode};
+pub use registry::{VENDORS, Vendor, Vendors};
 // `Capability` and `CapabilityError` are defined below, next to the trait that returns them.
 
 /// What every provider adapter offers.
@@ -404,7 +409,7 @@ pub enum AdapterError {
         /// Provider id.
         provider: String,
         /// The kind.
-        kind: &'static str,
+        kind: String,
     },
 }
 
@@ -412,13 +417,9 @@ pub enum AdapterError {
 /// a request so the dispatcher can refuse a request the adapter would refuse anyway.
 /// `Err` holds the reason. Vendors that take everything the protocol has answer `Ok`.
 pub fn check_job(config: &ProviderConfig, job: &SendJob) -> Result<(), String> {
-    match config.kind {
-        ProviderKind::TwilioSms | ProviderKind::TwilioRcs => twilio::check_job(config, job),
-        ProviderKind::InfobipRcs
-        | ProviderKind::InfobipSms
-        | ProviderKind::JiocxRcs
-        | ProviderKind::GenericRcs
-        | ProviderKind::GenericSms => Ok(()),
+    match VENDORS.of(&config.kind) {
+        Some(vendor) => (vendor.check_job)(config, job),
+        None => Ok(()),
     }
 }
 
@@ -430,17 +431,8 @@ pub fn build(
     settings: &AdapterSettings,
     gate: Arc<dyn RequestGate>,
 ) -> Result<Arc<dyn Provider>, AdapterError> {
-    match config.kind {
-        // One request per send, always: the caller's slot covers it.
-        ProviderKind::InfobipRcs | ProviderKind::InfobipSms | ProviderKind::JiocxRcs => {
-            Ok(Arc::new(infobip::InfobipAdapter::new(config.clone(), settings)?))
-        }
-        ProviderKind::GenericRcs | ProviderKind::GenericSms => {
-            Ok(Arc::new(generic::GenericAdapter::new(config.clone(), settings, gate)?))
-        }
-        // One request per send, like Infobip.
-        ProviderKind::TwilioSms | ProviderKind::TwilioRcs => {
-            Ok(Arc::new(twilio::TwilioAdapter::new(config.clone(), settings)?))
-        }
+    match VENDORS.of(&config.kind) {
+        Some(vendor) => (vendor.build)(config, settings, gate),
+        None => Err(AdapterError::Unsupported { provider: config.id.clone(), kind: config.kind.to_string() }),
     }
 }

@@ -72,7 +72,7 @@ fn gated_adapter(kind: &str, mock: &MockHandle, generic: &str, gate: Arc<dyn Req
         "GEN_API_KEY" => Some("vendor-api-key-42".to_owned()),
         _ => None,
     };
-    let config = Config::from_toml(&toml, &lookup).unwrap();
+    let config = Config::from_toml(&toml, &lookup, &sendfleet_providers::VENDORS).unwrap();
     GenericAdapter::new(config.providers[0].clone(), &AdapterSettings::default(), gate).unwrap()
 }
 
@@ -82,6 +82,7 @@ fn job(id: &str, channel: Channel) -> SendJob {
         Channel::Sms => vec![],
     };
     SendJob {
+        priority: Default::default(),
         schema_version: 1,
         message_id: id.into(),
         provider: "gen".into(),

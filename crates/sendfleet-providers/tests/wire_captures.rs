@@ -184,7 +184,7 @@ async fn capture_all() -> Vec<Capture> {
             axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await.unwrap();
         })
     };
-    let config = Config::from_toml(&CONFIG.replace("{base}", &base), &lookup).unwrap();
+    let config = Config::from_toml(&CONFIG.replace("{base}", &base), &lookup, &sendfleet_providers::VENDORS).unwrap();
     let settings = AdapterSettings { callback_base_url: "https://callbacks.example.com/".into() };
     let mut captures = Vec::new();
     for provider in &config.providers {

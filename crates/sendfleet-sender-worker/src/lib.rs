@@ -1,7 +1,8 @@
 //! The sender-worker.
 //!
-//! For each provider it serves, the worker consumes `jobs.<provider>` with a prefetch
-//! sized from the provider's concurrency, sends each job through the provider's adapter
+//! For each provider it serves, the worker consumes `jobs.<provider>` and its priority
+//! lanes (`jobs.<provider>.high`, `.bulk`), each with a prefetch of `jobs_per_worker`,
+//! lets the highest lane take the next rate slot, sends each job through the provider's adapter
 //! while holding one of the provider's concurrency permits, and publishes what follows
 //! (accepted/failed event, retry, dead letter, SMS fallback) **with publisher confirms
 //! before it acks** the job. Before an RCS request it optionally checks capability
@@ -50,14 +51,19 @@ pub enum WorkerError {
 /// One provider as the worker drives it.
 pub(crate) struct ProviderRuntime {
     pub adapter: Arc<dyn Provider>,
-    /// Jobs this worker works on at once (`jobs_per_worker`), shrunk on overload (AIMD).
-    pub concurrency: sendfleet_limits::ConcurrencyLimit,
+    /// Jobs this worker works on at once (`jobs_per_worker`) per lane, shrunk on
+    /// overload (AIMD). Per lane, so jobs of a lower lane never hold the places a higher
+    /// lane's jobs wait for; which job sends next is the lane gate's choice.
+    pub concurrency: [sendfleet_limits::ConcurrencyLimit; 3],
     /// Requests in flight to the provider (`concurrency`): fleet-wide, held only for
     /// the HTTP request itself.
     pub requests: permits::RequestPermits,
     /// Shared with the adapter, which takes slots from it for its own extra requests
     /// (OAuth token fetches, the resend after a 401).
     pub rate: Arc<rate::RateGate>,
+    /// Which waiting job takes the next rate slot: the highest lane first, the lower
+    /// lanes keeping their minimum shares.
+    pub lanes: sendfleet_limits::LaneGate,
     pub backoff: sendfleet_limits::Backoff,
     pub prefetch: u16,
     /// How long a send may hold its message's claim (see `sent`).
@@ -72,6 +78,11 @@ impl ProviderRuntime {
     fn id(&self) -> &str {
         &self.adapter.config().id
     }
+
+    /// The jobs-at-once limit of a lane.
+    fn jobs(&self, lane: sendfleet_protocol::Priority) -> &sendfleet_limits::ConcurrencyLimit {
+        &self.concurrency[lane.index()]
+    }
 }
 
 /// The longest a send holds its message's claim: a rate-slot wait and a request, twice
@@ -79,6 +90,16 @@ impl ProviderRuntime {
 /// worker died, and then it delays the redelivered job by at most this long.
 fn claim_ttl(provider: &sendfleet_config::ProviderConfig) -> Duration {
     2 * (rate::SLOT_WAIT_LIMIT + Duration::from_millis(provider.request_timeout_ms)) + Duration::from_secs(5)
+}
+
+/// The lane gate of a provider: about 20 ms of the provider's rate may be reserved
+/// ahead of a newly arrived high job (at least 8 slots, so the gate never slows the
+/// slots down; at most 128).
+fn lane_gate(provider: &sendfleet_config::ProviderConfig) -> sendfleet_limits::LaneGate {
+    let width = (provider.rate_per_second / 50).clamp(8, 128) as usize;
+    let shares = provider.lane_min_share;
+    // Lane order as `Priority::index`: high, normal, bulk.
+    sendfleet_limits::LaneGate::new(width, vec![0.0, shares.normal, shares.bulk])
 }
 
 /// The Redis pool (rate leases and the sent-message record).
@@ -145,9 +166,11 @@ pub async fn run(
         providers.push(Arc::new(ProviderRuntime {
             adapter,
             capability,
-            concurrency: sendfleet_limits::ConcurrencyLimit::new(provider.effective_jobs_per_worker() as usize),
+            concurrency: sendfleet_protocol::Priority::ALL
+                .map(|_| sendfleet_limits::ConcurrencyLimit::new(provider.effective_jobs_per_worker() as usize)),
             requests: permits::RequestPermits::new(&config, provider, &redis),
             rate,
+            lanes: lane_gate(provider),
             metrics: metrics::ProviderMetrics::new(&provider.id),
             pause: pause::PauseGate::new(
                 &provider.id,

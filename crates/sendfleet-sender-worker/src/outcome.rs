@@ -147,6 +147,7 @@ mod tests {
 
     fn job(attempts: u32, first_attempt_at_ms: Option<i64>) -> SendJob {
         SendJob {
+            priority: Default::default(),
             schema_version: 1,
             message_id: "m".into(),
             provider: "p".into(),

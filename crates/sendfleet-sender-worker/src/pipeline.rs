@@ -251,7 +251,7 @@ async fn send(ctx: &SessionContext, provider: &ProviderRuntime, inbound: &Inboun
         let (permit, claim) = tokio::join!(
             async {
                 tokio::select! {
-                    permit = provider.concurrency.acquire() => Some(permit),
+                    permit = provider.jobs(job.priority).acquire() => Some(permit),
                     () = inbound.session_lost() => None,
                 }
             },
@@ -327,9 +327,10 @@ async fn send(ctx: &SessionContext, provider: &ProviderRuntime, inbound: &Inboun
                 continue;
             }
             SendOutcome::Transient { code, .. } if code.is_provider_pressure() => {
-                provider.concurrency.on_overload();
+                // The provider is under pressure whatever the lane.
+                provider.concurrency.iter().for_each(sendfleet_limits::ConcurrencyLimit::on_overload);
             }
-            SendOutcome::Accepted { .. } | SendOutcome::Rejected { .. } => provider.concurrency.on_success(),
+            SendOutcome::Accepted { .. } | SendOutcome::Rejected { .. } => provider.jobs(job.priority).on_success(),
             SendOutcome::Transient { .. } => {}
         }
         if matches!(pass, Pass::Probe) {
@@ -397,8 +398,13 @@ async fn attempt(provider: &ProviderRuntime, job: &SendJob, session: Option<&Can
     // bound (later, sends would bunch above the rate): when the permit takes longer, the
     // slot is left unused and a fresh one taken — no permit is held meanwhile.
     let _request = loop {
+        // The lane's turn first (high jobs take the next slot), held only while the slot
+        // is taken.
         let slot = tokio::select! {
-            slot = provider.rate.acquire() => slot,
+            slot = async {
+                let _turn = provider.lanes.enter(job.priority.index()).await;
+                provider.rate.acquire().await
+            } => slot,
             () = session_lost(session) => return Attempt::SessionLost,
         };
         if let Err(err) = slot {
@@ -698,16 +704,17 @@ mod tests {
     fn runtime(prepared: Result<(), SendOutcome>) -> (ProviderRuntime, Log) {
         let toml = "[[providers]]\nid = \"p\"\nkind = \"infobip_sms\"\nbase_url = \"http://127.0.0.1:9\"\n\
                     api_key_env = \"K\"\nsender_ids = [\"S\"]\n";
-        let config = Config::from_toml(toml, &|_| Some("key".into())).unwrap();
+        let config = Config::from_toml(toml, &|_| Some("key".into()), &sendfleet_providers::VENDORS).unwrap();
         let log = Log::default();
         let params = SlotParams::new(1_000, 10);
         let slots = Slots { log: log.clone(), params, gcra: Mutex::new(Gcra::default()), base: Instant::now() };
         let runtime = ProviderRuntime {
             adapter: Arc::new(Logged { config: config.providers[0].clone(), log: log.clone(), prepared }),
-            concurrency: sendfleet_limits::ConcurrencyLimit::new(4),
+            concurrency: sendfleet_protocol::Priority::ALL.map(|_| sendfleet_limits::ConcurrencyLimit::new(4)),
             requests: crate::permits::RequestPermits::Local(Arc::new(tokio::sync::Semaphore::new(4))),
             rate: Arc::new(RateGate::Fleet(FleetLimiter::new(Arc::new(slots), params, 1))),
             backoff: sendfleet_limits::Backoff::new(Duration::from_millis(100), Duration::from_secs(1)).unwrap(),
+            lanes: sendfleet_limits::LaneGate::new(8, vec![0.0, 0.1, 0.05]),
             prefetch: 8,
             claim_ttl: Duration::from_secs(30),
             metrics: metrics::ProviderMetrics::new("p"),
@@ -719,6 +726,7 @@ mod tests {
 
     fn job() -> SendJob {
         SendJob {
+            priority: Default::default(),
             schema_version: 1,
             message_id: "m".into(),
             provider: "p".into(),

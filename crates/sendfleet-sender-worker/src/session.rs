@@ -1,10 +1,11 @@
 //! The worker's broker session: declare the topology, open the confirmed publisher and
-//! consume every served provider's queue.
+//! consume every served provider's queues (one per priority lane).
 
 use std::{sync::Arc, time::Duration};
 
 use sendfleet_broker::{ConsumerSpec, Publisher, ServiceOptions, Session, Topology, lapin::Connection};
 use sendfleet_config::Config;
+use sendfleet_protocol::Priority;
 use sendfleet_telemetry::Readiness;
 use tokio_util::sync::CancellationToken;
 
@@ -54,12 +55,15 @@ async fn setup(
         topology: topology.clone(),
         publisher: publisher.clone(),
     });
+    // One consumer per lane: each lane's queue is read on its own, so a deep bulk queue
+    // never stands between a high job and the worker.
     let consumers = providers
         .into_iter()
-        .map(|provider| {
+        .flat_map(|provider| Priority::ALL.map(|lane| (provider.clone(), lane)))
+        .map(|(provider, lane)| {
             let ctx = ctx.clone();
             ConsumerSpec {
-                queue: topology.jobs_queue(&provider.adapter.config().id),
+                queue: topology.lane_queue(&provider.adapter.config().id, lane),
                 prefetch: provider.prefetch,
                 handler: Arc::new(move |inbound| Box::pin(pipeline::handle(ctx.clone(), provider.clone(), inbound))),
             }

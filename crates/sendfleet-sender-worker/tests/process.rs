@@ -84,6 +84,7 @@ impl Setup {
                 let (publisher, exchange) = (publisher.clone(), exchange.clone());
                 async move {
                     let job = SendJob {
+                        priority: Default::default(),
                         schema_version: 1,
                         message_id: format!("p-{i:06}"),
                         provider: PROVIDER.into(),

@@ -11,7 +11,7 @@ const FLUSH: Duration = Duration::from_secs(10);
 
 fn config(redis_url: &str, prefix: &str) -> Config {
     let toml = format!("[redis]\nurl = \"{redis_url}\"\nkey_prefix = \"{prefix}\"\n[status]\nttl_seconds = 600\n");
-    Config::from_toml(&toml, &|_| None).expect("config")
+    Config::from_toml(&toml, &|_| None, &sendfleet_providers::VENDORS).expect("config")
 }
 
 fn prefix() -> String {

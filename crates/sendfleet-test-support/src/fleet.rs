@@ -156,7 +156,7 @@ impl Fleet {
             "TEST_CALLBACK_TOKEN" => Some(TEST_CALLBACK_TOKEN.to_owned()),
             _ => None,
         };
-        let mut config = Config::from_toml(&toml, &lookup).expect("test config");
+        let mut config = Config::from_toml(&toml, &lookup, &sendfleet_providers::VENDORS).expect("test config");
         // The suites send to fictional numbers (+1 555 …); the plan check has its own tests.
         config.dispatcher.check_numbering_plan = options.check_numbering_plan;
         let config = Arc::new(config);

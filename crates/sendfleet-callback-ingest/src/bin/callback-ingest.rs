@@ -36,7 +36,7 @@ async fn main() -> anyhow::Result<()> {
     // Fault tests only: without the failpoints feature this reads nothing.
     sendfleet_failpoints::setup();
     let args: Args = cli::parse_args();
-    let loaded = args.config.load_or_exit();
+    let loaded = args.config.load_or_exit(&sendfleet_providers::VENDORS);
     let config = &loaded.config;
     if let Some(Command::CallbackUrls) = args.command {
         for warning in &loaded.warnings {

@@ -104,7 +104,7 @@ callback_basic_auth = {{ username = "clevertap", password_env = "JIO_PASSWORD" }
             "JIO_PASSWORD" => Some(JIO_PASSWORD.to_owned()),
             _ => None,
         };
-        let config = Arc::new(Config::from_toml(&toml, &lookup).expect("test config"));
+        let config = Arc::new(Config::from_toml(&toml, &lookup, &sendfleet_providers::VENDORS).expect("test config"));
         // The events queue must exist before the collector consumes it.
         let connection = ns.connect().await;
         let channel = connection.create_channel().await.expect("channel");

@@ -26,7 +26,7 @@ content = {{ type = "text", text = "Hi {{{{name}}}}" }}
         "TOKEN" => Some("token-0123456789abcdef".to_owned()),
         _ => Some("k".to_owned()),
     };
-    Arc::new(Config::from_toml(&toml, &lookup).unwrap())
+    Arc::new(Config::from_toml(&toml, &lookup, &sendfleet_providers::VENDORS).unwrap())
 }
 
 async fn call(router: Router, path: &str, auth: Option<&str>, body: &str) -> (StatusCode, serde_json::Value) {

@@ -25,11 +25,12 @@ base_url = "https://x.api.infobip.com"
 api_key_env = "K"
 sender_ids = ["Agent"]
 "#;
-    Config::from_toml(toml, &|_| Some("k".into())).unwrap()
+    Config::from_toml(toml, &|_| Some("k".into()), &sendfleet_providers::VENDORS).unwrap()
 }
 
 fn sms(to: &str) -> SendRequest {
     SendRequest {
+        priority: Default::default(),
         schema_version: 1,
         message_id: None,
         channel: Channel::Sms,
@@ -188,11 +189,12 @@ content = { type = "text", text = "Hi {{name}}, order {{order}} shipped" }
 id = "card"
 content = { type = "card", orientation = "horizontal", alignment = "right", card = { title = "{{title}}", media = { url = "https://img.example/{{sku}}.png", height = "short" } } }
 "#;
-    Config::from_toml(toml, &|_| Some("k".into())).unwrap()
+    Config::from_toml(toml, &|_| Some("k".into()), &sendfleet_providers::VENDORS).unwrap()
 }
 
 fn rcs(to: &str) -> SendRequest {
     SendRequest {
+        priority: Default::default(),
         channel: Channel::Rcs,
         content: Some(Content::Text { text: "rich".into(), suggestions: vec![] }),
         metadata: BTreeMap::new(),
@@ -423,7 +425,7 @@ account_sid = "AC0123456789abcdef0123456789abcdef"
 auth_token_env = "TW"
 messaging_service_sid = "MG0123456789abcdef0123456789abcdef"
 "#;
-    let mut config = Config::from_toml(toml, &|_| Some("k".into())).unwrap();
+    let mut config = Config::from_toml(toml, &|_| Some("k".into()), &sendfleet_providers::VENDORS).unwrap();
     config.dispatcher.check_numbering_plan = false;
     let mut request = sms("+14155550123");
     request.channel = Channel::Rcs;

@@ -45,6 +45,7 @@ pub const PROVIDER_IDS: [&str; 2] = ["crash-sms", "crash-rcs"];
 /// An SMS request to number `i`, without a message id (the dispatcher derives it).
 pub fn sms_request(i: usize) -> SendRequest {
     SendRequest {
+        priority: Default::default(),
         schema_version: 1,
         message_id: None,
         channel: Channel::Sms,
@@ -64,6 +65,7 @@ pub fn sms_request(i: usize) -> SendRequest {
 /// An RCS request to number `i` with an SMS fallback, without a message id.
 pub fn rcs_request(i: usize) -> SendRequest {
     SendRequest {
+        priority: Default::default(),
         channel: Channel::Rcs,
         to: Some(format!("+4477{i:08}")),
         fallback: Some(SmsFallback {

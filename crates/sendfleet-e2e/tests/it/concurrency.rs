@@ -39,6 +39,7 @@ callback_token_env = "TEST_CALLBACK_TOKEN"
 
 fn request(range: std::ops::Range<usize>) -> SendRequest {
     SendRequest {
+        priority: Default::default(),
         schema_version: 1,
         message_id: None,
         channel: Channel::Sms,

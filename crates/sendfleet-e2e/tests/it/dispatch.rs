@@ -12,6 +12,7 @@ use sendfleet_test_support::{Fleet, FleetOptions};
 
 fn request(to: &str, provider: Option<&str>) -> SendRequest {
     SendRequest {
+        priority: Default::default(),
         schema_version: 1,
         message_id: None,
         channel: Channel::Sms,

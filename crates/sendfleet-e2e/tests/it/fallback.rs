@@ -56,6 +56,7 @@ fn requests(range: std::ops::Range<usize>) -> Vec<SendRequest> {
     indices
         .chunks(500)
         .map(|chunk| SendRequest {
+            priority: Default::default(),
             schema_version: 1,
             message_id: None,
             channel: Channel::Rcs,

@@ -35,6 +35,7 @@ fn options(name: &'static str, provider: &'static str, extra: &str) -> FleetOpti
 
 fn request(i: usize) -> SendRequest {
     SendRequest {
+        priority: Default::default(),
         schema_version: 1,
         message_id: Some(format!("f-{i:05}")),
         channel: Channel::Sms,

@@ -61,6 +61,7 @@ content = { type = "card", orientation = "vertical", alignment = "left", card = 
 
 fn request(id: &str, channel: Channel, to: &str, content: Content) -> SendRequest {
     SendRequest {
+        priority: Default::default(),
         schema_version: 1,
         message_id: Some(id.to_owned()),
         channel,

@@ -44,6 +44,7 @@ body_parameters = {{ account = "acme-001", ref = "sf-{{{{message_id}}}}", campai
 
 fn request(id: &str, channel: Channel, content: Content) -> SendRequest {
     SendRequest {
+        priority: Default::default(),
         schema_version: 1,
         message_id: Some(id.into()),
         channel,

@@ -9,6 +9,7 @@ mod faults;
 mod features;
 mod generic;
 mod http_api;
+mod lanes;
 mod metrics;
 mod python;
 mod quorum;

@@ -177,6 +177,7 @@ fn spawn(name: &str, config: &Path, log: &Path) -> Child {
 
 fn request(message_id: &str, to: &str) -> SendRequest {
     SendRequest {
+        priority: Default::default(),
         schema_version: 1,
         message_id: Some(message_id.into()),
         channel: Channel::Sms,

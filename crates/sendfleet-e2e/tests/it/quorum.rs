@@ -39,7 +39,7 @@ async fn quorum_topology_declares_and_retries_flow_back_to_the_jobs_queue() {
     // A retry in the shortest tier comes back to the provider's jobs queue after its TTL.
     let publisher = Publisher::open(&connection).await.unwrap();
     let tier = RETRY_TIERS[0];
-    let key = Topology::retry_routing_key(tier, "q-sms");
+    let key = Topology::retry_routing_key(tier, "q-sms", sendfleet_protocol::Priority::Normal);
     publisher.publish(Outgoing::new(&topology.retry_exchange(), &key, b"retry me")).await.expect("confirmed");
     let mut back = None;
     for _ in 0..100 {

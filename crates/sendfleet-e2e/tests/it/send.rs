@@ -7,6 +7,7 @@ use sendfleet_test_support::{Fleet, FleetOptions, TEST_API_KEY};
 
 fn sms_request(i: usize) -> SendRequest {
     SendRequest {
+        priority: Default::default(),
         schema_version: 1,
         message_id: Some(format!("msg-{i:05}")),
         channel: Channel::Sms,

@@ -64,6 +64,7 @@ async fn a_record_walks_accepted_to_delivered_and_late_or_repeated_updates_leave
     // A late `accepted`: the same job published again is found already sent, and its
     // `accepted` is published (and written) once more.
     let job = SendJob {
+        priority: Default::default(),
         schema_version: 1,
         message_id: id.clone(),
         provider: "ib-sms".into(),

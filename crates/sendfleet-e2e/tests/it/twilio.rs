@@ -56,6 +56,7 @@ messaging_service_sid = "{RCS_SERVICE}"
 
 fn request(channel: Channel, recipients: &[(&str, &str)], fallback: bool) -> SendRequest {
     SendRequest {
+        priority: Default::default(),
         schema_version: 1,
         message_id: None,
         channel,

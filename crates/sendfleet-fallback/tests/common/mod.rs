@@ -56,7 +56,7 @@ default_for_channel = true
             amqp_url(),
             redis_url()
         );
-        let config = Config::from_toml(&toml, &|_| Some("key".into())).expect("config");
+        let config = Config::from_toml(&toml, &|_| Some("key".into()), &sendfleet_providers::VENDORS).expect("config");
         let connection = ns.connect().await;
         Env { config, connection, ns }
     }
@@ -111,6 +111,7 @@ default_for_channel = true
 /// An RCS job with an SMS fallback.
 pub fn rcs_job(id: &str) -> SendJob {
     SendJob {
+        priority: Default::default(),
         schema_version: 1,
         message_id: id.into(),
         provider: "rcs".into(),

@@ -14,8 +14,10 @@
 //!   pause the provider (credentials or endpoint wrong); other 4xx rejected.
 
 mod callback;
+mod config;
 mod oauth;
 mod request;
+mod template;
 pub mod wire;
 
 use std::sync::Arc;
@@ -26,12 +28,26 @@ use reqwest::{
     Method,
     header::{HeaderMap, HeaderName, HeaderValue},
 };
-use sendfleet_config::{GenericAuthConfig, GenericConfig, ProviderConfig};
+use sendfleet_config::ProviderConfig;
 use sendfleet_protocol::SendJob;
 
 pub use callback::parse_callback;
+pub use config::{GenericAuthConfig, GenericConfig, OAuthClientAuth};
 pub use oauth::{OAuthSettings, Token, TokenSource};
 use request::{BodyContext, BodyParameter, build_body, parse_parameters};
+pub use template::{
+    GENERIC_RESERVED_BODY_KEYS, MESSAGE_FIELD_NAMES, MessageField, TemplatePart, parse_parameter_template,
+};
+
+/// The Generic RCS / Generic SMS vendor.
+pub(crate) const VENDOR: crate::Vendor = crate::Vendor {
+    name: "Generic",
+    kinds: &["generic_rcs", "generic_sms"],
+    section: Some(config::SECTION),
+    check: config::check,
+    build: |config, settings, gate| Ok(Arc::new(GenericAdapter::new(config.clone(), settings, gate)?)),
+    check_job: |_, _| Ok(()),
+};
 
 use crate::{
     AdapterError, AdapterSettings, CallbackError, CallbackRequest, ParsedCallback, Provider, RejectCode, RequestGate,
@@ -61,7 +77,7 @@ pub struct GenericAdapter {
 }
 
 impl GenericAdapter {
-    /// An adapter for one provider account; `config.generic` must be set.
+    /// An adapter for one provider account (a checked config holds its section).
     pub fn new(
         config: ProviderConfig,
         settings: &AdapterSettings,
@@ -69,7 +85,7 @@ impl GenericAdapter {
     ) -> Result<GenericAdapter, AdapterError> {
         let invalid = |what: String| AdapterError::InvalidGeneric { provider: config.id.clone(), what };
         let generic: &GenericConfig =
-            config.generic.as_ref().ok_or_else(|| invalid("the [providers.generic] section is missing".into()))?;
+            config.vendor.get().ok_or_else(|| invalid("the [providers.generic] section is missing".into()))?;
         let client = http::client_for(&config)?;
         let method = match generic.method.to_ascii_uppercase().as_str() {
             "POST" => Method::POST,

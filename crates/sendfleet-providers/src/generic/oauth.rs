@@ -27,7 +27,9 @@ use std::{
 };
 
 use reqwest::header::HeaderValue;
-use sendfleet_config::{OAuthClientAuth, Secret};
+use sendfleet_config::Secret;
+
+use super::OAuthClientAuth;
 use tokio::time::Instant;
 
 use super::wire::{TokenError, TokenResponse};

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use sendfleet_config::{MessageField, TemplatePart, parse_parameter_template};
+use super::{GENERIC_RESERVED_BODY_KEYS, MessageField, TemplatePart, parse_parameter_template};
 use sendfleet_protocol::{Channel, Content, SendJob};
 
 use super::wire;
@@ -104,7 +104,7 @@ pub(crate) fn build_body(job: &SendJob, ctx: &BodyContext<'_>) -> Result<Vec<u8>
     for parameter in ctx.parameters.iter().chain(fallback) {
         // Validation refuses reserved keys; this guard keeps a config built without
         // validation from replacing our fields.
-        if sendfleet_config::GENERIC_RESERVED_BODY_KEYS.contains(&parameter.key.as_str()) {
+        if GENERIC_RESERVED_BODY_KEYS.contains(&parameter.key.as_str()) {
             continue;
         }
         object.insert(parameter.key.clone(), serde_json::Value::String(render(&parameter.parts, job)));

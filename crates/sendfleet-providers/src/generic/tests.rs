@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use sendfleet_config::{ProviderConfig, Secret};
+use sendfleet_config::ProviderConfig;
 use sendfleet_protocol::{Channel, Content, EventKind, IndiaDlt, Regional, SendJob, SendOptions, Suggestion};
 use serde_json::{Value, json};
 
@@ -13,12 +13,32 @@ fn parse_callback(config: &ProviderConfig, body: &[u8]) -> Result<Vec<sendfleet_
     super::parse_callback(config, body).and_then(crate::ParsedCallback::strict)
 }
 
+/// A generic provider loaded and checked as a config file would be.
 fn provider(kind: &str, generic: &str) -> ProviderConfig {
     let text = format!(
-        "id = \"gen\"\nkind = \"{kind}\"\nsender_ids = [\"ACME\"]\n[generic]\nendpoint = \"https://vendor.example/send\"\n{generic}"
+        "[[providers]]\nid = \"gen\"\nkind = \"{kind}\"\nsender_ids = [\"ACME\"]\ncallback_token_env = \"CB\"\n\
+         [providers.generic]\nendpoint = \"https://vendor.example/send\"\n{generic}"
     );
-    let mut config: ProviderConfig = toml::from_str(&text).unwrap();
-    config.callback_token = Secret::new("tok-0123456789abcdef");
+    let lookup = |name: &str| {
+        let value = match name {
+            "CB" => "tok-0123456789abcdef",
+            "P" => "pa55word-very-secret",
+            "K" => "key-very-secret",
+            _ => "secret-value",
+        };
+        Some(value.to_owned())
+    };
+    sendfleet_config::Config::from_toml(&text, &lookup, &crate::VENDORS).unwrap().providers.remove(0)
+}
+
+/// A provider whose section was not checked at load time: the adapter must still refuse
+/// what the check would have.
+fn unchecked(kind: &str, generic: &str) -> ProviderConfig {
+    let entry = format!("id = \"gen\"\nkind = \"{kind}\"\nsender_ids = [\"ACME\"]\n");
+    let mut config: ProviderConfig = toml::from_str(&entry).unwrap();
+    let section: GenericConfig =
+        toml::from_str(&format!("endpoint = \"https://vendor.example/send\"\n{generic}")).unwrap();
+    config.vendor = sendfleet_config::VendorSettings::new(section);
     config
 }
 
@@ -33,6 +53,7 @@ fn adapter(kind: &str, generic: &str) -> GenericAdapter {
 
 fn job(content: Content) -> SendJob {
     SendJob {
+        priority: Default::default(),
         schema_version: 1,
         message_id: "m-0001".into(),
         provider: "gen".into(),
@@ -102,7 +123,7 @@ fn rcs_body_carries_our_fields_and_rich_content() {
     assert!(body["callback_data"].as_str().unwrap().contains("trace-1"));
     assert!(body.get("send_at").is_none(), "absent options are left out, not null");
     for key in body.as_object().unwrap().keys() {
-        assert!(sendfleet_config::GENERIC_RESERVED_BODY_KEYS.contains(&key.as_str()), "{key} is not reserved");
+        assert!(GENERIC_RESERVED_BODY_KEYS.contains(&key.as_str()), "{key} is not reserved");
     }
 }
 
@@ -147,7 +168,8 @@ fallback_body_parameters = { route = "fallback" }"#,
 
 #[test]
 fn reserved_keys_cannot_be_replaced_even_without_validation() {
-    let adapter = adapter("generic_rcs", r#"body_parameters = { message_id = "evil", to = "+1" }"#);
+    let config = unchecked("generic_rcs", r#"body_parameters = { message_id = "evil", to = "+1" }"#);
+    let adapter = GenericAdapter::new(config, &AdapterSettings::default(), crate::unlimited()).unwrap();
     let body = body(&adapter, &job(text("x")));
     assert_eq!(body["message_id"], "m-0001");
     assert_eq!(body["to"], "+919876543210");
@@ -155,10 +177,10 @@ fn reserved_keys_cannot_be_replaced_even_without_validation() {
 
 #[test]
 fn bad_templates_and_methods_fail_at_build_time() {
-    let config = provider("generic_rcs", r#"body_parameters = { x = "{{nope}}" }"#);
+    let config = unchecked("generic_rcs", r#"body_parameters = { x = "{{nope}}" }"#);
     let err = GenericAdapter::new(config, &AdapterSettings::default(), crate::unlimited()).err().unwrap().to_string();
     assert!(err.contains("body parameter x") && err.contains("{{nope}}"), "{err}");
-    let config = provider("generic_rcs", r#"method = "PATCH""#);
+    let config = unchecked("generic_rcs", r#"method = "PATCH""#);
     assert!(GenericAdapter::new(config, &AdapterSettings::default(), crate::unlimited()).is_err());
 }
 
@@ -273,16 +295,11 @@ fn malformed_callbacks_say_what_is_wrong() {
 
 #[test]
 fn secrets_stay_out_of_debug_and_errors() {
-    let mut config = provider(
+    let config = provider(
         "generic_rcs",
         r#"auth = { type = "basic", username = "u", password_env = "P" }
 secret_headers = { "X-Api-Key" = "K" }"#,
     );
-    let generic = config.generic.as_mut().unwrap();
-    if let sendfleet_config::GenericAuthConfig::Basic { password, .. } = &mut generic.auth {
-        *password = Secret::new("pa55word-very-secret");
-    }
-    generic.secret_header_values.insert("X-Api-Key".into(), Secret::new("key-very-secret"));
     let adapter = GenericAdapter::new(config, &AdapterSettings::default(), crate::unlimited()).unwrap();
     let Credentials::Basic(value) = adapter.auth.as_ref() else { panic!("basic") };
     assert!(value.is_sensitive());

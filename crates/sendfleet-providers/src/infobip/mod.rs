@@ -9,6 +9,7 @@
 //! back and a retried send reuses it.
 
 pub(crate) mod callback;
+mod config;
 mod outcome;
 mod request;
 pub mod wire;
@@ -18,6 +19,17 @@ use sendfleet_config::ProviderConfig;
 use sendfleet_protocol::{Channel, ProviderStatus, SendJob};
 
 pub use crate::OutboundEvent;
+
+/// The Infobip vendor: Infobip RCS and SMS, and JioCX (Infobip's API on Jio's host).
+pub(crate) const VENDOR: crate::Vendor = crate::Vendor {
+    name: "Infobip",
+    kinds: &["infobip_rcs", "infobip_sms", "jiocx_rcs"],
+    section: None,
+    check: config::check,
+    // One request per send, always: the caller's slot covers it.
+    build: |config, settings, _| Ok(std::sync::Arc::new(InfobipAdapter::new(config.clone(), settings)?)),
+    check_job: |_, _| Ok(()),
+};
 pub use callback::parse_callback;
 pub use request::infobip_time;
 use request::{build_event_body, build_rcs_body, build_sms_body};

@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use sendfleet_config::{ProviderConfig, ProviderKind, Secret};
+use sendfleet_config::{ProviderConfig, Secret};
 use sendfleet_protocol::{
     Card, CardAlignment, CardOrientation, Content, EventKind, IndiaDlt, Media, MediaHeight, Regional, SendJob,
     SendOptions, Suggestion,
@@ -21,10 +21,10 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-fn provider(kind: ProviderKind) -> ProviderConfig {
+fn provider(kind: &str) -> ProviderConfig {
     let text = format!(
         "id = \"ib\"\nkind = \"{}\"\nbase_url = \"https://x.api.infobip.com\"\nsender_ids = [\"ACME\"]\n",
-        kind.as_str()
+        kind
     );
     let mut config: ProviderConfig = toml::from_str(&text).unwrap();
     config.api_key = Secret::new("key");
@@ -34,6 +34,7 @@ fn provider(kind: ProviderKind) -> ProviderConfig {
 
 fn job(content: Content) -> SendJob {
     SendJob {
+        priority: Default::default(),
         schema_version: 1,
         message_id: "5b3e9a1e-6c7d-4f80-9a1b-2c3d4e5f6a01".into(),
         provider: "ib".into(),
@@ -56,13 +57,13 @@ fn body_json(adapter: &InfobipAdapter, job: &SendJob) -> Value {
     serde_json::from_slice(&adapter.body(job).unwrap()).unwrap()
 }
 
-fn adapter(kind: ProviderKind, base: &str) -> InfobipAdapter {
+fn adapter(kind: &str, base: &str) -> InfobipAdapter {
     InfobipAdapter::new(provider(kind), &AdapterSettings { callback_base_url: base.into() }).unwrap()
 }
 
 #[test]
 fn sms_text_body_has_infobip_field_names() {
-    let adapter = adapter(ProviderKind::InfobipSms, "https://hooks.example.com");
+    let adapter = adapter("infobip_sms", "https://hooks.example.com");
     let mut job = job(Content::Text { text: "Hello".into(), suggestions: vec![] });
     job.options = SendOptions {
         validity_period_seconds: Some(4 * 3600),
@@ -90,7 +91,7 @@ fn sms_text_body_has_infobip_field_names() {
 
 #[test]
 fn rcs_text_matches_the_reference_fixture_shape() {
-    let adapter = adapter(ProviderKind::InfobipRcs, "");
+    let adapter = adapter("infobip_rcs", "");
     let job = job(Content::Text {
         text: "Hi Priya".into(),
         suggestions: vec![
@@ -114,7 +115,7 @@ fn rcs_text_matches_the_reference_fixture_shape() {
 
 #[test]
 fn rcs_card_uses_infobip_enums() {
-    let adapter = adapter(ProviderKind::JiocxRcs, "");
+    let adapter = adapter("jiocx_rcs", "");
     let job = job(Content::Card {
         orientation: CardOrientation::Vertical,
         alignment: CardAlignment::Left,
@@ -135,7 +136,7 @@ fn rcs_card_uses_infobip_enums() {
 
 #[test]
 fn sms_refuses_rich_content() {
-    let adapter = adapter(ProviderKind::InfobipSms, "");
+    let adapter = adapter("infobip_sms", "");
     let job = job(Content::File { url: "https://x".into(), thumbnail_url: None, suggestions: vec![] });
     assert!(adapter.body(&job).unwrap_err().contains("SMS cannot carry file"));
 }
@@ -162,7 +163,7 @@ fn answers_are_classified() {
 
 #[test]
 fn delivery_reports_become_events() {
-    let config = provider(ProviderKind::InfobipRcs);
+    let config = provider("infobip_rcs");
     let events = parse_callback(&config, &fixture("rcs-dlr-delivered.json")).unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind, EventKind::Delivered);
@@ -174,14 +175,14 @@ fn delivery_reports_become_events() {
     assert_eq!(failed[0].kind, EventKind::Undelivered);
     assert_eq!(failed[0].error.as_ref().map(|e| e.id), Some(7002));
 
-    let sms = parse_callback(&provider(ProviderKind::InfobipSms), &fixture("sms-dlr-undeliverable.json")).unwrap();
+    let sms = parse_callback(&provider("infobip_sms"), &fixture("sms-dlr-undeliverable.json")).unwrap();
     assert_eq!(sms[0].kind, EventKind::Undelivered);
     assert_eq!(sms[0].channel, sendfleet_protocol::Channel::Sms);
 }
 
 #[test]
 fn callback_data_carries_trace_and_metadata_back() {
-    let adapter = adapter(ProviderKind::InfobipSms, "https://h");
+    let adapter = adapter("infobip_sms", "https://h");
     let job = job(Content::Text { text: "x".into(), suggestions: vec![] });
     let body = body_json(&adapter, &job);
     let data = body["messages"][0]["webhooks"]["callbackData"].as_str().unwrap().to_owned();
@@ -197,7 +198,7 @@ fn callback_data_carries_trace_and_metadata_back() {
 
 #[test]
 fn malformed_callbacks_say_why() {
-    let config = provider(ProviderKind::InfobipSms);
+    let config = provider("infobip_sms");
     assert!(matches!(parse_callback(&config, b"not json"), Err(CallbackError::Malformed(_))));
     let missing_id = br#"{"results":[{"status":{"groupId":3,"id":5}}]}"#;
     let err = parse_callback(&config, missing_id).unwrap_err();
@@ -213,7 +214,7 @@ fn times_convert_both_ways() {
 
 #[test]
 fn seen_reports_become_seen_events() {
-    let events = parse_callback(&provider(ProviderKind::InfobipRcs), &fixture("rcs-seen.json")).unwrap();
+    let events = parse_callback(&provider("infobip_rcs"), &fixture("rcs-seen.json")).unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind, EventKind::Seen);
     assert_eq!(events[0].message_id.as_deref(), Some("5b3e9a1e-6c7d-4f80-9a1b-2c3d4e5f6a01"));
@@ -223,7 +224,7 @@ fn seen_reports_become_seen_events() {
 
 #[test]
 fn rcs_inbound_text_and_suggestion_replies_become_inbound_events() {
-    let config = provider(ProviderKind::InfobipRcs);
+    let config = provider("infobip_rcs");
     let text = &parse_callback(&config, &fixture("rcs-inbound-text.json")).unwrap()[0];
     assert_eq!(text.kind, EventKind::Inbound);
     assert_eq!(text.to.as_deref(), Some("+919876543210"), "the end user");
@@ -246,7 +247,7 @@ fn mo_ott_msisdn_renderings_with_from_and_files_and_locations_parse() {
         {"sender": "919876543210", "to": "AcmeAgent", "receivedAt": "2026-01-15T10:47:00.000+0000",
          "messageId": "mo-2", "message": {"type": "LOCATION", "latitude": 19.07, "longitude": 72.87}}
     ], "messageCount": 2, "pendingMessageCount": 0});
-    let events = parse_callback(&provider(ProviderKind::JiocxRcs), body.to_string().as_bytes()).unwrap();
+    let events = parse_callback(&provider("jiocx_rcs"), body.to_string().as_bytes()).unwrap();
     assert_eq!(events.len(), 2, "a batch becomes one event per result");
     assert_eq!(events[0].to.as_deref(), Some("+919876543210"));
     assert_eq!(events[0].inbound.as_ref().unwrap().file_name.as_deref(), Some("x.jpg"));
@@ -258,14 +259,14 @@ fn mo_ott_msisdn_renderings_with_from_and_files_and_locations_parse() {
 fn typing_and_conversation_started_events_carry_billing_fields() {
     let typing = json!({"results": [{"sender": "919876543210", "to": "AcmeAgent", "receivedAt": "2026-01-15T10:46:12.633+0000",
         "event": {"type": "TYPING_INDICATOR"}, "entityId": "e", "applicationId": "a"}], "eventCount": 1, "pendingEventCount": 0});
-    let events = parse_callback(&provider(ProviderKind::InfobipRcs), typing.to_string().as_bytes()).unwrap();
+    let events = parse_callback(&provider("infobip_rcs"), typing.to_string().as_bytes()).unwrap();
     assert_eq!(events[0].kind, EventKind::Typing);
     assert_eq!(events[0].to.as_deref(), Some("+919876543210"));
     let started = json!({"results": [{"messageId": "m-9", "trafficType": "A2P_CONVERSATION",
         "event": {"type": "CONVERSATION_STARTED"},
         "conversation": {"type": "A2P", "id": "conv-1", "startTime": "2026-01-15T10:46:12.633+0000", "endTime": "2026-01-16T10:46:12.633+0000"},
         "platform": {"entityId": "e", "applicationId": "a"}}], "eventCount": 1, "pendingEventCount": 0});
-    let events = parse_callback(&provider(ProviderKind::InfobipRcs), started.to_string().as_bytes()).unwrap();
+    let events = parse_callback(&provider("infobip_rcs"), started.to_string().as_bytes()).unwrap();
     assert_eq!(events[0].kind, EventKind::ConversationStarted);
     assert_eq!(events[0].message_id.as_deref(), Some("m-9"));
     let billing = events[0].billing.as_ref().unwrap();
@@ -275,7 +276,7 @@ fn typing_and_conversation_started_events_carry_billing_fields() {
 
 #[test]
 fn sms_inbound_mo_json_2_and_both_dlr_shapes_parse() {
-    let config = provider(ProviderKind::InfobipSms);
+    let config = provider("infobip_sms");
     let mo = &parse_callback(&config, &fixture("sms-inbound.json")).unwrap()[0];
     assert_eq!(mo.kind, EventKind::Inbound);
     assert_eq!(mo.channel, sendfleet_protocol::Channel::Sms);
@@ -298,7 +299,7 @@ fn reports_and_inbound_messages_on_one_url_are_told_apart() {
     let mut mixed: Value = serde_json::from_slice(&fixture("rcs-dlr-delivered.json")).unwrap();
     let inbound: Value = serde_json::from_slice(&fixture("rcs-inbound-text.json")).unwrap();
     mixed["results"].as_array_mut().unwrap().push(inbound["results"][0].clone());
-    let events = parse_callback(&provider(ProviderKind::JiocxRcs), mixed.to_string().as_bytes()).unwrap();
+    let events = parse_callback(&provider("jiocx_rcs"), mixed.to_string().as_bytes()).unwrap();
     let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
     assert_eq!(kinds, [EventKind::Delivered, EventKind::Inbound]);
     assert_eq!(events[0].billing.as_ref().unwrap().traffic_type.as_deref(), Some("SINGLE"));
@@ -306,7 +307,7 @@ fn reports_and_inbound_messages_on_one_url_are_told_apart() {
 
 #[test]
 fn provider_failover_reports_say_which_channel_ended_it() {
-    let config = provider(ProviderKind::InfobipRcs);
+    let config = provider("infobip_rcs");
     let step = json!({"results": [{"messageId": "m-1", "channel": "RCS",
         "status": {"groupId": 1, "groupName": "PENDING", "id": 7, "name": "PENDING_ENROUTE"},
         "error": {"groupId": 1, "id": 7002, "name": "EC_UNKNOWN_USER", "permanent": true}}]});
@@ -322,7 +323,7 @@ fn provider_failover_reports_say_which_channel_ended_it() {
 
 #[test]
 fn unknown_shapes_are_refused_with_a_reason() {
-    let config = provider(ProviderKind::InfobipRcs);
+    let config = provider("infobip_rcs");
     let err = parse_callback(&config, br#"{"results":[{"hello":"world"}]}"#).unwrap_err();
     assert!(matches!(err, CallbackError::Unrecognised(_)));
     assert!(err.to_string().contains("results[0]"));
@@ -375,7 +376,7 @@ fn capability_query_body_matches_the_reference_fixture_shape() {
 
 #[test]
 fn provider_side_failover_puts_sms_failover_in_the_rcs_request() {
-    let mut config = provider(ProviderKind::InfobipRcs);
+    let mut config = provider("infobip_rcs");
     config.fallback_mode = sendfleet_config::FallbackMode::Provider;
     let adapter = InfobipAdapter::new(config, &AdapterSettings::default()).unwrap();
     let mut job = job(Content::Text { text: "Hi".into(), suggestions: vec![] });
@@ -406,12 +407,12 @@ fn provider_side_failover_puts_sms_failover_in_the_rcs_request() {
 }
 
 fn adapter_with_fleet_mode() -> InfobipAdapter {
-    adapter(ProviderKind::InfobipRcs, "")
+    adapter("infobip_rcs", "")
 }
 
 #[test]
 fn reports_about_an_sms_fallback_carry_the_rcs_message_id() {
-    let adapter = adapter(ProviderKind::InfobipSms, "https://h");
+    let adapter = adapter("infobip_sms", "https://h");
     let mut job = job(Content::Text { text: "x".into(), suggestions: vec![] });
     job.message_id = "rcs-1.sms".into();
     job.fallback_for = Some("rcs-1".into());

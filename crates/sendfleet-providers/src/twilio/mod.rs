@@ -10,6 +10,7 @@
 //! Auth Token), and carry our message id in the `StatusCallback` URL we gave.
 
 mod callback;
+mod config;
 mod request;
 mod signature;
 #[cfg(test)]
@@ -17,16 +18,28 @@ mod tests;
 
 use base64::Engine;
 use futures_util::future::BoxFuture;
-use sendfleet_config::{ProviderConfig, TwilioConfig};
+use sendfleet_config::ProviderConfig;
 use sendfleet_protocol::{ProviderErrorInfo, ProviderStatus, SendJob};
 use serde::Deserialize;
 
 pub use callback::parse_callback;
+pub use config::TwilioConfig;
 pub use signature::signature;
 
 use crate::{
     AdapterError, AdapterSettings, CallbackError, CallbackRequest, ParsedCallback, Provider, RawAnswer, RejectCode,
     SendOutcome, Webhook, http,
+};
+
+/// The Twilio vendor.
+pub(crate) const VENDOR: crate::Vendor = crate::Vendor {
+    name: "Twilio",
+    kinds: &["twilio_sms", "twilio_rcs"],
+    section: Some(config::SECTION),
+    check: config::check,
+    // One request per send, like Infobip: the caller's slot covers it.
+    build: |config, settings, _| Ok(std::sync::Arc::new(TwilioAdapter::new(config.clone(), settings)?)),
+    check_job,
 };
 
 /// The send path under the base URL; `{}` is the Account SID.
@@ -48,7 +61,7 @@ pub struct TwilioAdapter {
 impl TwilioAdapter {
     /// An adapter for one Twilio account (a validated config has its `twilio` section).
     pub fn new(config: ProviderConfig, settings: &AdapterSettings) -> Result<TwilioAdapter, AdapterError> {
-        let twilio = config.twilio.clone().ok_or_else(|| AdapterError::InvalidSettings {
+        let twilio = config.vendor.get::<TwilioConfig>().cloned().ok_or_else(|| AdapterError::InvalidSettings {
             provider: config.id.clone(),
             what: "the twilio section is missing".into(),
         })?;
@@ -140,7 +153,7 @@ impl Provider for TwilioAdapter {
 
 /// Whether Twilio's API can carry `job` (see [`crate::check_job`]).
 pub(crate) fn check_job(config: &ProviderConfig, job: &SendJob) -> Result<(), String> {
-    let Some(twilio) = &config.twilio else { return Ok(()) };
+    let Some(twilio) = config.vendor.get::<TwilioConfig>() else { return Ok(()) };
     request::check(job, twilio).map_err(|(_, reason)| reason)
 }
 

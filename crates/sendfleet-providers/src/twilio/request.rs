@@ -1,6 +1,8 @@
 //! Building the form body of a Twilio send.
 
-use sendfleet_config::{FallbackMode, ProviderConfig, TwilioConfig};
+use sendfleet_config::{FallbackMode, ProviderConfig};
+
+use super::TwilioConfig;
 use sendfleet_protocol::{Channel, Content, SendJob};
 
 use crate::RejectCode;

@@ -20,7 +20,7 @@ fn config(kind: &str, extra: &str) -> ProviderConfig {
         "CB" => Some("callback-token-0123456789".to_owned()),
         _ => None,
     };
-    Config::from_toml(&toml, &lookup).unwrap().providers.remove(0)
+    Config::from_toml(&toml, &lookup, &crate::VENDORS).unwrap().providers.remove(0)
 }
 
 fn adapter(kind: &str, extra: &str) -> TwilioAdapter {
@@ -30,6 +30,7 @@ fn adapter(kind: &str, extra: &str) -> TwilioAdapter {
 
 fn job(channel: Channel, content: Content) -> SendJob {
     SendJob {
+        priority: Default::default(),
         schema_version: 1,
         message_id: "m-1".into(),
         provider: "tw".into(),
@@ -239,9 +240,10 @@ fn requests_authenticate_with_the_api_key_when_one_is_given() {
     let with_key = TwilioAdapter::new(
         {
             let mut config = config("twilio_sms", "");
-            let twilio = config.twilio.as_mut().unwrap();
+            let mut twilio = config.vendor.get::<TwilioConfig>().unwrap().clone();
             twilio.api_key_sid = Some("SK0123456789abcdef0123456789abcdef".into());
             twilio.api_key_secret = sendfleet_config::Secret::new("key-secret");
+            config.vendor = sendfleet_config::VendorSettings::new(twilio);
             config
         },
         &AdapterSettings::default(),

@@ -25,7 +25,7 @@ async fn main() -> anyhow::Result<()> {
     // Fault tests only: without the failpoints feature this reads nothing.
     sendfleet_failpoints::setup();
     let args: Args = cli::parse_args();
-    let loaded = args.config.load_or_exit();
+    let loaded = args.config.load_or_exit(&sendfleet_providers::VENDORS);
     sendfleet_telemetry::init_tracing(&loaded.config.telemetry);
     loaded.log_warnings();
     let config = loaded.config;

@@ -1,4 +1,12 @@
-use super::*;
+//! Loading whole configs: every bad field named at once, secrets resolved, each vendor's
+//! section checked by its module through the registry.
+
+use sendfleet_config::*;
+use sendfleet_providers::{
+    VENDORS,
+    generic::{GenericAuthConfig, GenericConfig, OAuthClientAuth},
+    twilio::TwilioConfig,
+};
 
 const GOOD: &str = r#"
 [broker]
@@ -26,7 +34,7 @@ fn env(name: &str) -> Option<String> {
 
 #[test]
 fn a_good_file_loads_with_secrets_resolved() {
-    let config = Config::from_toml(GOOD, &env).unwrap();
+    let config = Config::from_toml(GOOD, &env, &VENDORS).unwrap();
     let provider = config.provider("ib-sms").unwrap();
     assert_eq!(provider.api_key.expose(), "super-secret-api-key");
     assert_eq!(provider.effective_burst(), 46);
@@ -36,7 +44,7 @@ fn a_good_file_loads_with_secrets_resolved() {
 
 #[test]
 fn secrets_never_appear_in_debug_output() {
-    let mut config = Config::from_toml(GOOD, &env).unwrap();
+    let mut config = Config::from_toml(GOOD, &env, &VENDORS).unwrap();
     config.broker.url = BrokerUrls::new("amqp://user:hunter2@rabbit:5672/%2f");
     let debug = format!("{config:?}");
     assert!(!debug.contains("super-secret-api-key"), "{debug}");
@@ -51,7 +59,7 @@ fn every_bad_field_is_named_at_once() {
         .replace("rate_per_second = 4600", "rate_per_second = 5000")
         .replace("concurrency = 200", "concurrency = 0")
         .replace("api_key_env = \"IB_KEY\"", "api_key_env = \"MISSING_KEY\"");
-    let err = Config::from_toml(&bad, &env).unwrap_err();
+    let err = Config::from_toml(&bad, &env, &VENDORS).unwrap_err();
     let ConfigError::Invalid(errors) = &err else { panic!("{err}") };
     let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
     assert_eq!(fields, ["providers[0].rate_per_second", "providers[0].concurrency", "providers[0].api_key_env"]);
@@ -60,9 +68,9 @@ fn every_bad_field_is_named_at_once() {
 
 #[test]
 fn unknown_keys_and_wrong_types_name_the_key() {
-    let err = Config::from_toml(&GOOD.replace("sender_ids", "sender_idz"), &env).unwrap_err();
+    let err = Config::from_toml(&GOOD.replace("sender_ids", "sender_idz"), &env, &VENDORS).unwrap_err();
     assert!(err.to_string().contains("sender_idz"), "{err}");
-    let err = Config::from_toml(&GOOD.replace("4600", "\"fast\""), &env).unwrap_err();
+    let err = Config::from_toml(&GOOD.replace("4600", "\"fast\""), &env, &VENDORS).unwrap_err();
     assert!(err.to_string().contains("rate_per_second"), "{err}");
 }
 
@@ -78,6 +86,7 @@ fn environment_overrides_reach_nested_keys() {
             ("UNRELATED".into(), "x".into()),
         ],
         secret_lookup: &env,
+        vendors: &VENDORS,
     })
     .unwrap()
     .config;
@@ -89,14 +98,14 @@ fn environment_overrides_reach_nested_keys() {
 #[test]
 fn double_click_tracking_is_refused() {
     let toml = format!("{GOOD}own_click_tracking = true\nclick_tracking = {{ enabled = true }}\n");
-    let err = Config::from_toml(&toml, &env).unwrap_err();
+    let err = Config::from_toml(&toml, &env, &VENDORS).unwrap_err();
     assert!(err.to_string().contains("providers[0].click_tracking"), "{err}");
 }
 
 #[test]
 fn two_defaults_for_one_channel_are_refused() {
     let second = GOOD.replace("[broker]\nprefix = \"t1\"\n", "").replace("ib-sms", "ib-sms-2");
-    let err = Config::from_toml(&format!("{GOOD}{second}"), &env).unwrap_err();
+    let err = Config::from_toml(&format!("{GOOD}{second}"), &env, &VENDORS).unwrap_err();
     assert!(err.to_string().contains("providers[1].default_for_channel"), "{err}");
 }
 
@@ -104,7 +113,7 @@ fn two_defaults_for_one_channel_are_refused() {
 fn the_shipped_example_is_valid() {
     let example = include_str!("../../../config/sendfleet.example.toml");
     let anything = |_: &str| Some("example-secret-value-0123456789".to_owned());
-    Config::from_toml(example, &anything).unwrap();
+    Config::from_toml(example, &anything, &VENDORS).unwrap();
 }
 
 #[test]
@@ -113,25 +122,25 @@ fn broker_url_may_list_the_nodes_of_a_cluster_and_each_is_checked() {
         "[broker]\nprefix = \"t1\"\n",
         "[broker]\nprefix = \"t1\"\nurl = [\"amqp://u:secret-pw@rabbit-0:5672/%2f\", \"amqp://u:secret-pw@rabbit-1:5672/%2f\"]\n",
     );
-    let config = Config::from_toml(&nodes, &env).unwrap();
+    let config = Config::from_toml(&nodes, &env, &VENDORS).unwrap();
     assert_eq!(config.broker.url.all().len(), 2);
     assert_eq!(config.broker.url.expose(), "amqp://u:secret-pw@rabbit-0:5672/%2f");
     let shown = format!("{} {:?}", config.broker.url, config.broker.url);
     assert!(shown.contains("rabbit-1") && !shown.contains("secret-pw"), "{shown}");
     let bad = nodes.replace("amqp://u:secret-pw@rabbit-1", "http://u:secret-pw@rabbit-1");
-    let text = Config::from_toml(&bad, &env).unwrap_err().to_string();
+    let text = Config::from_toml(&bad, &env, &VENDORS).unwrap_err().to_string();
     assert!(text.contains("broker.url[1]") && !text.contains("secret-pw"), "{text}");
     let empty = GOOD.replace("[broker]\nprefix = \"t1\"\n", "[broker]\nprefix = \"t1\"\nurl = []\n");
-    assert!(Config::from_toml(&empty, &env).unwrap_err().to_string().contains("broker.url"));
+    assert!(Config::from_toml(&empty, &env, &VENDORS).unwrap_err().to_string().contains("broker.url"));
 }
 
 #[test]
 fn jobs_per_worker_is_a_per_process_knob_defaulting_to_twice_the_concurrency() {
-    let config = Config::from_toml(&format!("{GOOD}jobs_per_worker = 10\n"), &env).unwrap();
+    let config = Config::from_toml(&format!("{GOOD}jobs_per_worker = 10\n"), &env, &VENDORS).unwrap();
     assert_eq!(config.providers[0].effective_jobs_per_worker(), 10);
-    let default = Config::from_toml(GOOD, &env).unwrap();
+    let default = Config::from_toml(GOOD, &env, &VENDORS).unwrap();
     assert_eq!(default.providers[0].effective_jobs_per_worker(), default.providers[0].concurrency * 2);
-    let text = Config::from_toml(&format!("{GOOD}jobs_per_worker = 0\n"), &env).unwrap_err().to_string();
+    let text = Config::from_toml(&format!("{GOOD}jobs_per_worker = 0\n"), &env, &VENDORS).unwrap_err().to_string();
     assert!(text.contains("providers[0].jobs_per_worker"), "{text}");
 }
 
@@ -146,10 +155,11 @@ fn the_commented_twilio_example_is_valid_once_uncommented() {
         .collect::<Vec<_>>()
         .join("\n");
     let anything = |_: &str| Some("example-secret-value-0123456789".to_owned());
-    let config = Config::from_toml(&twilio, &anything).unwrap();
+    let config = Config::from_toml(&twilio, &anything, &VENDORS).unwrap();
     let provider = &config.providers[0];
-    assert_eq!((provider.kind, provider.base_url.as_str()), (ProviderKind::TwilioRcs, "https://api.twilio.com"));
-    assert_eq!(provider.twilio.as_ref().unwrap().auth_token.expose(), "example-secret-value-0123456789");
+    assert_eq!((provider.kind.as_str(), provider.base_url.as_str()), ("twilio_rcs", "https://api.twilio.com"));
+    let twilio = provider.vendor.get::<TwilioConfig>().unwrap();
+    assert_eq!(twilio.auth_token.expose(), "example-secret-value-0123456789");
 }
 
 #[test]
@@ -167,7 +177,7 @@ account_sid = "AC123"
 auth_token_env = "NOT_SET"
 api_key_sid = "SK0123456789abcdef0123456789abcdef"
 "#;
-    let text = Config::from_toml(toml, &env).unwrap_err().to_string();
+    let text = Config::from_toml(toml, &env, &VENDORS).unwrap_err().to_string();
     for key in [
         "providers[0].api_key_env",
         "providers[0].capability_check",
@@ -179,24 +189,24 @@ api_key_sid = "SK0123456789abcdef0123456789abcdef"
         assert!(text.contains(key), "{key} missing from: {text}");
     }
     let missing = "[[providers]]\nid = \"tw\"\nkind = \"twilio_sms\"\nsender_ids = [\"+14155550100\"]\n";
-    let text = Config::from_toml(missing, &env).unwrap_err().to_string();
+    let text = Config::from_toml(missing, &env, &VENDORS).unwrap_err().to_string();
     assert!(text.contains("providers[0].twilio: required"), "{text}");
     let misplaced = format!(
         "{GOOD}[providers.twilio]\naccount_sid = \"AC0123456789abcdef0123456789abcdef\"\nauth_token_env = \"IB_KEY\"\n"
     );
-    let text = Config::from_toml(&misplaced, &env).unwrap_err().to_string();
-    assert!(text.contains("providers[0].twilio: only for twilio_sms / twilio_rcs"), "{text}");
+    let text = Config::from_toml(&misplaced, &env, &VENDORS).unwrap_err().to_string();
+    assert!(text.contains("providers[0].twilio: not a setting of infobip_sms providers"), "{text}");
 }
 
 #[test]
 fn provider_side_fallback_is_only_for_infobip_rcs_kinds() {
     let toml = format!("{GOOD}fallback_mode = \"provider\"\n");
-    let err = Config::from_toml(&toml, &env).unwrap_err();
+    let err = Config::from_toml(&toml, &env, &VENDORS).unwrap_err();
     assert!(err.to_string().contains("providers[0].fallback_mode"), "{err}");
     let rcs = GOOD.replace("infobip_sms", "infobip_rcs");
-    let config = Config::from_toml(&format!("{rcs}fallback_mode = \"provider\"\n"), &env).unwrap();
+    let config = Config::from_toml(&format!("{rcs}fallback_mode = \"provider\"\n"), &env, &VENDORS).unwrap();
     assert_eq!(config.providers[0].fallback_mode, FallbackMode::Provider);
-    assert_eq!(Config::from_toml(GOOD, &env).unwrap().providers[0].fallback_mode, FallbackMode::Fleet);
+    assert_eq!(Config::from_toml(GOOD, &env, &VENDORS).unwrap().providers[0].fallback_mode, FallbackMode::Fleet);
 }
 
 #[test]
@@ -205,7 +215,7 @@ fn a_callback_token_must_be_url_safe_and_is_not_echoed() {
         "CB_TOKEN" => Some("0123456789abcdef/0123".into()),
         other => env(other),
     };
-    let err = Config::from_toml(GOOD, &lookup).unwrap_err();
+    let err = Config::from_toml(GOOD, &lookup, &VENDORS).unwrap_err();
     let text = err.to_string();
     assert!(text.contains("providers[0].callback_token_env") && text.contains("URL path"), "{text}");
     assert!(!text.contains("0123456789abcdef/0123"), "the token is a secret: {text}");
@@ -221,7 +231,7 @@ sender_ids = ["Agent"]
 "#;
 
 fn field_errors(toml: &str) -> Vec<String> {
-    match Config::from_toml(toml, &env) {
+    match Config::from_toml(toml, &env, &VENDORS) {
         Ok(_) => Vec::new(),
         Err(ConfigError::Invalid(errors)) => errors.iter().map(|e| e.field.clone()).collect(),
         Err(other) => panic!("{other}"),
@@ -234,7 +244,7 @@ fn rate_and_concurrency_above_the_cap_name_the_field() {
         .replace("rate_per_second = 4600", "rate_per_second = 4601")
         .replace("concurrency = 200", "concurrency = 4601");
     assert_eq!(field_errors(&toml), ["providers[0].rate_per_second", "providers[0].concurrency"]);
-    let err = Config::from_toml(&toml, &env).unwrap_err().to_string();
+    let err = Config::from_toml(&toml, &env, &VENDORS).unwrap_err().to_string();
     assert!(err.contains("4600"), "{err}");
 }
 
@@ -248,7 +258,7 @@ fn sms_fallback_without_a_sender_id_is_refused() {
     let toml = format!("{GOOD}{RCS}sms_fallback = {{ enabled = false }}\n");
     assert!(field_errors(&toml).is_empty());
     let good = format!("{GOOD}{RCS}sms_fallback = {{ sender_id = \"ACME\", sms_provider = \"ib-sms\" }}\n");
-    let config = Config::from_toml(&good, &env).unwrap();
+    let config = Config::from_toml(&good, &env, &VENDORS).unwrap();
     assert_eq!(config.provider("ib-rcs").unwrap().sms_fallback.as_ref().unwrap().sender_id.as_deref(), Some("ACME"));
 }
 
@@ -279,7 +289,7 @@ fn own_click_tracking_alone_or_provider_tracking_alone_is_fine() {
     assert!(field_errors(&format!("{GOOD}own_click_tracking = true\n")).is_empty());
     assert!(field_errors(&format!("{GOOD}click_tracking = {{ custom_domain = \"go.acme.example\" }}\n")).is_empty());
     let both = format!("{GOOD}own_click_tracking = true\nclick_tracking = {{ custom_domain = \"go.acme.example\" }}\n");
-    let err = Config::from_toml(&both, &env).unwrap_err().to_string();
+    let err = Config::from_toml(&both, &env, &VENDORS).unwrap_err().to_string();
     assert!(err.contains("wrapped twice"), "{err}");
 }
 
@@ -291,7 +301,7 @@ fn templates_are_parsed_at_load_and_bad_ones_name_the_field() {
     assert_eq!(field_errors(&toml), ["templates[1].content", "templates[2].content", "templates[3].file"]);
     let ok =
         format!("{GOOD}\n[[templates]]\nid = \"t1\"\ncontent = {{ type = \"text\", text = \"Hi {{{{name}}}}\" }}\n");
-    let config = Config::from_toml(&ok, &env).unwrap();
+    let config = Config::from_toml(&ok, &env, &VENDORS).unwrap();
     assert_eq!(
         config.templates[0].parsed,
         Some(sendfleet_protocol::Content::Text { text: "Hi {{name}}".into(), suggestions: vec![] })
@@ -315,7 +325,7 @@ fn templates_load_from_json_and_toml_files() {
         json.display(),
         toml_file.display()
     );
-    let config = Config::from_toml(&toml, &env);
+    let config = Config::from_toml(&toml, &env, &VENDORS);
     std::fs::remove_dir_all(&dir).ok();
     let config = config.unwrap();
     assert_eq!(config.templates[0].parsed.as_ref().map(|c| c.kind()), Some("card"));
@@ -325,7 +335,7 @@ fn templates_load_from_json_and_toml_files() {
 #[test]
 fn the_api_token_is_resolved_and_never_printed() {
     let toml = format!("[dispatcher]\napi_token_env = \"CB_TOKEN\"\n{GOOD}");
-    let config = Config::from_toml(&toml, &env).unwrap();
+    let config = Config::from_toml(&toml, &env, &VENDORS).unwrap();
     assert_eq!(config.dispatcher.api_token.expose(), "0123456789abcdef0123");
     assert!(!format!("{config:?}").contains("0123456789abcdef0123"));
     let toml = format!("[dispatcher]\napi_token_env = \"UNSET\"\n{GOOD}");
@@ -349,8 +359,8 @@ body_parameters = { account = "acme", campaign = "{{metadata.campaign}}", ref = 
 
 #[test]
 fn a_generic_provider_loads_with_its_secrets_resolved() {
-    let config = Config::from_toml(GENERIC, &env).unwrap();
-    let generic = config.provider("gen-rcs").unwrap().generic.as_ref().unwrap();
+    let config = Config::from_toml(GENERIC, &env, &VENDORS).unwrap();
+    let generic = config.provider("gen-rcs").unwrap().vendor.get::<GenericConfig>().unwrap();
     assert_eq!(generic.method, "PUT");
     assert_eq!(generic.secret_header_values["X-Api-Key"].expose(), "0123456789abcdef0123");
     let GenericAuthConfig::Oauth2 { client_secret, client_auth, .. } = &generic.auth else { panic!("oauth2") };
@@ -370,7 +380,7 @@ fn bad_generic_headers_and_parameters_are_named() {
         )
         .replace("\"CB_TOKEN\"", "\"NOT_SET\"")
         .replace("account = \"acme\"", "message_id = \"x\", bad = \"{{recipient}}\"");
-    let err = Config::from_toml(&bad, &env).unwrap_err();
+    let err = Config::from_toml(&bad, &env, &VENDORS).unwrap_err();
     let ConfigError::Invalid(errors) = &err else { panic!("{err}") };
     let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
     for expected in [
@@ -391,7 +401,7 @@ fn bad_generic_headers_and_parameters_are_named() {
 
 #[test]
 fn the_events_queue_is_bounded_by_default_and_configurable() {
-    let config = Config::from_toml(GOOD, &env).unwrap();
+    let config = Config::from_toml(GOOD, &env, &VENDORS).unwrap();
     let events = &config.broker.events_queue;
     assert!(events.declare);
     assert!(events.max_length > 0 && events.max_length_bytes > 0 && events.message_ttl_seconds > 0);
@@ -400,7 +410,7 @@ fn the_events_queue_is_bounded_by_default_and_configurable() {
     let toml = format!(
         "{GOOD}\n[broker.events_queue]\ndeclare = false\nmax_length = 0\nmax_length_bytes = 5000\nmessage_ttl_seconds = 0\noverflow = \"reject-publish\"\n"
     );
-    let events = Config::from_toml(&toml, &env).unwrap().broker.events_queue;
+    let events = Config::from_toml(&toml, &env, &VENDORS).unwrap().broker.events_queue;
     assert_eq!(
         events,
         EventsQueueConfig {
@@ -423,14 +433,68 @@ fn events_queue_bounds_beyond_rabbitmq_limits_name_the_key() {
 
 #[test]
 fn the_status_store_is_on_for_a_week_by_default_and_its_bounds_are_checked() {
-    let config = Config::from_toml(GOOD, &env).unwrap();
+    let config = Config::from_toml(GOOD, &env, &VENDORS).unwrap();
     assert!(config.status.enabled);
     assert_eq!(config.status.ttl_seconds, 7 * 24 * 3_600);
-    let off = Config::from_toml(&format!("[status]\nenabled = false\n{GOOD}"), &env).unwrap();
+    let off = Config::from_toml(&format!("[status]\nenabled = false\n{GOOD}"), &env, &VENDORS).unwrap();
     assert!(!off.status.enabled);
     let bad = format!("[status]\nttl_seconds = 0\nqueue_capacity = 0\n{GOOD}");
-    let err = Config::from_toml(&bad, &env).unwrap_err();
+    let err = Config::from_toml(&bad, &env, &VENDORS).unwrap_err();
     let ConfigError::Invalid(errors) = &err else { panic!("{err}") };
     let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
     assert_eq!(fields, ["status.ttl_seconds", "status.queue_capacity"]);
+}
+
+#[test]
+fn an_unknown_kind_names_the_kinds_of_the_build() {
+    let text =
+        Config::from_toml(&GOOD.replace("infobip_sms", "carrier_pigeon_sms"), &env, &VENDORS).unwrap_err().to_string();
+    assert!(
+        text.contains("providers[0].kind: unknown kind 'carrier_pigeon_sms'; this build knows infobip_rcs,"),
+        "{text}"
+    );
+    assert!(text.contains("twilio_sms"), "{text}");
+}
+
+#[test]
+fn common_and_vendor_problems_are_reported_together() {
+    let toml = r#"
+[[providers]]
+id = "gen"
+kind = "generic_sms"
+sender_ids = ["S"]
+rate_per_second = 0
+[providers.generic]
+endpoint = "ftp://vendor.example"
+method = "PATCH"
+auth = { type = "basic", username = "u", password_env = "NOT_SET" }
+"#;
+    let ConfigError::Invalid(errors) = Config::from_toml(toml, &env, &VENDORS).unwrap_err() else { panic!() };
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "providers[0].rate_per_second",
+            "providers[0].generic.endpoint",
+            "providers[0].generic.method",
+            "providers[0].generic.auth.password_env",
+        ]
+    );
+    // A key the vendor's section does not have is named by its full path.
+    let typo = toml.replace("method = \"PATCH\"", "methd = \"PUT\"");
+    let text = Config::from_toml(&typo, &env, &VENDORS).unwrap_err().to_string();
+    assert!(text.contains("providers[0].generic.methd: unknown field `methd`"), "{text}");
+}
+
+#[test]
+fn lane_shares_name_the_bad_lane_and_the_bad_share() {
+    let unknown = format!("{GOOD}lane_min_share = {{ urgent = 0.1 }}\n");
+    let text = Config::from_toml(&unknown, &env, &VENDORS).unwrap_err().to_string();
+    assert!(text.contains("providers[0].lane_min_share.urgent: unknown field `urgent`"), "{text}");
+    let too_much = format!("{GOOD}lane_min_share = {{ normal = 0.6, bulk = 0.3 }}\n");
+    let ConfigError::Invalid(errors) = Config::from_toml(&too_much, &env, &VENDORS).unwrap_err() else { panic!() };
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["providers[0].lane_min_share.normal", "providers[0].lane_min_share"]);
+    let config = Config::from_toml(GOOD, &env, &VENDORS).unwrap();
+    assert_eq!(config.providers[0].lane_min_share, LaneShares { normal: 0.10, bulk: 0.05 });
 }
