@@ -29,6 +29,7 @@ fn broker(url: &str, prefix: &str) -> BrokerConfig {
             message_ttl_seconds: 0,
             ..Default::default()
         },
+        ..BrokerConfig::default()
     }
 }
 

@@ -57,8 +57,15 @@ impl RetryTier {
 pub struct Topology {
     prefix: String,
     queue_type: QueueType,
+    quorum_replicas: u8,
+    delivery_limit: u32,
     events: EventsQueueConfig,
 }
+
+/// The delivery limit of quorum queues without a dead-letter target (events, dead
+/// letters, rejected requests): RabbitMQ 4.x would drop their messages after 20
+/// deliveries; this many is never reached by a consumer that works at all.
+const UNBOUNDED_DELIVERIES: i64 = 1_000_000;
 
 const DEAD_LETTER_KEY: &str = "dead-letter";
 const REJECTED_KEY: &str = "rejected";
@@ -68,7 +75,13 @@ const PRECONDITION_FAILED: u16 = 406;
 impl Topology {
     /// The topology of a broker config.
     pub fn new(config: &BrokerConfig) -> Topology {
-        Topology { prefix: config.prefix.clone(), queue_type: config.queue_type, events: config.events_queue.clone() }
+        Topology {
+            prefix: config.prefix.clone(),
+            queue_type: config.queue_type,
+            quorum_replicas: config.quorum_replicas,
+            delivery_limit: config.delivery_limit,
+            events: config.events_queue.clone(),
+        }
     }
 
     /// The prefix.
@@ -278,6 +291,13 @@ impl Topology {
                 args.insert("x-overflow".into(), long_string("reject-publish"));
             }
         }
+        if self.queue_type == QueueType::Quorum {
+            args.insert("x-quorum-initial-group-size".into(), AMQPValue::LongLongInt(i64::from(self.quorum_replicas)));
+            // Explicit on every quorum queue, so 3.10 (no limit by default) and 4.x (20 by
+            // default, dropping without a dead-letter target) behave alike.
+            let limit = if dead_letter.is_some() { i64::from(self.delivery_limit) } else { UNBOUNDED_DELIVERIES };
+            args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(limit));
+        }
         let options = QueueDeclareOptions { durable: true, ..Default::default() };
         match channel.queue_declare(ShortString::from(name), options, args).await {
             Ok(_) => Ok(()),
@@ -303,6 +323,8 @@ impl Topology {
             Some("x-message-ttl") if events => Some("broker.events_queue.message_ttl_seconds"),
             Some("x-overflow") if events => Some("broker.events_queue.overflow"),
             Some("x-overflow") => Some("broker.queue_type"),
+            Some("x-quorum-initial-group-size") => Some("broker.quorum_replicas"),
+            Some("x-delivery-limit") => Some("broker.delivery_limit"),
             _ => None,
         };
         Some(BrokerError::QueueMismatch { queue: queue.to_owned(), config_key, broker_message })

@@ -41,6 +41,16 @@ pub struct BrokerConfig {
     pub prefix: String,
     /// `classic` or `quorum` (replicated; use on a RabbitMQ cluster).
     pub queue_type: QueueType,
+    /// Quorum queues only: the nodes each queue is replicated on when it is declared
+    /// (`x-quorum-initial-group-size`; RabbitMQ uses all nodes when fewer are up). 3
+    /// survives the loss of any one node of a three-node cluster.
+    pub quorum_replicas: u8,
+    /// Quorum queues only: deliveries of one message before RabbitMQ gives up on it
+    /// (`x-delivery-limit`), sending it to the queue's dead-letter target (a job to
+    /// `<prefix>.dead-letter`, a request to `<prefix>.requests.rejected`). Set on every
+    /// quorum queue so RabbitMQ 3.10 and 4.x behave alike (4.x would otherwise apply 20
+    /// and drop messages of queues without a dead-letter target).
+    pub delivery_limit: u32,
     /// Whether and how the default events queue `<prefix>.events` is declared.
     pub events_queue: EventsQueueConfig,
 }
@@ -51,6 +61,8 @@ impl Default for BrokerConfig {
             url: BrokerUrls::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
             prefix: "sendfleet".into(),
             queue_type: QueueType::Classic,
+            quorum_replicas: 3,
+            delivery_limit: 20,
             events_queue: EventsQueueConfig::default(),
         }
     }
@@ -447,6 +459,12 @@ pub struct ProviderConfig {
     /// Token-bucket burst above the steady rate; absent means rate/100 (at least 1).
     #[serde(default)]
     pub burst: Option<u32>,
+    /// Fleet-wide requests per second of single senders (sender id → rate, each at most
+    /// `rate_per_second`), for carriers that limit each number as well as the account:
+    /// a job of such a sender waits for a slot free under both rates. Senders not listed
+    /// share the provider's rate alone. Burst: the sender's rate/100, at least 1.
+    #[serde(default)]
+    pub sender_rates: std::collections::BTreeMap<String, u32>,
     /// Requests in flight to the provider across the whole fleet ("custom concurrency",
     /// ≤ 4,600): every worker's requests together (per worker only with
     /// `worker.rate_limiter = "local"`).

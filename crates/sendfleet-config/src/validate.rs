@@ -91,6 +91,12 @@ pub(crate) fn validate_and_resolve(
         errors.push("dispatcher.api_max_line_bytes", "must be at least 256");
     }
     validate_events_queue(&config.broker.events_queue, &mut errors);
+    if !(1..=7).contains(&config.broker.quorum_replicas) {
+        errors.push("broker.quorum_replicas", "must be between 1 and 7 (an odd number: 3 or 5 on a cluster)");
+    }
+    if config.broker.delivery_limit == 0 || config.broker.delivery_limit > 1_000 {
+        errors.push("broker.delivery_limit", "must be between 1 and 1000");
+    }
 
     let mut ids = HashSet::new();
     let mut defaults = HashSet::new();
@@ -216,6 +222,19 @@ fn validate_provider(
         && (burst == 0 || burst > provider.rate_per_second)
     {
         errors.push(format!("{at}.burst"), "must be between 1 and rate_per_second");
+    }
+    for (sender, rate) in &provider.sender_rates {
+        if sender.is_empty() {
+            errors.push(format!("{at}.sender_rates"), "sender ids must be non-empty");
+        } else if *rate == 0 || *rate > provider.rate_per_second {
+            errors.push(
+                format!("{at}.sender_rates.{sender}"),
+                format!(
+                    "must be between 1 and the provider's rate_per_second ({}): a sender cannot send faster than its account",
+                    provider.rate_per_second
+                ),
+            );
+        }
     }
     let shares = provider.lane_min_share;
     for (lane, share) in [("normal", shares.normal), ("bulk", shares.bulk)] {

@@ -152,7 +152,7 @@ fn errors_quote_the_file_line_and_key_path_in_config_words() {
         ),
         (
             base.replace("prefix = \"t\"", "prefx = \"t\""),
-            "sendfleet.toml, line 2: broker.prefx: unknown field `prefx`, expected one of `url`, `prefix`, `queue_type`, `events_queue`",
+            "sendfleet.toml, line 2: broker.prefx: unknown field `prefx`, expected one of `url`, `prefix`, `queue_type`, `quorum_replicas`, `delivery_limit`, `events_queue`",
         ),
         (
             format!("{base}[providers.retry]\nmax_attempts = true\n"),
@@ -241,8 +241,9 @@ fn a_wrong_type_anywhere_names_its_key_in_config_words() {
     let keys = keys.as_object().unwrap();
     assert!(keys.len() > 20, "{keys:?}");
     for (key, value) in keys {
-        // A table is wrong for a scalar, an unknown key inside for a table-valued key.
-        let wrong = if value.is_object() { "{ nonsense = 1 }" } else { "{ x = 1 }" };
+        // A table is wrong for a scalar; for a table-valued key, an unknown key inside (a
+        // section) or a text value (a map of numbers, like `sender_rates`).
+        let wrong = if value.is_object() { "{ nonsense = \"x\" }" } else { "{ x = 1 }" };
         let others: String =
             provider.lines().filter(|l| !l.starts_with(&format!("{key} = "))).map(|l| format!("{l}\n")).collect();
         let toml = format!("[broker]\nprefix = \"t\"\n\n{others}{key} = {wrong}\n");

@@ -498,3 +498,14 @@ fn lane_shares_name_the_bad_lane_and_the_bad_share() {
     let config = Config::from_toml(GOOD, &env, &VENDORS).unwrap();
     assert_eq!(config.providers[0].lane_min_share, LaneShares { normal: 0.10, bulk: 0.05 });
 }
+
+#[test]
+fn sender_rates_above_the_providers_are_named() {
+    let toml = format!("{GOOD}sender_rates = {{ ACME = 5000, OTHER = 0, FINE = 10 }}\n");
+    let ConfigError::Invalid(errors) = Config::from_toml(&toml, &env, &VENDORS).unwrap_err() else { panic!() };
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["providers[0].sender_rates.ACME", "providers[0].sender_rates.OTHER"]);
+    assert!(errors[0].message.contains("rate_per_second (4600)"), "{}", errors[0].message);
+    let fine = format!("{GOOD}sender_rates = {{ ACME = 10 }}\n");
+    assert_eq!(Config::from_toml(&fine, &env, &VENDORS).unwrap().providers[0].sender_rates["ACME"], 10);
+}

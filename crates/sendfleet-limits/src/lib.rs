@@ -8,6 +8,7 @@
 //!   requests in flight summed over every worker, held as leased permits in Redis.
 //! - [`ConcurrencyLimit`]: one worker's share of work as owned semaphore permits, shrunk
 //!   on overload and grown back (AIMD).
+//! - [`SenderRate`]: a sender's rate under its provider's, one joint slot for both.
 //! - [`LaneGate`]: priority lanes within one provider's rate (which waiting job takes
 //!   the next slot).
 //! - [`Backoff`]: exponential backoff with full jitter for retries.
@@ -16,6 +17,7 @@ mod backoff;
 mod concurrency;
 mod fleet;
 pub mod gcra;
+mod joint;
 mod lanes;
 mod local;
 mod permits;
@@ -24,6 +26,7 @@ pub use backoff::{Backoff, BackoffError};
 pub use concurrency::{ConcurrencyLimit, ConcurrencyPermit};
 pub use fleet::{FleetLimiter, LeaseSource, LimitError, Permit, RedisLeases};
 pub use gcra::{Lease, SlotParams};
+pub use joint::{LUA_JOINT_LEASE, SenderRate, SlotTaken};
 pub use lanes::{LaneGate, LaneTicket};
 pub use local::LocalLimiter;
 pub use permits::{FleetPermit, FleetPermits, Holding, LUA_PERMITS, PermitSettings, PermitStore, RedisPermits};

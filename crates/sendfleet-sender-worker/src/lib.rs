@@ -64,6 +64,8 @@ pub(crate) struct ProviderRuntime {
     /// Which waiting job takes the next rate slot: the highest lane first, the lower
     /// lanes keeping their minimum shares.
     pub lanes: sendfleet_limits::LaneGate,
+    /// Rates of single senders (`sender_rates`), taken with the provider's.
+    pub senders: rate::SenderRates,
     pub backoff: sendfleet_limits::Backoff,
     pub prefetch: u16,
     /// How long a send may hold its message's claim (see `sent`).
@@ -171,6 +173,7 @@ pub async fn run(
             requests: permits::RequestPermits::new(&config, provider, &redis),
             rate,
             lanes: lane_gate(provider),
+            senders: rate::SenderRates::new(&config, provider, &redis),
             metrics: metrics::ProviderMetrics::new(&provider.id),
             pause: pause::PauseGate::new(
                 &provider.id,

@@ -399,12 +399,9 @@ async fn attempt(provider: &ProviderRuntime, job: &SendJob, session: Option<&Can
     // slot is left unused and a fresh one taken — no permit is held meanwhile.
     let _request = loop {
         // The lane's turn first (high jobs take the next slot), held only while the slot
-        // is taken.
+        // is taken; a rated sender's slot is good for its rate and the provider's.
         let slot = tokio::select! {
-            slot = async {
-                let _turn = provider.lanes.enter(job.priority.index()).await;
-                provider.rate.acquire().await
-            } => slot,
+            slot = crate::rate::take_slot(provider, job) => slot,
             () = session_lost(session) => return Attempt::SessionLost,
         };
         if let Err(err) = slot {
@@ -715,6 +712,7 @@ mod tests {
             rate: Arc::new(RateGate::Fleet(FleetLimiter::new(Arc::new(slots), params, 1))),
             backoff: sendfleet_limits::Backoff::new(Duration::from_millis(100), Duration::from_secs(1)).unwrap(),
             lanes: sendfleet_limits::LaneGate::new(8, vec![0.0, 0.1, 0.05]),
+            senders: crate::rate::SenderRates::Local(Default::default()),
             prefetch: 8,
             claim_ttl: Duration::from_secs(30),
             metrics: metrics::ProviderMetrics::new("p"),

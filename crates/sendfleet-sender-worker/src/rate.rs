@@ -1,11 +1,12 @@
 //! Holding each provider to its rate: fleet-wide slot leases (default) or a local
 //! token bucket.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use futures_util::future::BoxFuture;
 use sendfleet_config::{Config, ProviderConfig, RateLimiterKind};
-use sendfleet_limits::{FleetLimiter, LimitError, LocalLimiter, RedisLeases, SlotParams};
+use sendfleet_limits::{FleetLimiter, LimitError, LocalLimiter, RedisLeases, SenderRate, SlotParams};
+use sendfleet_protocol::SendJob;
 use sendfleet_providers::{GateError, RequestGate};
 use sendfleet_telemetry::metrics::RedisStore;
 use tokio_util::sync::CancellationToken;
@@ -36,7 +37,7 @@ impl RateGate {
         match config.worker.rate_limiter {
             RateLimiterKind::Fleet => {
                 let params = SlotParams::new(rate, burst);
-                let key = format!("{}:rate:{}", config.redis.key_prefix, provider.id);
+                let key = rate_key(config, provider);
                 RateGate::Fleet(FleetLimiter::new(
                     Arc::new(RedisLeases::new(redis.clone(), key, params)),
                     params,
@@ -94,6 +95,78 @@ impl RateGate {
             RateGate::Off => 0.0,
         }
     }
+}
+
+/// The rates of single senders under a provider's (`sender_rates`), by sender id.
+pub(crate) enum SenderRates {
+    /// Joint slots from Redis: a slot free under the provider's rate and the sender's.
+    Fleet(HashMap<String, SenderRate>),
+    /// A token bucket per sender in this process, taken before the provider's.
+    Local(HashMap<String, LocalLimiter>),
+}
+
+impl SenderRates {
+    pub fn new(config: &Config, provider: &ProviderConfig, redis: &deadpool_redis::Pool) -> SenderRates {
+        let sender_params = |rate: u32| SlotParams::new(rate, (rate / 100).max(1));
+        match config.worker.rate_limiter {
+            RateLimiterKind::Fleet => {
+                let provider_key = rate_key(config, provider);
+                let provider_params = SlotParams::new(provider.rate_per_second, provider.effective_burst());
+                let senders = provider.sender_rates.iter().map(|(sender, rate)| {
+                    let sender_key = format!("{provider_key}:sender:{sender}");
+                    let limit = SenderRate::new(
+                        redis.clone(),
+                        provider_key.clone(),
+                        provider_params,
+                        sender_key,
+                        sender_params(*rate),
+                    );
+                    (sender.clone(), limit)
+                });
+                SenderRates::Fleet(senders.collect())
+            }
+            RateLimiterKind::Local => SenderRates::Local(
+                provider
+                    .sender_rates
+                    .iter()
+                    .map(|(sender, rate)| (sender.clone(), LocalLimiter::new(*rate, (*rate / 100).max(1))))
+                    .collect(),
+            ),
+            // No limit at all, the senders' neither.
+            RateLimiterKind::Off => SenderRates::Local(HashMap::new()),
+        }
+    }
+}
+
+/// Waits for the job's rate slot: its lane's turn, then a slot of the provider's rate —
+/// for a sender with a rate of its own, one slot good for both (see
+/// `sendfleet_limits::SenderRate`), the lane's turn let go while the sender is busy.
+pub(crate) async fn take_slot(provider: &ProviderRuntime, job: &SendJob) -> Result<(), LimitError> {
+    let lane = job.priority.index();
+    match &provider.senders {
+        SenderRates::Fleet(senders) if let Some(sender) = senders.get(&job.sender) => {
+            let taken = sender.acquire(SLOT_WAIT_LIMIT, || provider.lanes.enter(lane)).await?;
+            if taken.expired > 0 {
+                tracing::debug!(provider = %job.provider, expired = taken.expired, "sender slots reached too late");
+            }
+            Ok(())
+        }
+        SenderRates::Local(senders) if let Some(sender) = senders.get(&job.sender) => {
+            // Token buckets hold no slot while waiting: the sender's first loses nothing.
+            sender.acquire().await;
+            let _turn = provider.lanes.enter(lane).await;
+            provider.rate.acquire().await
+        }
+        _ => {
+            let _turn = provider.lanes.enter(lane).await;
+            provider.rate.acquire().await
+        }
+    }
+}
+
+/// The Redis key of a provider's slot stream (its TAT).
+fn rate_key(config: &Config, provider: &ProviderConfig) -> String {
+    format!("{}:rate:{}", config.redis.key_prefix, provider.id)
 }
 
 /// The adapter's slots for requests beyond a send's first (token fetches, resends)

@@ -14,6 +14,7 @@ mod metrics;
 mod python;
 mod quorum;
 mod send;
+mod senders;
 mod startup;
 mod status;
 mod twilio;
