@@ -5,6 +5,7 @@
 #
 #   scripts/cluster.sh start               bring everything up (no-op when already up)
 #   scripts/cluster.sh status              what runs, the cluster's members, Redis roles
+#                                          (exit 1 unless everything is up)
 #   scripts/cluster.sh env                 the URLs to use (export lines)
 #   scripts/cluster.sh stop                stop everything this script started, delete its state
 #   scripts/cluster.sh kill-rabbit N       kill -9 RabbitMQ node N (1-3)
@@ -22,9 +23,10 @@
 # (6379): its nodes have their own names, ports, data and cookie (HOME points at the state
 # dir for the server and for rabbitmqctl, so neither reads ~/.erlang.cookie nor
 # /var/lib/rabbitmq/.erlang.cookie), and /etc/rabbitmq/rabbitmq-env.conf and
-# rabbitmq.conf are not read. It only signals processes whose pid file it wrote and
-# whose command line names its node or port. epmd (4369) is shared with the default node
-# and left running.
+# rabbitmq.conf are not read. It only signals processes found through its pid files (or
+# listening on its ports) that belong to its state dir (a node's RABBITMQ_MNESIA_BASE, a
+# Redis instance's working dir). epmd (4369) is shared with the default node and left
+# running.
 set -euo pipefail
 
 DIR=${SENDFLEET_CLUSTER_DIR:-/tmp/sendfleet-cluster}
@@ -48,33 +50,36 @@ die() {
   echo "cluster.sh: $*" >&2
   exit 1
 }
-log() { echo "cluster.sh: $*" >&2; }
+log() { echo "cluster.sh [+${SECONDS}s]: $*" >&2; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# True when process PID's command line or environment contains PATTERN (a RabbitMQ
-# node's name is only in its environment, RABBITMQ_NODENAME).
+# True when process PID is one of this state dir's: its command line or environment
+# contains PATTERN (a RabbitMQ node's data dir is only in its environment,
+# RABBITMQ_MNESIA_BASE), and, if CWD is given, its working directory is CWD (Redis
+# works in its own dir under the state dir).
 pid_matches() {
-  local pid=$1 pattern=$2
+  local pid=$1 pattern=$2 cwd=${3:-}
   [[ -n $pid && -r /proc/$pid/cmdline ]] || return 1
+  [[ -z $cwd || $(readlink "/proc/$pid/cwd" 2>/dev/null) == "$cwd" ]] || return 1
   cat "/proc/$pid/cmdline" "/proc/$pid/environ" 2>/dev/null | tr '\0' '\n' | grep -qF -- "$pattern"
 }
 
 # The pid in FILE if that process is alive and matches PATTERN.
 live_pid() {
-  local file=$1 pattern=$2 pid
+  local file=$1 pattern=$2 cwd=${3:-} pid
   [[ -s $file ]] || return 1
   pid=$(tr -dc '0-9' <"$file")
-  pid_matches "$pid" "$pattern" || return 1
+  pid_matches "$pid" "$pattern" "$cwd" || return 1
   echo "$pid"
 }
 
 # The pid listening on 127.0.0.1:PORT if it matches PATTERN (for a process whose pid
 # file is gone).
 listening_pid() {
-  local port=$1 pattern=$2 pid
+  local port=$1 pattern=$2 cwd=${3:-} pid
   pid=$(ss -Hltnp "sport = :$port" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2) || true
-  pid_matches "$pid" "$pattern" || return 1
+  pid_matches "$pid" "$pattern" "$cwd" || return 1
   echo "$pid"
 }
 
@@ -109,13 +114,15 @@ ctl() {
 
 rabbit_pid() {
   local n=$1
-  local pattern="RABBITMQ_NODENAME=$(node_name "$n")"
+  local pattern
+  pattern="RABBITMQ_MNESIA_BASE=$(node_dir "$n")/mnesia"
   live_pid "$(node_dir "$n")/pid" "$pattern" || listening_pid "$(dist_port "$n")" "$pattern"
 }
 
 redis_pid() {
   local port=$1
-  live_pid "$DIR/redis/$port.pid" "127.0.0.1:$port" || listening_pid "$port" "127.0.0.1:$port"
+  live_pid "$DIR/redis/$port.pid" "127.0.0.1:$port" "$DIR/redis/$port" ||
+    listening_pid "$port" "127.0.0.1:$port" "$DIR/redis/$port"
 }
 
 # Fails when PORT is taken by something that is not ours.
@@ -137,7 +144,7 @@ prepare_dir() {
   chmod 700 "$DIR"
   if [[ ! -s $DIR/.erlang.cookie ]]; then
     # Random capital letters, shared by the three nodes and by rabbitmqctl (HOME=$DIR).
-    (umask 077 && head -c 48 /dev/urandom | base64 -w0 | tr -dc 'A-Z' >"$DIR/.erlang.cookie")
+    (umask 077 && head -c 48 /dev/urandom | base64 -w0 | LC_ALL=C tr -dc '[:upper:]' >"$DIR/.erlang.cookie")
     chmod 400 "$DIR/.erlang.cookie"
   fi
   # Read by rabbitmq-env instead of /etc/rabbitmq/rabbitmq-env.conf (which names the
@@ -195,19 +202,41 @@ cluster_complete() {
   [[ $(running_nodes) == "[$(node_name 1),$(node_name 2),$(node_name 3)]" ]]
 }
 
-join_node() {
-  local n=$1
-  log "$(node_name "$n") joins $(node_name 1)"
-  local out
+# rabbitmqctl STEP on node N, its output in the node's log dir.
+join_step() {
+  local n=$1 step=$2 out
   out="$(node_dir "$n")/log/join.out"
-  for step in stop_app reset "join_cluster $(node_name 1)" start_app; do
-    # shellcheck disable=SC2086 # step is a command and its argument
-    ctl "$n" $step >>"$out" 2>&1 || die "$(node_name "$n"): rabbitmqctl $step failed; see $out"
+  # shellcheck disable=SC2086 # step is a command and its argument
+  ctl "$n" $step >>"$out" 2>&1 || die "$(node_name "$n"): rabbitmqctl $step failed; see $out"
+}
+
+# Nodes ARGS join node 1: stop_app and reset on all of them at once, join_cluster one
+# after the other, start_app at once (each rabbitmqctl call takes a second or two).
+join_nodes() {
+  local n jobs step
+  local names=()
+  for n in "$@"; do names+=("$(node_name "$n")"); done
+  log "${names[*]} join $(node_name 1)"
+  for step in stop_app reset; do
+    jobs=()
+    for n in "$@"; do
+      join_step "$n" "$step" &
+      jobs+=($!)
+    done
+    for j in "${jobs[@]}"; do wait "$j" || exit 1; done
   done
+  for n in "$@"; do join_step "$n" "join_cluster $(node_name 1)"; done
+  jobs=()
+  for n in "$@"; do
+    join_step "$n" start_app &
+    jobs+=($!)
+  done
+  for j in "${jobs[@]}"; do wait "$j" || exit 1; done
 }
 
 redis_conf() {
-  local port=$1 role=$2 f="$DIR/redis/$port.conf"
+  local port=$1 role=$2
+  local f="$DIR/redis/$port.conf"
   [[ -e $f ]] && return 0 # Sentinel rewrites its own and the instances' files: keep them.
   mkdir -p "$DIR/redis/$port"
   cat >"$f" <<EOF
@@ -328,12 +357,14 @@ cmd_start() {
     waits+=($!)
   done
   for w in "${waits[@]}"; do wait "$w" || exit 1; done
+  ((${#started[@]} == 0)) || log "RabbitMQ node(s) ${started[*]} booted"
 
-  local running
+  local running joining=()
   running=$(running_nodes)
   for n in 2 3; do
-    [[ $running == *"$(node_name "$n")"* ]] || join_node "$n"
+    [[ $running == *"$(node_name "$n")"* ]] || joining+=("$n")
   done
+  ((${#joining[@]} == 0)) || join_nodes "${joining[@]}"
   cluster_complete || die "RabbitMQ cluster: $(node_name 1) sees $(running_nodes) running, not the 3 nodes; see $DIR/rabbit/*/log/"
 
   await_redis
@@ -498,7 +529,7 @@ case ${1:-} in
   kill-redis-primary) cmd_kill_redis_primary ;;
   restart-redis) cmd_restart_redis ;;
   *)
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 64
     ;;
 esac
