@@ -129,7 +129,7 @@ redis_pid() {
 check_port_free() {
   local port=$1 what=$2
   if port_open "$port"; then
-    die "port $port ($what) is in use by another process: $(ss -Hltnp "sport = :$port" | grep -o 'users:.*' || echo unknown). Stop it or set other ports."
+    die "port $port ($what) is in use by another process: $(ss -Hltnp "sport = :$port" | grep -o 'users:.*' || echo unknown). Stop it first (the ports are fixed: see the top of scripts/cluster.sh)."
   fi
 }
 
@@ -172,16 +172,30 @@ EOF
   mkdir -p "$DIR/redis"
 }
 
-start_rabbit_node() {
-  local n=$1 d
-  d=$(node_dir "$n")
+check_rabbit_ports() {
+  local n=$1
   check_port_free "$(amqp_port "$n")" "AMQP of $(node_name "$n")"
   check_port_free "$(dist_port "$n")" "Erlang distribution of $(node_name "$n")"
   check_port_free "$(prom_port "$n")" "Prometheus of $(node_name "$n")"
-  [[ $MANAGEMENT == 1 ]] && check_port_free "$(mgmt_port "$n")" "management of $(node_name "$n")"
+  if [[ $MANAGEMENT == 1 ]]; then check_port_free "$(mgmt_port "$n")" "management of $(node_name "$n")"; fi
+}
+
+# Before anything starts: every port of what is not running yet must be free.
+check_all_ports() {
+  local n p
+  for n in "${NODES[@]}"; do rabbit_pid "$n" >/dev/null || check_rabbit_ports "$n"; done
+  for p in "${REDIS_PORTS[@]}" "${SENTINEL_PORTS[@]}"; do redis_pid "$p" >/dev/null || check_port_free "$p" "Redis"; done
+}
+
+start_rabbit_node() {
+  local n=$1 d
+  d=$(node_dir "$n")
+  check_rabbit_ports "$n"
   rm -f "$d/pid"
   log "starting RabbitMQ $(node_name "$n") (AMQP $(amqp_port "$n"))"
-  (cd "$DIR" && with_node "$n" setsid nohup "$RABBIT_BIN/rabbitmq-server" >>"$d/log/server.out" 2>&1 </dev/null &)
+  # setsid -f: the node runs in a session of its own and nothing of this script waits
+  # for it or holds its output (a caller piping `start` into another command gets EOF).
+  (cd "$DIR" && with_node "$n" setsid -f "$RABBIT_BIN/rabbitmq-server") </dev/null >>"$d/log/server.out" 2>&1
 }
 
 # Waits until node N's rabbit app runs; fails naming the node and its log.
@@ -337,6 +351,7 @@ cmd_start() {
   fi
   command -v redis-server >/dev/null || die "redis-server not found (apt-get install redis-server)"
   [[ -x $RABBIT_BIN/rabbitmq-server ]] || die "$RABBIT_BIN/rabbitmq-server not found (apt-get install rabbitmq-server)"
+  check_all_ports
   prepare_dir
 
   # Redis first (instant), then the three RabbitMQ nodes boot in parallel.
