@@ -13,6 +13,11 @@ test:
 services:
     bash scripts/services.sh
 
+# A local three-node RabbitMQ cluster and Redis with Sentinels: start, status, env, stop,
+# kill-rabbit N, restart-rabbit N, kill-redis-primary, restart-redis. See docs/SCALING.md.
+cluster *ARGS:
+    bash scripts/cluster.sh {{ARGS}}
+
 # Lints only.
 lint:
     cargo fmt --all -- --check
