@@ -140,15 +140,28 @@ pub enum QueueType {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
-    /// Redis URL, e.g. `redis://127.0.0.1:6379`; its password is redacted in logs.
+    /// Redis URL, e.g. `redis://127.0.0.1:6379`; its password is redacted in logs. With
+    /// `sentinels`, only its password and database are used (the address of the primary
+    /// comes from the Sentinels).
     pub url: RedactedUrl,
+    /// Redis Sentinels watching the primary, e.g. `["redis://10.0.0.1:26379", …]`. Set:
+    /// every connection goes to the primary they name, and a failover is followed
+    /// without a restart (docs/SCALING.md).
+    pub sentinels: Vec<RedactedUrl>,
+    /// The primary's name in the Sentinels' configuration (`sentinel monitor <name> …`).
+    pub master_name: String,
     /// Prefix of every key sendfleet writes.
     pub key_prefix: String,
 }
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        RedisConfig { url: RedactedUrl::new("redis://127.0.0.1:6379"), key_prefix: "sendfleet".into() }
+        RedisConfig {
+            url: RedactedUrl::new("redis://127.0.0.1:6379"),
+            sentinels: Vec::new(),
+            master_name: "sendfleet".into(),
+            key_prefix: "sendfleet".into(),
+        }
     }
 }
 

@@ -42,6 +42,17 @@ pub(crate) fn validate_and_resolve(
     } else if let Err(problem) = config.redis.url.check() {
         errors.push("redis.url", unusable_url(&problem));
     }
+    for (index, sentinel) in config.redis.sentinels.iter().enumerate() {
+        let field = format!("redis.sentinels[{index}]");
+        if !sentinel.expose().starts_with("redis://") {
+            errors.push(field, "must start with redis:// (a Sentinel's address, e.g. redis://10.0.0.1:26379)");
+        } else if let Err(problem) = sentinel.check() {
+            errors.push(field, unusable_url(&problem));
+        }
+    }
+    if !config.redis.sentinels.is_empty() && config.redis.master_name.trim().is_empty() {
+        errors.push("redis.master_name", "required with redis.sentinels: the name the Sentinels monitor");
+    }
     for (field, listen) in [
         ("dispatcher.listen", &config.dispatcher.listen),
         ("worker.listen", &config.worker.listen),

@@ -509,3 +509,15 @@ fn sender_rates_above_the_providers_are_named() {
     let fine = format!("{GOOD}sender_rates = {{ ACME = 10 }}\n");
     assert_eq!(Config::from_toml(&fine, &env, &VENDORS).unwrap().providers[0].sender_rates["ACME"], 10);
 }
+
+#[test]
+fn sentinels_are_checked_each_by_its_index() {
+    let toml =
+        format!("[redis]\nsentinels = [\"redis://127.0.0.1:26391\", \"http://nope\"]\nmaster_name = \" \"\n{GOOD}");
+    let ConfigError::Invalid(errors) = Config::from_toml(&toml, &env, &VENDORS).unwrap_err() else { panic!() };
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["redis.sentinels[1]", "redis.master_name"]);
+    let fine = format!("[redis]\nsentinels = [\"redis://127.0.0.1:26391\"]\n{GOOD}");
+    let config = Config::from_toml(&fine, &env, &VENDORS).unwrap();
+    assert_eq!((config.redis.sentinels.len(), config.redis.master_name.as_str()), (1, "sendfleet"));
+}

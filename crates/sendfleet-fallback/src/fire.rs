@@ -51,7 +51,7 @@ pub struct Fallbacks {
 
 impl Fallbacks {
     /// Fallbacks on an existing Redis pool (the worker's).
-    pub fn new(pool: deadpool_redis::Pool, config: &Config) -> Fallbacks {
+    pub fn new(pool: sendfleet_redis::RedisPool, config: &Config) -> Fallbacks {
         Fallbacks {
             store: FallbackStore::new(pool, &config.redis.key_prefix),
             topology: Topology::new(&config.broker),
@@ -62,11 +62,8 @@ impl Fallbacks {
     /// Fallbacks with a pool of their own (callback-ingest). Connections are opened on
     /// first use, so this fails only on a Redis URL that cannot be parsed.
     pub fn connect(config: &Config) -> Result<Fallbacks, FallbackError> {
-        let mut pool_config = deadpool_redis::Config::from_url(config.redis.url.expose());
-        pool_config.pool = Some(deadpool_redis::PoolConfig::new(32));
-        let pool = pool_config
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .map_err(|e| FallbackError::Store(format!("{e} ({})", config.redis.url)))?;
+        let pool =
+            sendfleet_redis::RedisPool::new(&config.redis, 32).map_err(|e| FallbackError::Store(e.to_string()))?;
         Ok(Fallbacks::new(pool, config))
     }
 

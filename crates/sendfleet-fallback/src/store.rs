@@ -221,7 +221,7 @@ fn store_error(err: impl std::fmt::Display) -> FallbackError {
 /// The fallback record. Cheap to clone.
 #[derive(Clone)]
 pub struct FallbackStore {
-    pool: deadpool_redis::Pool,
+    pool: sendfleet_redis::RedisPool,
     prefix: String,
     arm: redis::Script,
     claim: redis::Script,
@@ -232,7 +232,7 @@ pub struct FallbackStore {
 
 impl FallbackStore {
     /// A store writing `<key_prefix>:fallback:<message id>` keys.
-    pub fn new(pool: deadpool_redis::Pool, key_prefix: &str) -> FallbackStore {
+    pub fn new(pool: sendfleet_redis::RedisPool, key_prefix: &str) -> FallbackStore {
         FallbackStore {
             pool,
             prefix: format!("{key_prefix}:fallback:"),
@@ -248,7 +248,7 @@ impl FallbackStore {
         format!("{}{message_id}", self.prefix)
     }
 
-    async fn connection(&self) -> Result<deadpool_redis::Connection, FallbackError> {
+    async fn connection(&self) -> Result<sendfleet_redis::RedisConnection, FallbackError> {
         self.pool.get().await.map_err(store_error)
     }
 
@@ -356,24 +356,28 @@ mod tests {
     /// A store under a unique prefix, and a guard deleting its keys.
     struct TestStore {
         store: FallbackStore,
-        pool: deadpool_redis::Pool,
+        pool: sendfleet_redis::RedisPool,
         prefix: String,
     }
 
     impl TestStore {
         fn new() -> TestStore {
-            let pool = deadpool_redis::Config::from_url(redis_url())
-                .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-                .expect("redis pool");
+            let pool = sendfleet_redis::RedisPool::from(
+                deadpool_redis::Config::from_url(redis_url())
+                    .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+                    .expect("redis pool"),
+            );
             let prefix = format!("sft-fbstore-{}", uuid::Uuid::new_v4().simple());
             TestStore { store: FallbackStore::new(pool.clone(), &prefix), pool, prefix }
         }
 
         /// A second store on its own pool: another process, as far as Redis can tell.
         fn other_process(&self) -> FallbackStore {
-            let pool = deadpool_redis::Config::from_url(redis_url())
-                .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-                .expect("redis pool");
+            let pool = sendfleet_redis::RedisPool::from(
+                deadpool_redis::Config::from_url(redis_url())
+                    .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+                    .expect("redis pool"),
+            );
             FallbackStore::new(pool, &self.prefix)
         }
 

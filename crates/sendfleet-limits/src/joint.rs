@@ -53,7 +53,7 @@ return {1, start, now}
 
 /// One sender's fleet-wide rate under its provider's.
 pub struct SenderRate {
-    pool: deadpool_redis::Pool,
+    pool: sendfleet_redis::RedisPool,
     provider_key: String,
     provider: SlotParams,
     sender_key: String,
@@ -67,7 +67,7 @@ impl SenderRate {
     /// The sender whose TAT lives at `sender_key`, under the provider whose TAT lives at
     /// `provider_key` (the key its [`crate::RedisLeases`] uses).
     pub fn new(
-        pool: deadpool_redis::Pool,
+        pool: sendfleet_redis::RedisPool,
         provider_key: String,
         provider: SlotParams,
         sender_key: String,
@@ -104,6 +104,9 @@ impl SenderRate {
             .invoke_async(&mut *connection)
             .await
             .map_err(|e| LimitError::Unavailable(e.to_string()))?;
+        if granted > 0 {
+            crate::fleet::wait_for_replica(&self.pool, &mut connection).await?;
+        }
         Ok(Lease { granted: granted.max(0) as u32, start_us, interval_us: self.sender.interval_us, now_us })
     }
 

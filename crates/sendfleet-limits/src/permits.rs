@@ -108,7 +108,7 @@ pub trait PermitStore: Send + Sync {
 
 /// Permits in Redis: three keys per provider under `key`.
 pub struct RedisPermits {
-    pool: deadpool_redis::Pool,
+    pool: sendfleet_redis::RedisPool,
     keys: [String; 3],
     limit: u32,
     script: redis::Script,
@@ -117,7 +117,7 @@ pub struct RedisPermits {
 impl RedisPermits {
     /// A store for the provider whose permits live under `key` (`<key>:held`, …), with
     /// `limit` permits for the fleet.
-    pub fn new(pool: deadpool_redis::Pool, key: &str, limit: u32) -> RedisPermits {
+    pub fn new(pool: sendfleet_redis::RedisPool, key: &str, limit: u32) -> RedisPermits {
         RedisPermits {
             pool,
             keys: [format!("{key}:held"), format!("{key}:expiry"), format!("{key}:demand")],

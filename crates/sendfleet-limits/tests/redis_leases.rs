@@ -9,10 +9,12 @@ fn redis_url() -> String {
     std::env::var("SENDFLEET_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-fn pool() -> deadpool_redis::Pool {
-    deadpool_redis::Config::from_url(redis_url())
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .expect("redis pool")
+fn pool() -> sendfleet_redis::RedisPool {
+    sendfleet_redis::RedisPool::from(
+        deadpool_redis::Config::from_url(redis_url())
+            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+            .expect("redis pool"),
+    )
 }
 
 /// One worker's permits: the slot times (Redis clock) it was granted, in order of use.
@@ -29,7 +31,7 @@ async fn a_second_worker_joining_keeps_the_fleet_within_the_cap() {
     let key = format!("sft-limits-{}:rate:p", uuid::Uuid::new_v4().simple());
     let params = SlotParams::new(1_000, 10);
     let pool = pool();
-    let limiter = |pool: &deadpool_redis::Pool| {
+    let limiter = |pool: &sendfleet_redis::RedisPool| {
         Arc::new(FleetLimiter::new(
             Arc::new(RedisLeases::new(pool.clone(), key.clone(), params)),
             params,
@@ -56,9 +58,11 @@ async fn a_second_worker_joining_keeps_the_fleet_within_the_cap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_redis_means_no_slot() {
-    let pool = deadpool_redis::Config::from_url("redis://127.0.0.1:1")
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .expect("pool");
+    let pool = sendfleet_redis::RedisPool::from(
+        deadpool_redis::Config::from_url("redis://127.0.0.1:1")
+            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+            .expect("pool"),
+    );
     let params = SlotParams::new(100, 1);
     let limiter = FleetLimiter::new(Arc::new(RedisLeases::new(pool, "unused".into(), params)), params, 2);
     let result = limiter.acquire(Duration::from_millis(300)).await;

@@ -12,9 +12,11 @@ use std::{
 
 use sendfleet_limits::{FleetPermits, PermitSettings, PermitStore, RedisPermits};
 
-fn pool() -> deadpool_redis::Pool {
+fn pool() -> sendfleet_redis::RedisPool {
     let url = std::env::var("SENDFLEET_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    deadpool_redis::Config::from_url(url).create_pool(Some(deadpool_redis::Runtime::Tokio1)).expect("redis pool")
+    sendfleet_redis::RedisPool::from(
+        deadpool_redis::Config::from_url(url).create_pool(Some(deadpool_redis::Runtime::Tokio1)).expect("redis pool"),
+    )
 }
 
 fn key() -> String {
@@ -30,7 +32,7 @@ fn settings() -> PermitSettings {
     }
 }
 
-fn worker(pool: &deadpool_redis::Pool, key: &str, limit: u32, name: &str) -> FleetPermits {
+fn worker(pool: &sendfleet_redis::RedisPool, key: &str, limit: u32, name: &str) -> FleetPermits {
     FleetPermits::start(Arc::new(RedisPermits::new(pool.clone(), key, limit)), name.into(), settings())
 }
 

@@ -11,9 +11,11 @@ use std::{
 use parking_lot::Mutex;
 use sendfleet_limits::{FleetLimiter, LaneGate, RedisLeases, SenderRate, SlotParams, gcra::max_in_window};
 
-fn pool() -> deadpool_redis::Pool {
+fn pool() -> sendfleet_redis::RedisPool {
     let url = std::env::var("SENDFLEET_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    deadpool_redis::Config::from_url(url).create_pool(Some(deadpool_redis::Runtime::Tokio1)).expect("redis pool")
+    sendfleet_redis::RedisPool::from(
+        deadpool_redis::Config::from_url(url).create_pool(Some(deadpool_redis::Runtime::Tokio1)).expect("redis pool"),
+    )
 }
 
 const PROVIDER_RATE: u32 = 100;

@@ -81,7 +81,7 @@ pub(crate) struct CapabilityChecker {
 struct Shared {
     provider: String,
     source: Box<dyn CapabilitySource>,
-    pool: deadpool_redis::Pool,
+    pool: sendfleet_redis::RedisPool,
     prefix: String,
     settings: CheckerSettings,
 }
@@ -91,7 +91,7 @@ impl CapabilityChecker {
     pub fn start(
         provider: &str,
         source: impl CapabilitySource,
-        pool: deadpool_redis::Pool,
+        pool: sendfleet_redis::RedisPool,
         key_prefix: &str,
         settings: CheckerSettings,
     ) -> CapabilityChecker {
@@ -375,16 +375,18 @@ mod tests {
     }
 
     struct Env {
-        pool: deadpool_redis::Pool,
+        pool: sendfleet_redis::RedisPool,
         prefix: String,
     }
 
     impl Env {
         fn new() -> Env {
             let url = std::env::var("SENDFLEET_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-            let pool = deadpool_redis::Config::from_url(url)
-                .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-                .expect("redis pool");
+            let pool = sendfleet_redis::RedisPool::from(
+                deadpool_redis::Config::from_url(url)
+                    .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+                    .expect("redis pool"),
+            );
             Env { pool, prefix: format!("sft-cap-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]) }
         }
 
@@ -481,9 +483,11 @@ mod tests {
         assert_eq!(source.asked().len(), 40, "asked again after the failure, not served a cached failure");
 
         // Redis unreachable: unknown, at once, without asking the provider.
-        let dead = deadpool_redis::Config::from_url("redis://127.0.0.1:1")
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .unwrap();
+        let dead = sendfleet_redis::RedisPool::from(
+            deadpool_redis::Config::from_url("redis://127.0.0.1:1")
+                .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+                .unwrap(),
+        );
         let offline = CapabilityChecker::start(
             "ib-rcs",
             source.clone(),

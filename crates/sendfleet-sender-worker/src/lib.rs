@@ -105,12 +105,8 @@ fn lane_gate(provider: &sendfleet_config::ProviderConfig) -> sendfleet_limits::L
 }
 
 /// The Redis pool (rate leases and the sent-message record).
-fn redis_pool(config: &Config) -> Result<deadpool_redis::Pool, WorkerError> {
-    let mut pool_config = deadpool_redis::Config::from_url(config.redis.url.expose());
-    pool_config.pool = Some(deadpool_redis::PoolConfig::new(16));
-    pool_config
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .map_err(|e| WorkerError::Redis(format!("{e} ({})", config.redis.url)))
+fn redis_pool(config: &Config) -> Result<sendfleet_redis::RedisPool, WorkerError> {
+    sendfleet_redis::RedisPool::new(&config.redis, 16).map_err(|e| WorkerError::Redis(e.to_string()))
 }
 
 /// Runs the worker until `shutdown` is cancelled: serves `/metrics` and `/health` on

@@ -26,7 +26,7 @@ pub(crate) enum RequestPermit {
 impl RequestPermits {
     /// The provider's permits: fleet-wide unless the worker runs the local (or no) rate
     /// limiter, which means it coordinates nothing through Redis.
-    pub fn new(config: &Config, provider: &ProviderConfig, redis: &deadpool_redis::Pool) -> RequestPermits {
+    pub fn new(config: &Config, provider: &ProviderConfig, redis: &sendfleet_redis::RedisPool) -> RequestPermits {
         let limit = provider.concurrency.max(1);
         if config.worker.rate_limiter != RateLimiterKind::Fleet {
             return RequestPermits::Local(Arc::new(Semaphore::new(limit as usize)));

@@ -28,7 +28,7 @@ pub(crate) enum RateGate {
 }
 
 impl RateGate {
-    pub fn new(config: &Config, provider: &ProviderConfig, redis: &deadpool_redis::Pool) -> RateGate {
+    pub fn new(config: &Config, provider: &ProviderConfig, redis: &sendfleet_redis::RedisPool) -> RateGate {
         if config.worker.rate_limiter == RateLimiterKind::Off {
             tracing::warn!(provider = %provider.id, "rate limiter is off: never run like this against a real provider");
             return RateGate::Off;
@@ -106,7 +106,7 @@ pub(crate) enum SenderRates {
 }
 
 impl SenderRates {
-    pub fn new(config: &Config, provider: &ProviderConfig, redis: &deadpool_redis::Pool) -> SenderRates {
+    pub fn new(config: &Config, provider: &ProviderConfig, redis: &sendfleet_redis::RedisPool) -> SenderRates {
         let sender_params = |rate: u32| SlotParams::new(rate, (rate / 100).max(1));
         match config.worker.rate_limiter {
             RateLimiterKind::Fleet => {

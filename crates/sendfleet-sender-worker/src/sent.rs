@@ -59,7 +59,7 @@ type Request = (Op, oneshot::Sender<Result<Reply, String>>);
 /// Handle to the record; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct SentLog {
-    pool: deadpool_redis::Pool,
+    pool: sendfleet_redis::RedisPool,
     prefix: String,
     ops: mpsc::Sender<Request>,
     /// Unique per process: claim tokens are `c:<instance>:<n>`.
@@ -83,7 +83,7 @@ const LUA_RELEASE: &str =
 
 impl SentLog {
     /// Starts the batching writer. Keys are `<prefix>:sent:<message id>`; sent marks live `ttl`.
-    pub fn start(pool: deadpool_redis::Pool, prefix: &str, ttl: Duration) -> SentLog {
+    pub fn start(pool: sendfleet_redis::RedisPool, prefix: &str, ttl: Duration) -> SentLog {
         let (ops, receiver) = mpsc::channel(8_192);
         tokio::spawn(run_batches(pool.clone(), receiver, ttl));
         SentLog {
@@ -171,7 +171,7 @@ fn store_error(err: impl std::fmt::Display) -> SentStoreError {
     SentStoreError(err.to_string())
 }
 
-async fn run_batches(pool: deadpool_redis::Pool, mut receiver: mpsc::Receiver<Request>, ttl: Duration) {
+async fn run_batches(pool: sendfleet_redis::RedisPool, mut receiver: mpsc::Receiver<Request>, ttl: Duration) {
     let ttl = ttl.as_secs().max(1);
     let in_flight = Arc::new(Semaphore::new(CONCURRENT_BATCHES));
     while let Some(first) = receiver.recv().await {
@@ -206,7 +206,7 @@ async fn run_batches(pool: deadpool_redis::Pool, mut receiver: mpsc::Receiver<Re
     }
 }
 
-async fn run_batch(pool: &deadpool_redis::Pool, batch: &[Request], ttl: u64) -> Result<Vec<Reply>, String> {
+async fn run_batch(pool: &sendfleet_redis::RedisPool, batch: &[Request], ttl: u64) -> Result<Vec<Reply>, String> {
     let mut connection = pool.get().await.map_err(|e| e.to_string())?;
     let mut pipe = redis::pipe();
     for (op, _) in batch {
@@ -238,9 +238,11 @@ mod tests {
     use super::*;
 
     fn log(prefix: &str) -> SentLog {
-        let pool = deadpool_redis::Config::from_url(sendfleet_test_support::redis_url())
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .expect("pool");
+        let pool = sendfleet_redis::RedisPool::from(
+            deadpool_redis::Config::from_url(sendfleet_test_support::redis_url())
+                .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+                .expect("pool"),
+        );
         SentLog::start(pool, prefix, Duration::from_secs(60))
     }
 

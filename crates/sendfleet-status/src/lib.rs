@@ -63,12 +63,8 @@ pub fn record_key(key_prefix: &str, message_id: &str) -> String {
 
 /// A small pool of its own, so status traffic never takes a connection the send path
 /// (claims, rate slots) waits for. Connections open on first use.
-fn pool(config: &Config, size: usize) -> Result<deadpool_redis::Pool, StatusError> {
-    let mut pool_config = deadpool_redis::Config::from_url(config.redis.url.expose());
-    pool_config.pool = Some(deadpool_redis::PoolConfig::new(size));
-    pool_config
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .map_err(|e| StatusError::Setup(format!("{e} ({})", config.redis.url)))
+fn pool(config: &Config, size: usize) -> Result<sendfleet_redis::RedisPool, StatusError> {
+    sendfleet_redis::RedisPool::new(&config.redis, size).map_err(|e| StatusError::Setup(e.to_string()))
 }
 
 /// Applies one update (see the crate docs). KEYS[1] the record; ARGV: state, at_ms,

@@ -120,7 +120,7 @@ impl MessageStatus {
 /// Reads records, and resets them for a replay. Cheap to clone.
 #[derive(Clone)]
 pub struct StatusStore {
-    pool: Option<deadpool_redis::Pool>,
+    pool: Option<sendfleet_redis::RedisPool>,
     prefix: String,
     ttl_seconds: u64,
 }
@@ -134,7 +134,7 @@ impl StatusStore {
         Ok(StatusStore { pool, prefix: config.redis.key_prefix.clone(), ttl_seconds: config.status.ttl_seconds })
     }
 
-    async fn connection(&self) -> Result<deadpool_redis::Connection, StatusError> {
+    async fn connection(&self) -> Result<sendfleet_redis::RedisConnection, StatusError> {
         let pool = self.pool.as_ref().ok_or(StatusError::Disabled)?;
         pool.get().await.map_err(|e| StatusError::Unavailable(e.to_string()))
     }

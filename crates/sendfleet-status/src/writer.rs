@@ -117,7 +117,7 @@ impl StatusWriter {
 /// Drains the queue: everything queued while the previous pipelines were in flight
 /// goes into the next one.
 async fn run(
-    pool: deadpool_redis::Pool,
+    pool: sendfleet_redis::RedisPool,
     mut receiver: mpsc::Receiver<Item>,
     prefix: String,
     ttl_seconds: u64,
@@ -161,7 +161,7 @@ async fn run(
 /// One pipeline of scripts. A Redis that lost its script cache (restarted, flushed)
 /// answers NOSCRIPT: the script is loaded and those updates are sent once more.
 async fn write_batch(
-    pool: &deadpool_redis::Pool,
+    pool: &sendfleet_redis::RedisPool,
     script: &redis::Script,
     prefix: &str,
     ttl_seconds: u64,

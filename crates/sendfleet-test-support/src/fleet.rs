@@ -40,6 +40,9 @@ pub struct FleetOptions {
     pub ingest: bool,
     /// Redis the services use instead of the test default ([`crate::redis_url`]).
     pub redis_url: Option<String>,
+    /// Redis Sentinels (`redis.sentinels`, master name `sendfleet`); with them the
+    /// services reach the primary the Sentinels name.
+    pub redis_sentinels: Vec<String>,
     /// Check destinations against their country's numbering plan
     /// (`dispatcher.check_numbering_plan`). Off by default: the suites send to fictional
     /// numbers (+1 555 …); the docs test runs the documented (valid) numbers with it on.
@@ -86,6 +89,7 @@ retry = { initial_delay_ms = 200, max_delay_ms = 2000 }
             dispatcher: true,
             ingest: true,
             redis_url: None,
+            redis_sentinels: Vec::new(),
             check_numbering_plan: false,
         }
     }
@@ -118,6 +122,15 @@ pub struct Fleet {
     mock_shutdown: CancellationToken,
 }
 
+/// The `[redis]` keys naming Sentinels (none: nothing).
+fn sentinels_toml(sentinels: &[String]) -> String {
+    if sentinels.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = sentinels.iter().map(|url| format!("\"{url}\"")).collect();
+    format!("sentinels = [{}]\nmaster_name = \"sendfleet\"\n", list.join(", "))
+}
+
 impl Fleet {
     /// Starts the mock, declares the topology, starts the services and waits until each
     /// reports ready.
@@ -141,12 +154,13 @@ impl Fleet {
         .expect("start mock");
 
         let toml = format!(
-            "{}\n[broker]\nurl = \"{}\"\nprefix = \"{}\"\n\n[redis]\nurl = \"{}\"\nkey_prefix = \"{}\"\n\n[callback_ingest]\npublic_base_url = \"{}\"\n{}",
+            "{}\n[broker]\nurl = \"{}\"\nprefix = \"{}\"\n\n[redis]\nurl = \"{}\"\nkey_prefix = \"{}\"\n{}\n[callback_ingest]\npublic_base_url = \"{}\"\n{}",
             options.extra_toml,
             crate::amqp_url(),
             ns.prefix,
             options.redis_url.clone().unwrap_or_else(crate::redis_url),
             ns.prefix,
+            sentinels_toml(&options.redis_sentinels),
             ingest_url,
             options.providers_toml.replace("{mock}", &mock.base_url()),
         );

@@ -13,6 +13,7 @@ mod lanes;
 mod metrics;
 mod python;
 mod quorum;
+mod redis_failover;
 mod send;
 mod senders;
 mod startup;

@@ -1,0 +1,154 @@
+//! The fleet on a replicated Redis behind three Sentinels (`scripts/cluster.sh
+//! start-redis`: primary 6391, replica 6392, Sentinels 26391-26393): `kill -9` of the
+//! primary mid-run. Sending resumes after the Sentinels' failover without a restart, no
+//! 1-second window at the provider goes above the cap plus its burst (leases are used
+//! only once the replica holds them), and no job is lost. Counted from the mock's own
+//! arrival times.
+
+use std::{
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use sendfleet_mock_provider::Behaviour;
+use sendfleet_protocol::{Channel, Content, EventKind, Recipient, SendRequest};
+use sendfleet_test_support::{Fleet, FleetOptions};
+
+const CAP: usize = 1_000;
+const BURST: usize = 10;
+const JOBS: usize = 8_000;
+
+/// The local Redis set-up of `scripts/cluster.sh`, stopped when dropped.
+struct LocalRedis {
+    dir: PathBuf,
+}
+
+impl LocalRedis {
+    fn script() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/cluster.sh")
+    }
+
+    fn run(&self, command: &str) -> String {
+        let output = Command::new("bash")
+            .arg(Self::script())
+            .arg(command)
+            .env("SENDFLEET_CLUSTER_DIR", &self.dir)
+            .output()
+            .expect("run scripts/cluster.sh");
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "cluster.sh {command} failed: {text}");
+        text
+    }
+
+    fn start() -> LocalRedis {
+        let redis = LocalRedis { dir: std::env::temp_dir().join("sendfleet-cluster-it") };
+        redis.run("start-redis");
+        redis
+    }
+}
+
+impl Drop for LocalRedis {
+    fn drop(&mut self) {
+        let _ = Command::new("bash").arg(Self::script()).arg("stop").env("SENDFLEET_CLUSTER_DIR", &self.dir).output();
+    }
+}
+
+fn options() -> FleetOptions {
+    let providers = format!(
+        r#"
+[[providers]]
+id = "ib-sms"
+kind = "infobip_sms"
+base_url = "{{mock}}"
+api_key_env = "TEST_API_KEY"
+sender_ids = ["ACMEIN"]
+default_for_channel = true
+rate_per_second = {CAP}
+burst = {BURST}
+concurrency = 200
+request_timeout_ms = 2000
+callback_token_env = "TEST_CALLBACK_TOKEN"
+"#
+    );
+    FleetOptions {
+        providers_toml: providers,
+        provider_ids: vec!["ib-sms"],
+        behaviour: Behaviour { delivery_reports: false, ..Behaviour::default() },
+        workers: 2,
+        ingest: false,
+        // The nodes' URL gives only the password and database; the address comes from
+        // the Sentinels.
+        redis_url: Some("redis://127.0.0.1:6391".into()),
+        redis_sentinels: (26391..=26393).map(|port| format!("redis://127.0.0.1:{port}")).collect(),
+        ..FleetOptions::infobip("redis-failover")
+    }
+}
+
+fn request(batch: usize) -> SendRequest {
+    SendRequest {
+        priority: Default::default(),
+        schema_version: 1,
+        message_id: None,
+        channel: Channel::Sms,
+        provider: None,
+        to: None,
+        recipients: (batch * 1_000..(batch + 1) * 1_000)
+            .map(|i| Recipient {
+                to: format!("+1555{i:07}"),
+                message_id: Some(format!("rf-{i:05}")),
+                variables: Default::default(),
+                metadata: Default::default(),
+            })
+            .collect(),
+        sender: None,
+        content: Some(Content::Text { text: "Your code is 4242".into(), suggestions: vec![] }),
+        template: None,
+        options: Default::default(),
+        fallback: None,
+        metadata: Default::default(),
+        trace_id: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_redis_primary_is_followed_through_the_sentinels_within_the_cap() {
+    let redis = LocalRedis::start();
+    let fleet = Fleet::start(options()).await;
+    for batch in 0..JOBS / 1_000 {
+        fleet.publish_request(&request(batch)).await;
+    }
+    assert!(fleet.mock.wait_for_accepted(2_000, Duration::from_secs(60)).await >= 2_000);
+    let killed_at_us = sendfleet_protocol::now_ms() * 1_000;
+    let killed = Instant::now();
+    let said = redis.run("kill-redis-primary");
+    assert!(said.contains("killed the Redis primary"), "{said}");
+
+    let accepted = fleet.events.wait_for(EventKind::Accepted, JOBS, Duration::from_secs(120)).await;
+    assert_eq!(accepted, JOBS, "every job sent after the failover");
+    let took = killed.elapsed();
+
+    let received = fleet.mock.received();
+    let mut ids: Vec<&str> = received.iter().flat_map(|r| r.message_ids.iter().map(String::as_str)).collect();
+    let sent = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), JOBS, "every job reached the provider");
+    let mut times: Vec<i64> = received.iter().map(|r| r.at_us).collect();
+    let worst = sendfleet_limits::gcra::max_in_window(&mut times, 1_000_000);
+    times.sort_unstable();
+    // The longest silence at the provider after the kill: the failover.
+    let after: Vec<i64> = times.iter().copied().filter(|&t| t >= killed_at_us).collect();
+    let first_after = after.first().copied().unwrap_or(killed_at_us);
+    let resumed_us =
+        std::iter::once(first_after - killed_at_us).chain(after.windows(2).map(|w| w[1] - w[0])).max().unwrap_or(0);
+    println!(
+        "redis failover: worst 1-s window {worst} (cap {CAP} + burst {BURST}), longest pause after the kill {:.1} s, \
+         {} duplicate sends, all {JOBS} jobs sent {:.1} s after the kill",
+        resumed_us as f64 / 1e6,
+        sent - JOBS,
+        took.as_secs_f64()
+    );
+    assert!(worst <= CAP + BURST, "{worst} requests in one second at the provider, above {CAP} + {BURST}");
+    assert!(resumed_us < 10_000_000, "sending paused {:.1} s after the kill", resumed_us as f64 / 1e6);
+}
