@@ -9,6 +9,7 @@
 //! - [`ProcessFleet`]: the same fleet as real processes, for crash and failpoint tests.
 //! - [`RedisServer`]: a Redis of the test's own, for outages.
 //! - [`wait_until`]: a bounded wait; every wait in tests is bounded.
+//! - [`sms_to_many`]: a request to many fictional numbers, for load in tests.
 
 mod collector;
 mod fleet;
@@ -23,6 +24,36 @@ pub use fleet::{Fleet, FleetOptions, TEST_API_KEY, TEST_CALLBACK_TOKEN, TEST_JIO
 pub use namespace::{Namespace, delete_redis_keys};
 pub use processes::{ProcessFleet, ProcessFleetOptions, Role};
 pub use redis_server::RedisServer;
+
+/// An SMS request to the fictional numbers `+1555<i>` for each `i` in `range`, message
+/// ids `<prefix>-<i>` (so a test can tell its batches apart at the mock), a one-time
+/// code as text; default provider, sender and lane (set them with struct update).
+pub fn sms_to_many(prefix: &str, range: std::ops::Range<usize>) -> sendfleet_protocol::SendRequest {
+    use sendfleet_protocol::{Channel, Content, Recipient, SendRequest};
+    SendRequest {
+        priority: Default::default(),
+        schema_version: 1,
+        message_id: None,
+        channel: Channel::Sms,
+        provider: None,
+        to: None,
+        recipients: range
+            .map(|i| Recipient {
+                to: format!("+1555{i:07}"),
+                message_id: Some(format!("{prefix}-{i:05}")),
+                variables: Default::default(),
+                metadata: Default::default(),
+            })
+            .collect(),
+        sender: None,
+        content: Some(Content::Text { text: "Your code is 4242".into(), suggestions: vec![] }),
+        template: None,
+        options: Default::default(),
+        fallback: None,
+        metadata: Default::default(),
+        trace_id: None,
+    }
+}
 
 /// The broker tests use: `SENDFLEET_TEST_AMQP_URL` or the local default.
 pub fn amqp_url() -> String {

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use sendfleet_mock_provider::{Behaviour, max_in_flight};
-use sendfleet_protocol::{Channel, Content, EventKind, Recipient, SendRequest};
-use sendfleet_test_support::{Fleet, FleetOptions};
+use sendfleet_protocol::{EventKind, SendRequest};
+use sendfleet_test_support::{Fleet, FleetOptions, sms_to_many};
 
 const CONCURRENCY: usize = 10;
 const LATENCY_MS: u64 = 200;
@@ -38,29 +38,7 @@ callback_token_env = "TEST_CALLBACK_TOKEN"
 }
 
 fn request(range: std::ops::Range<usize>) -> SendRequest {
-    SendRequest {
-        priority: Default::default(),
-        schema_version: 1,
-        message_id: None,
-        channel: Channel::Sms,
-        provider: None,
-        to: None,
-        recipients: range
-            .map(|i| Recipient {
-                to: format!("+1555{i:07}"),
-                message_id: Some(format!("fc-{i:04}")),
-                variables: Default::default(),
-                metadata: Default::default(),
-            })
-            .collect(),
-        sender: None,
-        content: Some(Content::Text { text: "Your code is 4242".into(), suggestions: vec![] }),
-        template: None,
-        options: Default::default(),
-        fallback: None,
-        metadata: Default::default(),
-        trace_id: None,
-    }
+    sms_to_many("fc", range)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use sendfleet_mock_provider::{Behaviour, Received};
-use sendfleet_protocol::{Channel, Content, EventKind, Priority, Recipient, SendRequest};
-use sendfleet_test_support::{Fleet, FleetOptions};
+use sendfleet_protocol::{EventKind, Priority, SendRequest};
+use sendfleet_test_support::{Fleet, FleetOptions, sms_to_many};
 
 /// Slow enough that a backlog builds, fast enough for a short test.
 const RATE: u32 = 100;
@@ -40,29 +40,7 @@ lane_min_share = {{ normal = 0.10, bulk = 0.05 }}
 }
 
 fn request(priority: Priority, prefix: &str, count: usize) -> SendRequest {
-    SendRequest {
-        priority,
-        schema_version: 1,
-        message_id: None,
-        channel: Channel::Sms,
-        provider: None,
-        to: None,
-        recipients: (0..count)
-            .map(|i| Recipient {
-                to: format!("+1555{i:07}"),
-                message_id: Some(format!("{prefix}-{i:04}")),
-                variables: Default::default(),
-                metadata: Default::default(),
-            })
-            .collect(),
-        sender: None,
-        content: Some(Content::Text { text: "Your code is 4242".into(), suggestions: vec![] }),
-        template: None,
-        options: Default::default(),
-        fallback: None,
-        metadata: Default::default(),
-        trace_id: None,
-    }
+    SendRequest { priority, ..sms_to_many(prefix, 0..count) }
 }
 
 /// The message ids in the order the provider received them.

@@ -12,8 +12,8 @@ use std::{
 };
 
 use sendfleet_mock_provider::Behaviour;
-use sendfleet_protocol::{Channel, Content, EventKind, Recipient, SendRequest};
-use sendfleet_test_support::{Fleet, FleetOptions};
+use sendfleet_protocol::{EventKind, SendRequest};
+use sendfleet_test_support::{Fleet, FleetOptions, sms_to_many};
 
 const CAP: usize = 1_000;
 const BURST: usize = 10;
@@ -86,29 +86,7 @@ callback_token_env = "TEST_CALLBACK_TOKEN"
 }
 
 fn request(batch: usize) -> SendRequest {
-    SendRequest {
-        priority: Default::default(),
-        schema_version: 1,
-        message_id: None,
-        channel: Channel::Sms,
-        provider: None,
-        to: None,
-        recipients: (batch * 1_000..(batch + 1) * 1_000)
-            .map(|i| Recipient {
-                to: format!("+1555{i:07}"),
-                message_id: Some(format!("rf-{i:05}")),
-                variables: Default::default(),
-                metadata: Default::default(),
-            })
-            .collect(),
-        sender: None,
-        content: Some(Content::Text { text: "Your code is 4242".into(), suggestions: vec![] }),
-        template: None,
-        options: Default::default(),
-        fallback: None,
-        metadata: Default::default(),
-        trace_id: None,
-    }
+    sms_to_many("rf", batch * 1_000..(batch + 1) * 1_000)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

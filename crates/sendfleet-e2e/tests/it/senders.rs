@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use sendfleet_mock_provider::{Behaviour, Received};
-use sendfleet_protocol::{Channel, Content, EventKind, Recipient, SendRequest};
-use sendfleet_test_support::{Fleet, FleetOptions};
+use sendfleet_protocol::{EventKind, SendRequest};
+use sendfleet_test_support::{Fleet, FleetOptions, sms_to_many};
 
 fn options() -> FleetOptions {
     let providers = r#"
@@ -36,29 +36,7 @@ sender_rates = { SLOW10 = 10, FAST50 = 50 }
 }
 
 fn request(sender: &str, count: usize) -> SendRequest {
-    SendRequest {
-        priority: Default::default(),
-        schema_version: 1,
-        message_id: None,
-        channel: Channel::Sms,
-        provider: None,
-        to: None,
-        recipients: (0..count)
-            .map(|i| Recipient {
-                to: format!("+1555{i:07}"),
-                message_id: Some(format!("{sender}-{i:04}")),
-                variables: Default::default(),
-                metadata: Default::default(),
-            })
-            .collect(),
-        sender: Some(sender.into()),
-        content: Some(Content::Text { text: "Your code is 4242".into(), suggestions: vec![] }),
-        template: None,
-        options: Default::default(),
-        fallback: None,
-        metadata: Default::default(),
-        trace_id: None,
-    }
+    SendRequest { sender: Some(sender.into()), ..sms_to_many(sender, 0..count) }
 }
 
 /// The most arrivals of one sender's jobs (by id prefix) in any 1-second window.
