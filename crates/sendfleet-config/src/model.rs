@@ -542,6 +542,12 @@ pub struct ProviderConfig {
     pub vendor: VendorSettings,
 }
 
+/// The burst of a rate that sets none: rate/100, at least 1 (a provider's without
+/// `burst`, and every sender's in `sender_rates`).
+pub fn default_burst(rate_per_second: u32) -> u32 {
+    (rate_per_second / 100).max(1)
+}
+
 fn default_rate() -> u32 {
     100
 }
@@ -560,7 +566,7 @@ impl ProviderConfig {
 
     /// The token-bucket burst in effect.
     pub fn effective_burst(&self) -> u32 {
-        self.burst.unwrap_or((self.rate_per_second / 100).max(1))
+        self.burst.unwrap_or(default_burst(self.rate_per_second))
     }
 
     /// Jobs one worker works on at once (see [`ProviderConfig::jobs_per_worker`]).

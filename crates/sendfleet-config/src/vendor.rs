@@ -87,11 +87,6 @@ impl<'a> VendorCheck<'a> {
         VendorCheck { at, section, secrets, errors }
     }
 
-    /// The provider's key path, e.g. `providers[2]`.
-    pub fn at(&self) -> &str {
-        &self.at
-    }
-
     /// Records a problem with `field`, a path relative to the provider (`base_url`,
     /// `twilio.account_sid`).
     pub fn push(&mut self, field: &str, message: impl Into<String>) {
@@ -100,7 +95,7 @@ impl<'a> VendorCheck<'a> {
     }
 
     /// The name of the section the entry carries, if any.
-    pub fn section_name(&self) -> Option<&'static str> {
+    fn section_name(&self) -> Option<&'static str> {
         self.section.as_ref().map(|(name, _)| *name)
     }
 

@@ -62,68 +62,16 @@ impl LeaseSource for RedisLeases {
                 .await
                 .map_err(|e| LimitError::Unavailable(e.to_string()))?;
             if granted > 0 {
-                wait_for_replica(&self.pool, &mut connection).await?;
+                // A lease a failover could lose would be granted again, above the cap.
+                self.pool
+                    .wait_for_replica(&mut connection)
+                    .await
+                    .map_err(|e| LimitError::Unavailable(e.to_string()))?;
             }
             Ok(Lease { granted: granted.max(0) as u32, start_us, interval_us: self.params.interval_us, now_us })
         })
     }
 }
-
-/// How long a lease waits for a replica to acknowledge it (Sentinel set-ups only). A
-/// replica on the same network answers in about a millisecond; the wait must stay well
-/// inside the lease horizon, or the slots it waits for are past before they can be used.
-const REPLICA_WAIT_MS: u64 = 20;
-
-/// After a wait that no replica answered, leases skip the wait this long: a primary
-/// without a replica (the old primary down after a failover) would otherwise spend
-/// every lease's slots waiting.
-const REPLICA_ABSENT_FOR: Duration = Duration::from_secs(1);
-
-/// Until when (ms since the process's first lease) leases skip the replica wait.
-static REPLICA_ABSENT_UNTIL_MS: AtomicU64 = AtomicU64::new(0);
-
-/// With a replicated Redis (Sentinel), a lease is used only once a replica holds it:
-/// replication is asynchronous, and a primary that fails before passing a lease on
-/// would let the promoted replica grant the same slots again, above the cap. `WAIT`
-/// costs one round trip per lease call (about 50 calls/s per worker at the full cap).
-/// When no replica answers within [`REPLICA_WAIT_MS`] (none is connected, so no
-/// failover can go to one), the lease is used anyway and counted, and the next
-/// [`REPLICA_ABSENT_FOR`] of leases do not wait: sending does not stop because a
-/// replica is away.
-pub(crate) async fn wait_for_replica(
-    pool: &sendfleet_redis::RedisPool,
-    connection: &mut sendfleet_redis::RedisConnection,
-) -> Result<(), LimitError> {
-    if !pool.replicated() {
-        return Ok(());
-    }
-    let now_ms = process_ms();
-    if now_ms < REPLICA_ABSENT_UNTIL_MS.load(Ordering::Relaxed) {
-        UNREPLICATED_LEASES.fetch_add(1, Ordering::Relaxed);
-        return Ok(());
-    }
-    let acknowledged: i64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(REPLICA_WAIT_MS)
-        .query_async(&mut **connection)
-        .await
-        .map_err(|e| LimitError::Unavailable(e.to_string()))?;
-    if acknowledged == 0 {
-        UNREPLICATED_LEASES.fetch_add(1, Ordering::Relaxed);
-        REPLICA_ABSENT_UNTIL_MS.store(now_ms + REPLICA_ABSENT_FOR.as_millis() as u64, Ordering::Relaxed);
-        tracing::debug!("no replica acknowledged a rate lease; leases skip the wait for a second");
-    }
-    Ok(())
-}
-
-/// Milliseconds since this process first asked.
-fn process_ms() -> u64 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64
-}
-
-/// Leases used before a replica acknowledged them (see [`wait_for_replica`]).
-pub static UNREPLICATED_LEASES: AtomicU64 = AtomicU64::new(0);
 
 /// Slots leased but not yet used, in server time, with the local clock mapping.
 struct Slots {

@@ -84,11 +84,6 @@ impl SenderRate {
         }
     }
 
-    /// Waits for this sender's turn in this process; hold it while taking the slot.
-    pub async fn turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.turn.lock().await
-    }
-
     /// Asks once for a slot good for both rates.
     pub async fn lease(&self) -> Result<Lease, LimitError> {
         let mut connection = self.pool.get().await.map_err(|e| LimitError::Unavailable(e.to_string()))?;
@@ -105,7 +100,7 @@ impl SenderRate {
             .await
             .map_err(|e| LimitError::Unavailable(e.to_string()))?;
         if granted > 0 {
-            crate::fleet::wait_for_replica(&self.pool, &mut connection).await?;
+            self.pool.wait_for_replica(&mut connection).await.map_err(|e| LimitError::Unavailable(e.to_string()))?;
         }
         Ok(Lease { granted: granted.max(0) as u32, start_us, interval_us: self.sender.interval_us, now_us })
     }
@@ -119,7 +114,7 @@ impl SenderRate {
         give_up_after: Duration,
         mut enter: impl FnMut() -> F,
     ) -> Result<SlotTaken, LimitError> {
-        let _turn = self.turn().await;
+        let _turn = self.turn.lock().await;
         let deadline = Instant::now() + give_up_after;
         let mut backoff = Duration::from_millis(50);
         let mut expired = 0;

@@ -81,11 +81,6 @@ impl LaneGate {
         // The sender is dropped unsent only with the gate itself, which this holds.
         receiver.await.unwrap_or(LaneTicket { gate: None })
     }
-
-    /// Jobs waiting for a ticket, per lane.
-    pub fn waiting(&self) -> Vec<usize> {
-        self.inner.lock().waiting.iter().map(VecDeque::len).collect()
-    }
 }
 
 impl State {

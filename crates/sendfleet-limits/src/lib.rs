@@ -24,7 +24,7 @@ mod permits;
 
 pub use backoff::{Backoff, BackoffError};
 pub use concurrency::{ConcurrencyLimit, ConcurrencyPermit};
-pub use fleet::{FleetLimiter, LeaseSource, LimitError, Permit, RedisLeases, UNREPLICATED_LEASES};
+pub use fleet::{FleetLimiter, LeaseSource, LimitError, Permit, RedisLeases};
 pub use gcra::{Lease, SlotParams};
 pub use joint::{LUA_JOINT_LEASE, SenderRate, SlotTaken};
 pub use lanes::{LaneGate, LaneTicket};

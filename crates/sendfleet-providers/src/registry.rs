@@ -40,11 +40,6 @@ impl Vendors {
     pub fn of(&self, kind: &ProviderKind) -> Option<&Vendor> {
         self.0.iter().find(|vendor| vendor.kinds.contains(&kind.as_str()))
     }
-
-    /// Every vendor, in registry order.
-    pub fn iter(&self) -> impl Iterator<Item = &Vendor> {
-        self.0.iter()
-    }
 }
 
 impl VendorCatalog for Vendors {

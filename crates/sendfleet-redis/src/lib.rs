@@ -8,7 +8,11 @@
 //! to a node that is no longer the primary (it failed, or came back as a replica after a
 //! failover) is dropped, so a failover is followed without a restart.
 
-use std::ops::{Deref, DerefMut};
+use std::{
+    ops::{Deref, DerefMut},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use redis::{
@@ -34,8 +38,9 @@ pub enum RedisPoolError {
 pub enum RedisPool {
     /// One Redis at a fixed address.
     Direct(deadpool_redis::Pool),
-    /// The primary Redis Sentinel names, followed across failovers.
-    Sentinel(managed::Pool<SentinelManager>),
+    /// The primary Redis Sentinel names, followed across failovers; writes that must
+    /// survive a failover wait for its replica.
+    Sentinel(managed::Pool<SentinelManager>, Arc<ReplicaWait>),
 }
 
 impl From<deadpool_redis::Pool> for RedisPool {
@@ -69,17 +74,33 @@ impl RedisPool {
         let pool = managed::Pool::builder(manager)
             .max_size(size)
             .runtime(deadpool::Runtime::Tokio1)
-            .wait_timeout(Some(std::time::Duration::from_secs(5)))
-            .create_timeout(Some(std::time::Duration::from_secs(5)))
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(Some(Duration::from_secs(5)))
             .build()
             .map_err(|e| RedisPoolError::Config(e.to_string()))?;
-        Ok(RedisPool::Sentinel(pool))
+        Ok(RedisPool::Sentinel(pool, Arc::default()))
     }
 
-    /// Whether the primary has replicas that may take over (a Sentinel set-up): writes
-    /// that must survive a failover wait for a replica (`WAIT`).
-    pub fn replicated(&self) -> bool {
-        matches!(self, RedisPool::Sentinel(_))
+    /// Waits until a replica holds what `connection` wrote so far (`WAIT 1`), where a
+    /// replica may take over (a Sentinel set-up; elsewhere it returns at once).
+    /// Replication is asynchronous: a write the primary had not passed on before it
+    /// failed is gone on the promoted replica. When no replica answers within
+    /// [`REPLICA_WAIT`] (none is connected, so no failover can go to one) the write
+    /// stands anyway, and for [`REPLICA_ABSENT_FOR`] the wait is skipped: a primary
+    /// without a replica (the old one still down after a failover) would otherwise
+    /// spend [`REPLICA_WAIT`] on every such write.
+    pub async fn wait_for_replica(&self, connection: &mut RedisConnection) -> Result<(), RedisError> {
+        let RedisPool::Sentinel(_, replica) = self else { return Ok(()) };
+        if replica.absent_until.lock().is_some_and(|until| Instant::now() < until) {
+            return Ok(());
+        }
+        let acknowledged: i64 =
+            redis::cmd("WAIT").arg(1).arg(REPLICA_WAIT.as_millis() as u64).query_async(&mut **connection).await?;
+        if acknowledged == 0 {
+            *replica.absent_until.lock() = Some(Instant::now() + REPLICA_ABSENT_FOR);
+            tracing::warn!("redis: no replica acknowledged a write within {REPLICA_WAIT:?}; writes go on unreplicated");
+        }
+        Ok(())
     }
 
     /// A connection to the primary.
@@ -88,11 +109,25 @@ impl RedisPool {
             RedisPool::Direct(pool) => {
                 pool.get().await.map(RedisConnection::Direct).map_err(|e| RedisPoolError::Unavailable(e.to_string()))
             }
-            RedisPool::Sentinel(pool) => {
+            RedisPool::Sentinel(pool, _) => {
                 pool.get().await.map(RedisConnection::Sentinel).map_err(|e| RedisPoolError::Unavailable(e.to_string()))
             }
         }
     }
+}
+
+/// How long a write waits for a replica's acknowledgement. A replica on the same network
+/// answers in about a millisecond; the wait must stay well inside the rate-lease horizon
+/// (50 ms), or the slots a lease waits for are past before they can be used.
+pub const REPLICA_WAIT: Duration = Duration::from_millis(20);
+
+/// After a wait no replica answered, how long writes skip the wait.
+pub const REPLICA_ABSENT_FOR: Duration = Duration::from_secs(1);
+
+/// Whether the primary's replica answers lately (see [`RedisPool::wait_for_replica`]).
+#[derive(Debug, Default)]
+pub struct ReplicaWait {
+    absent_until: parking_lot::Mutex<Option<Instant>>,
 }
 
 /// A pooled connection; dereferences to the multiplexed connection commands run on.
@@ -124,9 +159,9 @@ impl DerefMut for RedisConnection {
 }
 
 /// The longest a new connection to the primary may take.
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+const CONNECT_TIMEOUT: std::time::Duration = Duration::from_secs(2);
 /// The longest a command may wait for its answer (the slowest, `WAIT`, takes 100 ms).
-const RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+const RESPONSE_TIMEOUT: std::time::Duration = Duration::from_secs(5);
 
 /// Makes connections to the primary the Sentinels name, and keeps only those that are
 /// still to the primary.

@@ -167,9 +167,9 @@ pub async fn run(
             concurrency: sendfleet_protocol::Priority::ALL
                 .map(|_| sendfleet_limits::ConcurrencyLimit::new(provider.effective_jobs_per_worker() as usize)),
             requests: permits::RequestPermits::new(&config, provider, &redis),
+            senders: rate::SenderRates::new(&config, provider, &rate, &redis),
             rate,
             lanes: lane_gate(provider),
-            senders: rate::SenderRates::new(&config, provider, &redis),
             metrics: metrics::ProviderMetrics::new(&provider.id),
             pause: pause::PauseGate::new(
                 &provider.id,

@@ -4,7 +4,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use futures_util::future::BoxFuture;
-use sendfleet_config::{Config, ProviderConfig, RateLimiterKind};
+use sendfleet_config::{Config, ProviderConfig, RateLimiterKind, default_burst};
 use sendfleet_limits::{FleetLimiter, LimitError, LocalLimiter, RedisLeases, SenderRate, SlotParams};
 use sendfleet_protocol::SendJob;
 use sendfleet_providers::{GateError, RequestGate};
@@ -106,34 +106,32 @@ pub(crate) enum SenderRates {
 }
 
 impl SenderRates {
-    pub fn new(config: &Config, provider: &ProviderConfig, redis: &sendfleet_redis::RedisPool) -> SenderRates {
-        let sender_params = |rate: u32| SlotParams::new(rate, (rate / 100).max(1));
-        match config.worker.rate_limiter {
-            RateLimiterKind::Fleet => {
+    /// The senders' rates of `provider`, under its `rate` (their joint slots use its
+    /// slot stream).
+    pub fn new(
+        config: &Config,
+        provider: &ProviderConfig,
+        rate: &RateGate,
+        redis: &sendfleet_redis::RedisPool,
+    ) -> SenderRates {
+        let senders = provider.sender_rates.iter().map(|(sender, rate)| (sender, *rate, default_burst(*rate)));
+        match rate {
+            RateGate::Fleet(limiter) => {
                 let provider_key = rate_key(config, provider);
-                let provider_params = SlotParams::new(provider.rate_per_second, provider.effective_burst());
-                let senders = provider.sender_rates.iter().map(|(sender, rate)| {
+                let joint = senders.map(|(sender, rate, burst)| {
                     let sender_key = format!("{provider_key}:sender:{sender}");
-                    let limit = SenderRate::new(
-                        redis.clone(),
-                        provider_key.clone(),
-                        provider_params,
-                        sender_key,
-                        sender_params(*rate),
-                    );
+                    let params = SlotParams::new(rate, burst);
+                    let limit =
+                        SenderRate::new(redis.clone(), provider_key.clone(), limiter.params(), sender_key, params);
                     (sender.clone(), limit)
                 });
-                SenderRates::Fleet(senders.collect())
+                SenderRates::Fleet(joint.collect())
             }
-            RateLimiterKind::Local => SenderRates::Local(
-                provider
-                    .sender_rates
-                    .iter()
-                    .map(|(sender, rate)| (sender.clone(), LocalLimiter::new(*rate, (*rate / 100).max(1))))
-                    .collect(),
+            RateGate::Local(..) => SenderRates::Local(
+                senders.map(|(sender, rate, burst)| (sender.clone(), LocalLimiter::new(rate, burst))).collect(),
             ),
             // No limit at all, the senders' neither.
-            RateLimiterKind::Off => SenderRates::Local(HashMap::new()),
+            RateGate::Off => SenderRates::Local(HashMap::new()),
         }
     }
 }

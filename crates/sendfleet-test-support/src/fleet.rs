@@ -50,6 +50,26 @@ pub struct FleetOptions {
 }
 
 impl FleetOptions {
+    /// The shape of the load tests: one Infobip SMS provider `ib-sms` on the mock (the
+    /// SMS default, requests time out after 2 s) with `keys` added to its table (rate,
+    /// concurrency, sender ids, …), `workers` sender-workers, no delivery reports and no
+    /// callback-ingest.
+    pub fn sms_load(name: &'static str, keys: &str, workers: usize) -> FleetOptions {
+        let providers_toml = format!(
+            "[[providers]]\nid = \"ib-sms\"\nkind = \"infobip_sms\"\nbase_url = \"{{mock}}\"\n\
+             api_key_env = \"TEST_API_KEY\"\ndefault_for_channel = true\nrequest_timeout_ms = 2000\n\
+             callback_token_env = \"TEST_CALLBACK_TOKEN\"\n{keys}\n"
+        );
+        FleetOptions {
+            providers_toml,
+            provider_ids: vec!["ib-sms"],
+            behaviour: Behaviour { delivery_reports: false, ..Behaviour::default() },
+            workers,
+            ingest: false,
+            ..FleetOptions::infobip(name)
+        }
+    }
+
     /// An Infobip SMS provider (`ib-sms`, SMS default) and an Infobip RCS provider
     /// (`ib-rcs`, RCS default), both on the mock; one of each service.
     pub fn infobip(name: &'static str) -> FleetOptions {

@@ -12,29 +12,9 @@ const CONCURRENCY: usize = 10;
 const LATENCY_MS: u64 = 200;
 
 fn options() -> FleetOptions {
-    let providers = format!(
-        r#"
-[[providers]]
-id = "ib-sms"
-kind = "infobip_sms"
-base_url = "{{mock}}"
-api_key_env = "TEST_API_KEY"
-sender_ids = ["ACMEIN"]
-default_for_channel = true
-rate_per_second = 4600
-concurrency = {CONCURRENCY}
-request_timeout_ms = 2000
-callback_token_env = "TEST_CALLBACK_TOKEN"
-"#
-    );
-    FleetOptions {
-        providers_toml: providers,
-        provider_ids: vec!["ib-sms"],
-        behaviour: Behaviour { latency_ms: LATENCY_MS, delivery_reports: false, ..Behaviour::default() },
-        workers: 3,
-        ingest: false,
-        ..FleetOptions::infobip("fleet-concurrency")
-    }
+    let keys = format!("sender_ids = [\"ACMEIN\"]\nrate_per_second = 4600\nconcurrency = {CONCURRENCY}");
+    let options = FleetOptions::sms_load("fleet-concurrency", &keys, 3);
+    FleetOptions { behaviour: Behaviour { latency_ms: LATENCY_MS, ..options.behaviour.clone() }, ..options }
 }
 
 fn request(range: std::ops::Range<usize>) -> SendRequest {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use sendfleet_mock_provider::{Behaviour, Received};
+use sendfleet_mock_provider::Received;
 use sendfleet_protocol::{EventKind, Priority, SendRequest};
 use sendfleet_test_support::{Fleet, FleetOptions, sms_to_many};
 
@@ -12,31 +12,11 @@ use sendfleet_test_support::{Fleet, FleetOptions, sms_to_many};
 const RATE: u32 = 100;
 
 fn options(name: &'static str) -> FleetOptions {
-    let providers = format!(
-        r#"
-[[providers]]
-id = "ib-sms"
-kind = "infobip_sms"
-base_url = "{{mock}}"
-api_key_env = "TEST_API_KEY"
-sender_ids = ["ACMEIN"]
-default_for_channel = true
-rate_per_second = {RATE}
-burst = 1
-concurrency = 50
-request_timeout_ms = 2000
-callback_token_env = "TEST_CALLBACK_TOKEN"
-lane_min_share = {{ normal = 0.10, bulk = 0.05 }}
-"#
+    let keys = format!(
+        "sender_ids = [\"ACMEIN\"]\nrate_per_second = {RATE}\nburst = 1\nconcurrency = 50\n\
+         lane_min_share = {{ normal = 0.10, bulk = 0.05 }}"
     );
-    FleetOptions {
-        providers_toml: providers,
-        provider_ids: vec!["ib-sms"],
-        behaviour: Behaviour { delivery_reports: false, ..Behaviour::default() },
-        workers: 1,
-        ingest: false,
-        ..FleetOptions::infobip(name)
-    }
+    FleetOptions::sms_load(name, &keys, 1)
 }
 
 fn request(priority: Priority, prefix: &str, count: usize) -> SendRequest {

@@ -11,7 +11,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sendfleet_mock_provider::Behaviour;
 use sendfleet_protocol::{EventKind, SendRequest};
 use sendfleet_test_support::{Fleet, FleetOptions, sms_to_many};
 
@@ -55,33 +54,13 @@ impl Drop for LocalRedis {
 }
 
 fn options() -> FleetOptions {
-    let providers = format!(
-        r#"
-[[providers]]
-id = "ib-sms"
-kind = "infobip_sms"
-base_url = "{{mock}}"
-api_key_env = "TEST_API_KEY"
-sender_ids = ["ACMEIN"]
-default_for_channel = true
-rate_per_second = {CAP}
-burst = {BURST}
-concurrency = 200
-request_timeout_ms = 2000
-callback_token_env = "TEST_CALLBACK_TOKEN"
-"#
-    );
+    let keys = format!("sender_ids = [\"ACMEIN\"]\nrate_per_second = {CAP}\nburst = {BURST}\nconcurrency = 200");
     FleetOptions {
-        providers_toml: providers,
-        provider_ids: vec!["ib-sms"],
-        behaviour: Behaviour { delivery_reports: false, ..Behaviour::default() },
-        workers: 2,
-        ingest: false,
         // The nodes' URL gives only the password and database; the address comes from
         // the Sentinels.
         redis_url: Some("redis://127.0.0.1:6391".into()),
         redis_sentinels: (26391..=26393).map(|port| format!("redis://127.0.0.1:{port}")).collect(),
-        ..FleetOptions::infobip("redis-failover")
+        ..FleetOptions::sms_load("redis-failover", &keys, 2)
     }
 }
 

@@ -5,34 +5,14 @@
 
 use std::time::Duration;
 
-use sendfleet_mock_provider::{Behaviour, Received};
+use sendfleet_mock_provider::Received;
 use sendfleet_protocol::{EventKind, SendRequest};
 use sendfleet_test_support::{Fleet, FleetOptions, sms_to_many};
 
 fn options() -> FleetOptions {
-    let providers = r#"
-[[providers]]
-id = "ib-sms"
-kind = "infobip_sms"
-base_url = "{mock}"
-api_key_env = "TEST_API_KEY"
-sender_ids = ["ACMEIN", "SLOW10", "FAST50"]
-default_for_channel = true
-rate_per_second = 100
-burst = 1
-concurrency = 50
-request_timeout_ms = 2000
-callback_token_env = "TEST_CALLBACK_TOKEN"
-sender_rates = { SLOW10 = 10, FAST50 = 50 }
-"#;
-    FleetOptions {
-        providers_toml: providers.into(),
-        provider_ids: vec!["ib-sms"],
-        behaviour: Behaviour { delivery_reports: false, ..Behaviour::default() },
-        workers: 2,
-        ingest: false,
-        ..FleetOptions::infobip("sender-rates")
-    }
+    let keys = "sender_ids = [\"ACMEIN\", \"SLOW10\", \"FAST50\"]\nrate_per_second = 100\nburst = 1\nconcurrency = 50\n\
+                sender_rates = { SLOW10 = 10, FAST50 = 50 }";
+    FleetOptions::sms_load("sender-rates", keys, 2)
 }
 
 fn request(sender: &str, count: usize) -> SendRequest {
