@@ -10,7 +10,11 @@
 #   scripts/cluster.sh env                 the URLs to use (export lines)
 #   scripts/cluster.sh stop                stop everything this script started, delete its state
 #   scripts/cluster.sh kill-rabbit N       kill -9 RabbitMQ node N (1-3)
+#   scripts/cluster.sh stop-rabbit N       stop RabbitMQ node N gracefully, once every quorum
+#                                          queue has a majority without it (a rolling restart)
 #   scripts/cluster.sh restart-rabbit N    start node N again (it rejoins with its data)
+#   scripts/cluster.sh leader QUEUE        the number (1-3) of the node leading quorum queue
+#                                          QUEUE (vhost /), asked of the first node that runs
 #   scripts/cluster.sh kill-redis-primary  kill -9 the Redis instance the Sentinels call primary
 #   scripts/cluster.sh restart-redis       start the Redis instances that are down again
 #
@@ -508,6 +512,31 @@ cmd_kill_rabbit() {
   echo "killed $(node_name "$1") (pid $pid)"
 }
 
+cmd_stop_rabbit() {
+  node_arg "${1:-}"
+  local pid t0=$SECONDS
+  pid=$(rabbit_pid "$1") || die "$(node_name "$1") is not running"
+  # What rolling upgrades use: wait until no quorum queue would lose its majority (a
+  # node restarted just before may still be catching up).
+  with_node "$1" "$RABBIT_BIN/rabbitmq-upgrade" -q -n "$(node_name "$1")" await_online_quorum_plus_one -t "$TIMEOUT" >/dev/null ||
+    die "quorum queues would lose their majority without $(node_name "$1")"
+  stop_pid "$pid" "RabbitMQ $(node_name "$1")" 60
+  echo "stopped $(node_name "$1") in $((SECONDS - t0))s"
+}
+
+cmd_leader() {
+  local queue=${1:-} n leader
+  [[ -n $queue ]] || die "expected a queue name"
+  for n in "${NODES[@]}"; do
+    rabbit_pid "$n" >/dev/null || continue
+    leader=$(ctl "$n" list_queues name leader --no-table-headers 2>/dev/null | awk -F'\t' -v q="$queue" '$1 == q { print $2 }') || continue
+    [[ $leader =~ ^sf([123])@localhost$ ]] || die "no leader for '$queue' (got '$leader' from $(node_name "$n"))"
+    echo "${BASH_REMATCH[1]}"
+    return 0
+  done
+  die "no RabbitMQ node of the cluster runs"
+}
+
 cmd_restart_rabbit() {
   node_arg "${1:-}"
   local t0=$SECONDS
@@ -567,11 +596,13 @@ case ${1:-} in
   status) cmd_status ;;
   env) cmd_env ;;
   kill-rabbit) cmd_kill_rabbit "${2:-}" ;;
+  stop-rabbit) cmd_stop_rabbit "${2:-}" ;;
   restart-rabbit) cmd_restart_rabbit "${2:-}" ;;
+  leader) cmd_leader "${2:-}" ;;
   kill-redis-primary) cmd_kill_redis_primary ;;
   restart-redis) cmd_restart_redis ;;
   *)
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 64
     ;;
 esac

@@ -227,6 +227,11 @@ impl BrokerUrls {
         BrokerUrls(vec![RedactedUrl::new(url)])
     }
 
+    /// Several URLs (the nodes of a cluster), tried in this order.
+    pub fn list<S: Into<String>>(urls: impl IntoIterator<Item = S>) -> BrokerUrls {
+        BrokerUrls(urls.into_iter().map(RedactedUrl::new).collect())
+    }
+
     /// The first URL, password included (what single-node tools use).
     pub fn expose(&self) -> &str {
         self.0.first().map_or("", RedactedUrl::expose)

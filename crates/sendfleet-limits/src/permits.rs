@@ -8,7 +8,7 @@
 //! wait and it could grow. One Lua script, atomically:
 //!
 //! - drops holders whose lease expired (a crashed worker's permits come back after
-//!   [`PermitSettings::lease_ttl`], the provider's request timeout plus a margin);
+//!   [`PermitSettings::lease_ttl`], the provider's request timeout plus 1.5 s);
 //! - shares the limit by water-filling over the live holders' demands (each gets its
 //!   demand, up to an equal level), so a joining worker gets its share as the others
 //!   shrink to theirs;
@@ -58,23 +58,33 @@ redis.call('ZADD', KEYS[2], now + ttl, holder)
 redis.call('PEXPIRE', KEYS[2], ttl * 2)
 redis.call('HSET', KEYS[3], holder, demand)
 redis.call('PEXPIRE', KEYS[3], ttl * 2)
+-- Water-filling: each holder gets its demand up to a level; the level's remainder goes
+-- one each to the largest unsatisfied demands (ties by name), so no permit is left idle.
+local entries = redis.call('HGETALL', KEYS[3])
 local demands = {}
-local all = redis.call('HVALS', KEYS[3])
-for i = 1, #all do demands[i] = tonumber(all[i]) end
-table.sort(demands)
+for i = 1, #entries, 2 do demands[#demands + 1] = {entries[i], tonumber(entries[i + 1])} end
+table.sort(demands, function(a, b)
+  if a[2] == b[2] then return a[1] < b[1] end
+  return a[2] < b[2]
+end)
 local remaining = limit
-local level = limit
 local n = #demands
+local allowed = demand
 for i = 1, n do
-  local d = demands[i]
-  if d * (n - i + 1) <= remaining then
-    remaining = remaining - d
-  else
-    level = math.floor(remaining / (n - i + 1))
+  local d = demands[i][2]
+  local unsatisfied = n - i + 1
+  if d * unsatisfied > remaining then
+    local level = math.floor(remaining / unsatisfied)
+    local extra = remaining - level * unsatisfied
+    local share = level
+    for j = i, n do
+      if demands[j][1] == holder and (j - i + 1) > unsatisfied - extra then share = level + 1 end
+    end
+    allowed = math.min(demand, share)
     break
   end
+  remaining = remaining - d
 end
-local allowed = math.min(demand, level)
 local total = 0
 for _, v in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(v) end
 local mine = tonumber(redis.call('HGET', KEYS[1], holder) or '0')
@@ -172,22 +182,33 @@ pub struct PermitSettings {
 }
 
 impl PermitSettings {
-    /// For a provider with this request timeout: lease = timeout + 3 s (permits stay
-    /// usable 2 s after a sync), sync every 250 ms (10 ms while growing).
+    /// For a provider with this request timeout: lease = timeout + 1.5 s (permits stay
+    /// usable 1 s after a sync, four sync periods), sync every 250 ms (10 ms while
+    /// growing).
     pub fn for_timeout(request_timeout: Duration) -> PermitSettings {
         PermitSettings {
-            lease_ttl: request_timeout + Duration::from_secs(3),
+            lease_ttl: request_timeout + USABLE_AFTER_SYNC + LEASE_MARGIN,
             request_timeout,
             period: Duration::from_millis(250),
             fast_period: Duration::from_millis(10),
         }
     }
 
-    /// How long after a sync's start permits may still be handed out.
+    /// How long after a sync's start permits may still be handed out: a request started
+    /// then ends [`LEASE_MARGIN`] before the lease does.
     fn usable_for(&self) -> Duration {
-        self.lease_ttl.saturating_sub(self.request_timeout + Duration::from_secs(1))
+        self.lease_ttl.saturating_sub(self.request_timeout + LEASE_MARGIN)
     }
 }
+
+/// How long held permits stay usable after the last good sync. Short, because a crashed
+/// worker's permits come back only this long (plus the request timeout and the margin)
+/// after its last sync; four sync periods, so one slow answer from Redis stops nothing.
+const USABLE_AFTER_SYNC: Duration = Duration::from_secs(1);
+
+/// Between the end of the longest request started inside the lease and the lease's end:
+/// covers the time from the permit to the request leaving, and clock rates.
+const LEASE_MARGIN: Duration = Duration::from_millis(500);
 
 struct State {
     /// The highest demand of the last second, and when it was seen: reported instead of
@@ -248,6 +269,20 @@ impl Drop for FleetPermit {
     }
 }
 
+/// A task counted as waiting for a permit; uncounted when its wait is given up.
+struct Waiter<'a> {
+    inner: &'a Inner,
+    counted: bool,
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        if self.counted {
+            self.inner.state.lock().waiting -= 1;
+        }
+    }
+}
+
 impl FleetPermits {
     /// Starts the holder `holder` (unique per process and provider) and its sync task.
     pub fn start(store: Arc<dyn PermitStore>, holder: String, settings: PermitSettings) -> FleetPermits {
@@ -273,9 +308,10 @@ impl FleetPermits {
         FleetPermits { inner, stop }
     }
 
-    /// Waits for a permit.
+    /// Waits for a permit. Cancel-safe: a wait given up (a timeout) stops counting as
+    /// demand.
     pub async fn acquire(&self) -> FleetPermit {
-        let mut counted = false;
+        let mut waiter = Waiter { inner: &self.inner, counted: false };
         loop {
             let notified = self.inner.available.notified();
             {
@@ -286,18 +322,19 @@ impl FleetPermits {
                 let ceiling = state.held.min(state.allowed).min(state.sync_floor.unwrap_or(u32::MAX));
                 if usable && state.in_use < ceiling {
                     state.in_use += 1;
-                    if counted {
+                    if waiter.counted {
                         state.waiting -= 1;
+                        waiter.counted = false;
                     }
                     return FleetPermit { inner: self.inner.clone() };
                 }
                 // Wake the sync task only when a sync can help: the first task to
                 // wait, or a share not yet reached. (Tasks arriving while the fleet is
                 // saturated wait for local releases and the periodic sync.)
-                let first = !counted && state.waiting == 0;
-                if !counted {
+                let first = !waiter.counted && state.waiting == 0;
+                if !waiter.counted {
                     state.waiting += 1;
-                    counted = true;
+                    waiter.counted = true;
                 }
                 if first || state.held < state.allowed || !usable {
                     self.inner.wanted.notify_one();

@@ -116,3 +116,27 @@ async fn a_joining_worker_gets_its_share_and_a_crashed_workers_permits_come_back
     survivor.leave().await;
     joiner.leave().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_that_does_not_divide_evenly_is_shared_out_whole() {
+    let (pool, key) = (pool(), key());
+    let store = RedisPermits::new(pool.clone(), &key, 10);
+    // Three saturated holders: 10 ÷ 3 leaves one permit that the level alone would idle.
+    for name in ["a", "b", "c"] {
+        store.sync(name, 40, 0, settings().lease_ttl).await.expect("sync");
+    }
+    let mut shares = Vec::new();
+    for name in ["a", "b", "c"] {
+        shares.push(store.sync(name, 40, 0, settings().lease_ttl).await.expect("sync").allowed);
+    }
+    shares.sort_unstable();
+    assert_eq!(shares, vec![3, 3, 4], "every permit has a holder");
+    // A holder wanting less than the level keeps just its demand; the rest split the remainder.
+    store.sync("a", 1, 0, settings().lease_ttl).await.expect("sync");
+    let b = store.sync("b", 40, 0, settings().lease_ttl).await.expect("sync").allowed;
+    let c = store.sync("c", 40, 0, settings().lease_ttl).await.expect("sync").allowed;
+    assert_eq!(b + c, 9, "the unsatisfied split what is left: {b} + {c}");
+    for name in ["a", "b", "c"] {
+        store.sync(name, 0, 0, Duration::ZERO).await.expect("leave");
+    }
+}

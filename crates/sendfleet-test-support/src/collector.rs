@@ -4,44 +4,44 @@ use std::{sync::Arc, time::Duration};
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use sendfleet_broker::lapin::{
-    Connection, ConnectionProperties,
-    options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions},
-};
+use sendfleet_broker::lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use sendfleet_protocol::{Event, EventKind, decode};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
-/// Every event published in a namespace, in arrival order.
+use crate::namespace::connect_any;
+
+/// Every event published in a namespace, in arrival order. An event redelivered after a
+/// lost connection (acked too late) appears twice; it keeps its `event_id`.
 #[derive(Clone)]
 pub struct EventCollector {
     events: Arc<Mutex<Vec<Event>>>,
     undecodable: Arc<Mutex<u64>>,
-    _connection: Arc<Connection>,
+    _stop: Arc<DropGuard>,
 }
 
 impl EventCollector {
-    /// Starts consuming `queue` (the namespace's events queue, which must exist).
+    /// Starts consuming `queue` (the namespace's events queue, which must exist) on the
+    /// test broker.
     pub async fn start(queue: &str) -> EventCollector {
-        let connection =
-            Connection::connect(&crate::amqp_url(), ConnectionProperties::default()).await.expect("connect for events");
-        let channel = connection.create_channel().await.expect("channel");
-        channel.basic_qos(1_000, BasicQosOptions::default()).await.expect("qos");
-        let mut consumer = channel
-            .basic_consume(queue.into(), "test-collector".into(), BasicConsumeOptions::default(), Default::default())
-            .await
-            .expect("consume events");
+        EventCollector::start_on(&[crate::amqp_url()], queue).await
+    }
+
+    /// Starts consuming `queue` on the first of the broker's nodes `urls` that answers.
+    /// When the connection is lost (a node stopped), it consumes again from the next
+    /// node, until the last clone of the collector is dropped.
+    pub async fn start_on(urls: &[String], queue: &str) -> EventCollector {
         let events = Arc::new(Mutex::new(Vec::new()));
         let undecodable = Arc::new(Mutex::new(0));
-        let (sink, bad) = (events.clone(), undecodable.clone());
-        tokio::spawn(async move {
-            while let Some(Ok(delivery)) = consumer.next().await {
-                match decode::<Event>(&delivery.data) {
-                    Ok(event) => sink.lock().push(event),
-                    Err(_) => *bad.lock() += 1,
-                }
-                drop(delivery.acker.ack(BasicAckOptions::default()).await);
-            }
-        });
-        EventCollector { events, undecodable, _connection: Arc::new(connection) }
+        let stop = CancellationToken::new();
+        let consumer = Consumer {
+            urls: urls.to_vec(),
+            queue: queue.to_owned(),
+            events: events.clone(),
+            undecodable: undecodable.clone(),
+        };
+        let first = consumer.subscribe(0).await.expect("consume events");
+        tokio::spawn(consumer.run(first, stop.clone()));
+        EventCollector { events, undecodable, _stop: Arc::new(stop.drop_guard()) }
     }
 
     /// A copy of the events so far.
@@ -63,5 +63,76 @@ impl EventCollector {
     pub async fn wait_for(&self, kind: EventKind, n: usize, timeout: Duration) -> usize {
         crate::wait_until(timeout, || self.count(kind) >= n).await;
         self.count(kind)
+    }
+}
+
+/// The consuming side of a collector.
+struct Consumer {
+    urls: Vec<String>,
+    queue: String,
+    events: Arc<Mutex<Vec<Event>>>,
+    undecodable: Arc<Mutex<u64>>,
+}
+
+type Subscription = (sendfleet_broker::lapin::Connection, sendfleet_broker::lapin::Consumer);
+
+impl Consumer {
+    /// Connects (trying the nodes from `first` on) and starts consuming. Bounded: a node
+    /// that is shutting down or booting may accept the connection and never answer.
+    async fn subscribe(&self, first: usize) -> Option<Subscription> {
+        let mut order = self.urls.clone();
+        order.rotate_left(first % self.urls.len().max(1));
+        let subscribing = async {
+            let connection = connect_any(&order).await?;
+            let channel = connection.create_channel().await.ok()?;
+            channel.basic_qos(1_000, BasicQosOptions::default()).await.ok()?;
+            let consumer = channel
+                .basic_consume(
+                    self.queue.as_str().into(),
+                    "test-collector".into(),
+                    BasicConsumeOptions::default(),
+                    Default::default(),
+                )
+                .await
+                .ok()?;
+            Some((connection, consumer))
+        };
+        tokio::time::timeout(Duration::from_secs(10), subscribing).await.ok().flatten()
+    }
+
+    async fn run(self, first: Subscription, stop: CancellationToken) {
+        let mut subscription = Some(first);
+        let mut attempt = 0;
+        while !stop.is_cancelled() {
+            let Some((connection, mut consumer)) = subscription.take() else {
+                attempt += 1;
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+                subscription = self.subscribe(attempt).await;
+                continue;
+            };
+            let mut check = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                let delivery = tokio::select! {
+                    () = stop.cancelled() => break,
+                    next = consumer.next() => next,
+                    // A connection closed by the node (a graceful stop) may leave the
+                    // consumer's stream open and silent.
+                    _ = check.tick() => {
+                        if connection.status().connected() { continue }
+                        break;
+                    }
+                };
+                let Some(Ok(delivery)) = delivery else { break };
+                match decode::<Event>(&delivery.data) {
+                    Ok(event) => self.events.lock().push(event),
+                    Err(_) => *self.undecodable.lock() += 1,
+                }
+                drop(delivery.acker.ack(BasicAckOptions::default()).await);
+            }
+            drop(tokio::time::timeout(Duration::from_secs(2), connection.close(200, "".into())).await);
+        }
     }
 }

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use sendfleet_broker::{Outgoing, Publisher};
-use sendfleet_config::Config;
+use sendfleet_config::{Config, QueueType};
 use sendfleet_mock_provider::{Behaviour, MockConfig, MockHandle};
 use sendfleet_protocol::{SendRequest, encode};
 use tokio::{net::TcpListener, task::JoinHandle};
@@ -47,6 +47,9 @@ pub struct FleetOptions {
     /// (`dispatcher.check_numbering_plan`). Off by default: the suites send to fictional
     /// numbers (+1 555 …); the docs test runs the documented (valid) numbers with it on.
     pub check_numbering_plan: bool,
+    /// The AMQP URLs of a RabbitMQ cluster's nodes: the services get them all as
+    /// `broker.url` and declare quorum queues. Empty: classic queues on the test broker.
+    pub cluster: Vec<String>,
 }
 
 impl FleetOptions {
@@ -111,6 +114,7 @@ retry = { initial_delay_ms = 200, max_delay_ms = 2000 }
             redis_url: None,
             redis_sentinels: Vec::new(),
             check_numbering_plan: false,
+            cluster: Vec::new(),
         }
     }
 }
@@ -156,7 +160,8 @@ impl Fleet {
     /// reports ready.
     pub async fn start(options: FleetOptions) -> Fleet {
         crate::init_tracing();
-        let ns = Namespace::new(options.name, &options.provider_ids);
+        let queue_type = if options.cluster.is_empty() { QueueType::Classic } else { QueueType::Quorum };
+        let ns = Namespace::on_broker(options.name, &options.provider_ids, &options.cluster, queue_type);
         let mock_shutdown = CancellationToken::new();
         let ingest_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind ingest");
         let ingest_url = format!("http://{}", ingest_listener.local_addr().expect("addr"));
@@ -174,10 +179,11 @@ impl Fleet {
         .expect("start mock");
 
         let toml = format!(
-            "{}\n[broker]\nurl = \"{}\"\nprefix = \"{}\"\n\n[redis]\nurl = \"{}\"\nkey_prefix = \"{}\"\n{}\n[callback_ingest]\npublic_base_url = \"{}\"\n{}",
+            "{}\n[broker]\nurl = [{}]\nprefix = \"{}\"\nqueue_type = \"{}\"\n\n[redis]\nurl = \"{}\"\nkey_prefix = \"{}\"\n{}\n[callback_ingest]\npublic_base_url = \"{}\"\n{}",
             options.extra_toml,
-            crate::amqp_url(),
+            ns.urls.iter().map(|url| format!("\"{url}\"")).collect::<Vec<_>>().join(", "),
             ns.prefix,
+            if queue_type == QueueType::Quorum { "quorum" } else { "classic" },
             options.redis_url.clone().unwrap_or_else(crate::redis_url),
             ns.prefix,
             sentinels_toml(&options.redis_sentinels),
@@ -199,7 +205,7 @@ impl Fleet {
         let declare = connection.create_channel().await.expect("channel");
         ns.topology().declare(&declare, &config.provider_ids()).await.expect("declare");
         let publisher = Publisher::open(&connection).await.expect("publisher");
-        let events = EventCollector::start(&ns.topology().events_queue()).await;
+        let events = EventCollector::start_on(&ns.urls, &ns.topology().events_queue()).await;
 
         let mut others = Vec::new();
         let mut dispatcher_url = None;

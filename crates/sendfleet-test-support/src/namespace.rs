@@ -7,7 +7,7 @@ use sendfleet_broker::{
         options::{ExchangeDeleteOptions, QueueDeleteOptions},
     },
 };
-use sendfleet_config::BrokerConfig;
+use sendfleet_config::{BrokerConfig, BrokerUrls, QueueType};
 
 /// A test's private slice of the broker: every name starts with `prefix`.
 pub struct Namespace {
@@ -15,16 +15,27 @@ pub struct Namespace {
     pub prefix: String,
     /// Provider ids whose job queues exist.
     pub providers: Vec<String>,
+    /// The broker's nodes (one: the test broker).
+    pub urls: Vec<String>,
+    /// Classic on the test broker, quorum on a cluster.
+    pub queue_type: QueueType,
     cleaned: bool,
 }
 
 impl Namespace {
-    /// A fresh prefix for a test called `name`.
+    /// A fresh prefix for a test called `name`, with classic queues on the test broker.
     pub fn new(name: &str, providers: &[&str]) -> Namespace {
+        Namespace::on_broker(name, providers, &[], QueueType::Classic)
+    }
+
+    /// A fresh prefix on the broker whose nodes are `urls` (none: the test broker).
+    pub fn on_broker(name: &str, providers: &[&str], urls: &[String], queue_type: QueueType) -> Namespace {
         let short = uuid::Uuid::new_v4().simple().to_string();
         Namespace {
             prefix: format!("sft-{name}-{}", &short[..8]),
             providers: providers.iter().map(|p| (*p).to_owned()).collect(),
+            urls: if urls.is_empty() { vec![crate::amqp_url()] } else { urls.to_vec() },
+            queue_type,
             cleaned: false,
         }
     }
@@ -32,8 +43,9 @@ impl Namespace {
     /// The broker config of this namespace.
     pub fn broker_config(&self) -> BrokerConfig {
         BrokerConfig {
-            url: sendfleet_config::BrokerUrls::new(crate::amqp_url()),
+            url: BrokerUrls::list(self.urls.iter().cloned()),
             prefix: self.prefix.clone(),
+            queue_type: self.queue_type,
             ..BrokerConfig::default()
         }
     }
@@ -43,9 +55,9 @@ impl Namespace {
         Topology::new(&self.broker_config())
     }
 
-    /// A plain connection to the test broker.
+    /// A plain connection to the first of the broker's nodes that answers.
     pub async fn connect(&self) -> Connection {
-        Connection::connect(&crate::amqp_url(), ConnectionProperties::default())
+        connect_any(&self.urls)
             .await
             .expect("RabbitMQ must run on 127.0.0.1:5672 for the tests (rabbitmq-server -detached)")
     }
@@ -66,7 +78,7 @@ impl Namespace {
 
     /// Deletes every queue and exchange of this namespace.
     pub async fn cleanup(mut self) {
-        delete_all(&self.prefix, &self.providers).await;
+        delete_all(&self.prefix, &self.providers, &self.urls).await;
         self.cleaned = true;
     }
 }
@@ -97,11 +109,21 @@ pub async fn delete_redis_keys(prefix: &str) {
     }
 }
 
-async fn delete_all(prefix: &str, providers: &[String]) {
+/// A connection to the first of `urls` that answers (within 5 s each: a node shutting
+/// down may accept the connection and never finish the handshake).
+pub(crate) async fn connect_any(urls: &[String]) -> Option<Connection> {
+    for url in urls {
+        let connecting = Connection::connect(url, ConnectionProperties::default());
+        if let Ok(Ok(connection)) = tokio::time::timeout(std::time::Duration::from_secs(5), connecting).await {
+            return Some(connection);
+        }
+    }
+    None
+}
+
+async fn delete_all(prefix: &str, providers: &[String], urls: &[String]) {
     delete_redis_keys(prefix).await;
-    let Ok(connection) = Connection::connect(&crate::amqp_url(), ConnectionProperties::default()).await else {
-        return;
-    };
+    let Some(connection) = connect_any(urls).await else { return };
     let topology = Topology::new(&BrokerConfig { prefix: prefix.to_owned(), ..BrokerConfig::default() });
     if let Ok(channel) = connection.create_channel().await {
         for queue in topology.all_queues(providers.iter().map(String::as_str)) {
@@ -123,9 +145,10 @@ impl Drop for Namespace {
         // Drop cannot await and may run inside the test's runtime.
         let prefix = self.prefix.clone();
         let providers = self.providers.clone();
+        let urls = self.urls.clone();
         let cleaner = std::thread::spawn(move || {
             if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                runtime.block_on(delete_all(&prefix, &providers));
+                runtime.block_on(delete_all(&prefix, &providers, &urls));
             }
         });
         drop(cleaner.join());

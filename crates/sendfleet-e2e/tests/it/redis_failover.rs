@@ -5,53 +5,16 @@
 //! only once the replica holds them), and no job is lost. Counted from the mock's own
 //! arrival times.
 
-use std::{
-    path::PathBuf,
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use sendfleet_protocol::{EventKind, SendRequest};
 use sendfleet_test_support::{Fleet, FleetOptions, sms_to_many};
 
+use crate::local_cluster::LocalCluster;
+
 const CAP: usize = 1_000;
 const BURST: usize = 10;
 const JOBS: usize = 8_000;
-
-/// The local Redis set-up of `scripts/cluster.sh`, stopped when dropped.
-struct LocalRedis {
-    dir: PathBuf,
-}
-
-impl LocalRedis {
-    fn script() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/cluster.sh")
-    }
-
-    fn run(&self, command: &str) -> String {
-        let output = Command::new("bash")
-            .arg(Self::script())
-            .arg(command)
-            .env("SENDFLEET_CLUSTER_DIR", &self.dir)
-            .output()
-            .expect("run scripts/cluster.sh");
-        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-        assert!(output.status.success(), "cluster.sh {command} failed: {text}");
-        text
-    }
-
-    fn start() -> LocalRedis {
-        let redis = LocalRedis { dir: std::env::temp_dir().join("sendfleet-cluster-it") };
-        redis.run("start-redis");
-        redis
-    }
-}
-
-impl Drop for LocalRedis {
-    fn drop(&mut self) {
-        let _ = Command::new("bash").arg(Self::script()).arg("stop").env("SENDFLEET_CLUSTER_DIR", &self.dir).output();
-    }
-}
 
 fn options() -> FleetOptions {
     let keys = format!("sender_ids = [\"ACMEIN\"]\nrate_per_second = {CAP}\nburst = {BURST}\nconcurrency = 200");
@@ -59,7 +22,7 @@ fn options() -> FleetOptions {
         // The nodes' URL gives only the password and database; the address comes from
         // the Sentinels.
         redis_url: Some("redis://127.0.0.1:6391".into()),
-        redis_sentinels: (26391..=26393).map(|port| format!("redis://127.0.0.1:{port}")).collect(),
+        redis_sentinels: LocalCluster::sentinel_urls(),
         ..FleetOptions::sms_load("redis-failover", &keys, 2)
     }
 }
@@ -70,7 +33,7 @@ fn request(batch: usize) -> SendRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_redis_primary_is_followed_through_the_sentinels_within_the_cap() {
-    let redis = LocalRedis::start();
+    let redis = LocalCluster::start_redis();
     let fleet = Fleet::start(options()).await;
     for batch in 0..JOBS / 1_000 {
         fleet.publish_request(&request(batch)).await;
@@ -78,7 +41,7 @@ async fn a_killed_redis_primary_is_followed_through_the_sentinels_within_the_cap
     assert!(fleet.mock.wait_for_accepted(2_000, Duration::from_secs(60)).await >= 2_000);
     let killed_at_us = sendfleet_protocol::now_ms() * 1_000;
     let killed = Instant::now();
-    let said = redis.run("kill-redis-primary");
+    let said = redis.run(&["kill-redis-primary"]);
     assert!(said.contains("killed the Redis primary"), "{said}");
 
     let accepted = fleet.events.wait_for(EventKind::Accepted, JOBS, Duration::from_secs(120)).await;

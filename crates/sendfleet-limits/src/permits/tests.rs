@@ -56,7 +56,7 @@ async fn with_the_store_down_no_request_starts_once_the_lease_runs_short() {
     let permits = FleetPermits::start(store.clone(), "w1".into(), settings);
     drop(permits.acquire().await);
     store.down.store(true, Ordering::Relaxed);
-    // Usable for lease − timeout − 1 s = 300 ms after the last good sync; then nothing.
+    // Usable for lease − timeout − 0.5 s = 800 ms after the last good sync; then nothing.
     tokio::time::sleep(settings.usable_for() + Duration::from_millis(100)).await;
     let blocked = tokio::time::timeout(Duration::from_millis(200), permits.acquire()).await;
     assert!(blocked.is_err(), "fails closed");
@@ -74,4 +74,17 @@ async fn leaving_hands_the_permits_back() {
     assert!(store.held.load(Ordering::Relaxed) > 0);
     permits.leave().await;
     assert_eq!(store.held.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn a_wait_given_up_no_longer_counts_as_demand() {
+    let store = store(1);
+    let permits = FleetPermits::start(store.clone(), "w1".into(), settings());
+    let held = permits.acquire().await;
+    for _ in 0..5 {
+        let gave_up = tokio::time::timeout(Duration::from_millis(10), permits.acquire()).await;
+        assert!(gave_up.is_err(), "the one permit is in use");
+    }
+    assert_eq!(permits.inner.state.lock().waiting, 0, "five abandoned waits left nothing behind");
+    drop(held);
 }
