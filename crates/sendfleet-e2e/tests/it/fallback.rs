@@ -42,16 +42,16 @@ callback_token_env = "TEST_CALLBACK_TOKEN"
     )
 }
 
-fn number(i: usize) -> String {
+pub(crate) fn number(i: usize) -> String {
     format!("+9198{i:08}")
 }
 
-fn message_id(i: usize) -> String {
+pub(crate) fn message_id(i: usize) -> String {
     format!("fb-{i:05}")
 }
 
 /// RCS requests for messages `range`, 500 recipients each, all with an SMS fallback.
-fn requests(range: std::ops::Range<usize>) -> Vec<SendRequest> {
+pub(crate) fn requests(range: std::ops::Range<usize>) -> Vec<SendRequest> {
     let indices: Vec<usize> = range.collect();
     indices
         .chunks(500)
