@@ -47,6 +47,16 @@ impl RequestPermits {
         }
     }
 
+    /// Whether the provider's concurrency, not the rate, holds this worker's requests
+    /// back: the fleet gives it fewer permits than it asks for, or the local ones are
+    /// all in use.
+    pub fn is_short(&self) -> bool {
+        match self {
+            RequestPermits::Fleet(permits) => permits.is_short(),
+            RequestPermits::Local(semaphore) => semaphore.available_permits() == 0,
+        }
+    }
+
     /// Waits at most `limit` for a permit (`Duration::MAX`: as long as it takes).
     pub async fn acquire_within(&self, limit: Duration) -> Option<RequestPermit> {
         if limit == Duration::MAX {
