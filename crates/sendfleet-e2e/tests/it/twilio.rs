@@ -117,7 +117,12 @@ async fn twilio_sms_and_rcs_are_delivered_by_signed_callbacks_and_forged_ones_ar
     assert_eq!((rcs.channel, rcs.provider.as_str()), (Channel::Rcs, "tw-rcs"));
     assert_eq!(rcs.sender.as_deref(), Some(MOCK_RCS_AGENT));
     assert!(rcs.details["vendor_message_id"].starts_with("SM"));
-    assert!(fleet.mock.twilio_callbacks_delivered() >= 4, "sent + delivered for each");
+    // The mock counts a callback once callback-ingest has answered it, which may be just
+    // after the event it published was collected.
+    let counted =
+        sendfleet_test_support::wait_until(Duration::from_secs(10), || fleet.mock.twilio_callbacks_delivered() >= 4)
+            .await;
+    assert!(counted, "sent + delivered for each: {}", fleet.mock.twilio_callbacks_delivered());
 
     // A forged callback (wrong or no signature) is refused with 401 and publishes nothing.
     let ingest = fleet.ingest_url.clone().unwrap();
