@@ -315,6 +315,9 @@ fn matches(doc: &Value, actual: &Value, key: &str, path: &str) -> Result<(), Str
     match (doc, actual) {
         (Value::String(d), Value::String(_)) if d.contains('…') => Ok(()),
         (Value::Number(_), Value::Number(_)) if key.ends_with("_ms") || key.ends_with("_seconds") => Ok(()),
+        // How many events arrived out of order (a report before the worker's `accepted`):
+        // set by arrival order, which no example can fix; any count matches.
+        (Value::Number(_), Value::Number(_)) if key == "stale_updates" => Ok(()),
         (Value::Object(d), Value::Object(a)) => {
             let (dk, ak): (Vec<_>, Vec<_>) = (d.keys().collect(), a.keys().collect());
             if dk != ak {
