@@ -170,7 +170,8 @@ impl ProcessFleet {
             .kill_on_drop(true);
         match role {
             Role::Worker(_) => command.env("SENDFLEET_WORKER__LISTEN", format!("127.0.0.1:{port}")),
-            _ => &mut command,
+            Role::Dispatcher => command.env("SENDFLEET_DISPATCHER__LISTEN", format!("127.0.0.1:{port}")),
+            Role::Ingest => &mut command,
         };
         if let Some(failpoints) = failpoints {
             command.env("FAILPOINTS", failpoints);
@@ -239,6 +240,13 @@ impl ProcessFleet {
         }
         for role in &dead {
             self.procs.remove(role);
+            // A fresh port: the old one may have been taken meanwhile by another test's
+            // process, whose /health would answer for ours while ours fails to bind
+            // (seen once: a dispatcher restarted hundreds of times). Callback-ingest
+            // keeps its port, which is in the providers' callback URLs.
+            if *role != Role::Ingest {
+                self.ports.insert(*role, free_port());
+            }
             self.spawn(*role, None).await;
         }
         dead
