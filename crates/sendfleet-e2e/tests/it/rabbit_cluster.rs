@@ -33,6 +33,16 @@ fn request(batch: usize) -> SendRequest {
     sms_to_many("rc", batch * 1_000..(batch + 1) * 1_000)
 }
 
+/// A send's terminal outcome (a job ends with exactly one of these).
+fn is_outcome(kind: EventKind) -> bool {
+    matches!(kind, EventKind::Accepted | EventKind::Failed | EventKind::FallbackTriggered)
+}
+
+/// The message ids that have a terminal outcome so far.
+fn ended(fleet: &Fleet) -> HashSet<String> {
+    fleet.events.events().into_iter().filter(|e| is_outcome(e.kind)).filter_map(|e| e.message_id).collect()
+}
+
 /// What the provider and the events say about a run.
 struct Outcome {
     /// Provider requests beyond one per job.
@@ -61,27 +71,11 @@ async fn run_through(
     let on = cluster.clone();
     let disturbance = tokio::task::spawn_blocking(move || disturb(&on));
 
-    let all_terminal = || {
-        let ids: HashSet<String> = fleet
-            .events
-            .events()
-            .into_iter()
-            .filter(|e| matches!(e.kind, EventKind::Accepted | EventKind::Failed | EventKind::FallbackTriggered))
-            .filter_map(|e| e.message_id)
-            .collect();
-        ids.len() >= JOBS
-    };
-    let done = sendfleet_test_support::wait_until(Duration::from_secs(180), all_terminal).await;
+    let done = sendfleet_test_support::wait_until(Duration::from_secs(180), || ended(fleet).len() >= JOBS).await;
     disturbance.await.expect("the disturbance ran");
     if !done {
         let at_provider: HashSet<String> = fleet.mock.received().into_iter().flat_map(|r| r.message_ids).collect();
-        let ended: HashSet<String> = fleet
-            .events
-            .events()
-            .into_iter()
-            .filter(|e| matches!(e.kind, EventKind::Accepted | EventKind::Failed | EventKind::FallbackTriggered))
-            .filter_map(|e| e.message_id)
-            .collect();
+        let ended = ended(fleet);
         let mut kinds: HashMap<String, usize> = HashMap::new();
         for event in fleet.events.events() {
             *kinds.entry(format!("{:?}", event.kind)).or_default() += 1;
@@ -103,7 +97,7 @@ async fn run_through(
     let mut outcomes: HashMap<String, HashSet<(String, EventKind)>> = HashMap::new();
     let mut terminal_events = 0;
     for event in fleet.events.events() {
-        if matches!(event.kind, EventKind::Accepted | EventKind::Failed | EventKind::FallbackTriggered) {
+        if is_outcome(event.kind) {
             terminal_events += 1;
             let id = event.message_id.clone().expect("an outcome names its message");
             outcomes.entry(id).or_default().insert((event.event_id.clone(), event.kind));
