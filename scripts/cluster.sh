@@ -15,6 +15,8 @@
 #   scripts/cluster.sh restart-rabbit N    start node N again (it rejoins with its data)
 #   scripts/cluster.sh leader QUEUE        the number (1-3) of the node leading quorum queue
 #                                          QUEUE (vhost /), asked of the first node that runs
+#   scripts/cluster.sh queues              queues (leader, depth, consumers), consumers,
+#                                          channels and connections, as a running node sees them
 #   scripts/cluster.sh kill-redis-primary  kill -9 the Redis instance the Sentinels call primary
 #   scripts/cluster.sh restart-redis       start the Redis instances that are down again
 #
@@ -537,6 +539,22 @@ cmd_leader() {
   die "no RabbitMQ node of the cluster runs"
 }
 
+# What a stalled test needs to see: each queue's leader, depth and consumers, the
+# consumers and their channels, and the clients' connections, as one running node sees them.
+cmd_queues() {
+  local n
+  for n in "${NODES[@]}"; do
+    rabbit_pid "$n" >/dev/null || continue
+    echo "# as $(node_name "$n") sees it"
+    ctl "$n" list_queues name leader members online messages_ready messages_unacknowledged consumers 2>&1
+    ctl "$n" list_consumers queue_name channel_pid consumer_tag prefetch_count active 2>&1
+    ctl "$n" list_channels pid connection number consumer_count messages_unacknowledged prefetch_count 2>&1
+    ctl "$n" list_connections name node peer_port state 2>&1
+    return 0
+  done
+  die "no RabbitMQ node of the cluster runs"
+}
+
 cmd_restart_rabbit() {
   node_arg "${1:-}"
   local t0=$SECONDS
@@ -599,6 +617,7 @@ case ${1:-} in
   stop-rabbit) cmd_stop_rabbit "${2:-}" ;;
   restart-rabbit) cmd_restart_rabbit "${2:-}" ;;
   leader) cmd_leader "${2:-}" ;;
+  queues) cmd_queues ;;
   kill-redis-primary) cmd_kill_redis_primary ;;
   restart-redis) cmd_restart_redis ;;
   *)

@@ -1,10 +1,21 @@
 //! The life of a consuming service: connect, set up, consume; on connection loss start
 //! over with backoff; on shutdown stop consuming and drain in-flight work.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use futures_util::{StreamExt, future::BoxFuture};
-use lapin::{Connection, options::BasicCancelOptions};
+use lapin::{
+    Connection,
+    options::{BasicCancelOptions, QueueDeclareOptions},
+    types::FieldTable,
+};
 use sendfleet_config::BrokerConfig;
 use sendfleet_telemetry::Readiness;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -101,14 +112,20 @@ where
     // the broker redelivers elsewhere.
     let session = CancellationToken::new();
     let mut consumers = Vec::new();
+    let mut activities = Vec::new();
     for spec in specs {
         let channel = connection.create_channel().await?;
         let tag = format!("{}-{}-{}", options.service, std::process::id(), spec.queue);
         let consumer = crate::consume(&channel, &spec.queue, spec.prefetch, &tag).await?;
         let acks = AckBatcher::start(channel.clone());
         consumers.push((channel, tag, acks.clone()));
-        tokio::spawn(consume_loop(consumer, spec.handler, acks, tracker.clone(), lost.clone(), session.clone()));
+        let activity = Arc::new(Activity::new(spec.queue.clone(), spec.prefetch));
+        activities.push(activity.clone());
+        let looping = ConsumeLoop { handler: spec.handler, acks, tracker: tracker.clone(), activity };
+        tokio::spawn(looping.run(consumer, lost.clone(), session.clone()));
     }
+    let probe = connection.create_channel().await?;
+    tokio::spawn(watch_for_stalls(probe, activities, options.service.to_owned(), lost.clone(), session.clone()));
     options.readiness.set(true);
     tracing::info!(service = options.service, queues = consumers.len(), "consuming");
 
@@ -148,25 +165,142 @@ where
     Ok(())
 }
 
-async fn consume_loop(
-    mut consumer: lapin::Consumer,
-    handler: Handler,
-    acks: Arc<AckBatcher>,
-    tracker: TaskTracker,
+/// What a consumer has been doing, for the stall watch.
+struct Activity {
+    queue: String,
+    prefetch: usize,
+    /// Deliveries whose handler has not finished.
+    in_flight: AtomicUsize,
+    /// When the last delivery arrived (or the consumer started).
+    last_delivery: parking_lot::Mutex<Instant>,
+}
+
+impl Activity {
+    fn new(queue: String, prefetch: u16) -> Activity {
+        Activity {
+            queue,
+            prefetch: usize::from(prefetch),
+            in_flight: AtomicUsize::new(0),
+            last_delivery: parking_lot::Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Whether this consumer looks stalled, given the messages ready in its queue: it
+    /// has room for more, messages wait, and none arrived for [`STALL_AFTER`].
+    fn is_stalled(&self, ready: u32, now: Instant) -> bool {
+        ready > 0
+            && self.in_flight.load(Ordering::Acquire) < self.prefetch
+            && now.duration_since(*self.last_delivery.lock()) > STALL_AFTER
+    }
+}
+
+/// How long a consumer with room may receive nothing while its queue holds ready
+/// messages before the session starts over. RabbitMQ 3.10 left a consumer subscribed and
+/// silent once in the cluster tests after the node leading its quorum queue was killed
+/// (1,827 jobs waiting, no error on the connection); a new session consumes them.
+pub const STALL_AFTER: Duration = Duration::from_secs(15);
+
+/// How often the stall watch looks.
+const STALL_CHECK: Duration = Duration::from_secs(5);
+
+/// Ends the session (as a lost connection would) when one of its consumers looks
+/// stalled; a probe that cannot get an answer proves nothing and is skipped.
+async fn watch_for_stalls(
+    probe: lapin::Channel,
+    activities: Vec<Arc<Activity>>,
+    service: String,
     lost: CancellationToken,
     session: CancellationToken,
 ) {
-    while let Some(delivery) = consumer.next().await {
-        match delivery {
-            Ok(delivery) => {
-                tracker.spawn(handler(Inbound::batched(delivery, acks.clone()).in_session(session.clone())));
+    loop {
+        tokio::select! {
+            () = session.cancelled() => break,
+            () = lost.cancelled() => break,
+            () = tokio::time::sleep(STALL_CHECK) => {}
+        }
+        let now = Instant::now();
+        for activity in &activities {
+            if !activity.is_stalled(u32::MAX, now) {
+                continue;
             }
-            Err(err) => {
-                tracing::warn!(queue = %consumer.queue(), error = %err, "consumer failed");
+            let Some(ready) = ready_messages(&probe, &activity.queue).await else { continue };
+            if activity.is_stalled(ready, now) {
+                tracing::warn!(
+                    service,
+                    queue = %activity.queue,
+                    ready,
+                    idle_s = STALL_AFTER.as_secs(),
+                    "consumer receives nothing while messages wait; starting a new session"
+                );
+                metrics::counter!(sendfleet_telemetry::metrics::BROKER_CONSUMER_STALLS_TOTAL, "service" => service.clone())
+                    .increment(1);
+                lost.cancel();
                 break;
             }
         }
     }
-    // Ended on purpose (shutdown cancelled it) or lost; the session tells which.
-    lost.cancel();
+    if probe.status().connected() {
+        close_channel(&probe).await;
+    }
+}
+
+/// Messages ready in `queue` (a passive declare on the session's probe channel), or
+/// `None` when the broker does not answer within 5 s.
+async fn ready_messages(probe: &lapin::Channel, queue: &str) -> Option<u32> {
+    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+    let asking = async {
+        probe.queue_declare(queue.into(), passive, FieldTable::default()).await.ok().map(|q| q.message_count())
+    };
+    tokio::time::timeout(Duration::from_secs(5), asking).await.ok().flatten()
+}
+
+/// One consumer's loop: each delivery is handled in its own task.
+struct ConsumeLoop {
+    handler: Handler,
+    acks: Arc<AckBatcher>,
+    tracker: TaskTracker,
+    activity: Arc<Activity>,
+}
+
+impl ConsumeLoop {
+    async fn run(self, mut consumer: lapin::Consumer, lost: CancellationToken, session: CancellationToken) {
+        while let Some(delivery) = consumer.next().await {
+            match delivery {
+                Ok(delivery) => {
+                    *self.activity.last_delivery.lock() = Instant::now();
+                    self.activity.in_flight.fetch_add(1, Ordering::AcqRel);
+                    let handling =
+                        (self.handler)(Inbound::batched(delivery, self.acks.clone()).in_session(session.clone()));
+                    let activity = self.activity.clone();
+                    self.tracker.spawn(async move {
+                        handling.await;
+                        activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+                    });
+                }
+                Err(err) => {
+                    tracing::warn!(queue = %consumer.queue(), error = %err, "consumer failed");
+                    break;
+                }
+            }
+        }
+        // Ended on purpose (shutdown cancelled it) or lost; the session tells which.
+        lost.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consumer_is_stalled_only_with_room_messages_waiting_and_nothing_for_a_while() {
+        let activity = Activity::new("q".into(), 2);
+        let start = *activity.last_delivery.lock();
+        let later = start + STALL_AFTER + Duration::from_secs(1);
+        assert!(activity.is_stalled(5, later), "room, messages, silence");
+        assert!(!activity.is_stalled(0, later), "nothing waits");
+        assert!(!activity.is_stalled(5, start + STALL_AFTER / 2), "not silent long enough");
+        activity.in_flight.store(2, Ordering::Release);
+        assert!(!activity.is_stalled(5, later), "busy: its prefetch is full");
+    }
 }

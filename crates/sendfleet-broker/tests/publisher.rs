@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::Scratch;
 use futures_util::{StreamExt, stream};
 use sendfleet_broker::{
@@ -82,7 +84,7 @@ async fn nacks_reach_the_callers_whose_messages_were_refused() {
     args.insert("x-overflow".into(), AMQPValue::LongString(LongString::from("reject-publish")));
     let scratch = Scratch::new("nacks", ExchangeKind::Fanout, QueueDeclareOptions::default(), args, "").await;
     let name = scratch.name.clone();
-    let publisher = Publisher::open(&scratch.connection).await.unwrap();
+    let publisher = Publisher::open(&scratch.connection).await.unwrap().retrying_nacks_for(Duration::ZERO);
     const N: usize = 10_000;
     let outcomes: Vec<(usize, Result<(), BrokerError>)> = stream::iter(0..N)
         .map(|i| {
@@ -112,4 +114,41 @@ async fn nacks_reach_the_callers_whose_messages_were_refused() {
     assert_eq!(confirmed.len() + refused, N, "every caller got an ack or a nack");
     let wrong: Vec<_> = confirmed.symmetric_difference(&queued).take(5).collect();
     assert!(confirmed == queued, "confirmed bodies differ from queued ones, e.g. {wrong:?}");
+}
+
+/// A nacked publish is tried again (a quorum queue electing a new leader nacks for a
+/// while): here a full queue that rejects publishes nacks the second message until the
+/// first is taken out a second later, and the second publish then succeeds without its
+/// caller seeing the nack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nacked_publish_is_tried_again_until_the_broker_takes_it() {
+    let mut args = FieldTable::default();
+    args.insert("x-max-length".into(), AMQPValue::LongLongInt(1));
+    args.insert("x-overflow".into(), AMQPValue::LongString(LongString::from("reject-publish")));
+    let scratch = Scratch::new("nack-retry", ExchangeKind::Fanout, QueueDeclareOptions::default(), args, "").await;
+    let publisher = Publisher::open(&scratch.connection).await.unwrap();
+    publisher.publish(Outgoing::new(&scratch.name, "", b"first")).await.expect("room for one");
+
+    let started = Instant::now();
+    let second = {
+        let (publisher, exchange) = (publisher.clone(), scratch.name.clone());
+        tokio::spawn(async move { publisher.publish(Outgoing::new(&exchange, "", b"second")).await })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!second.is_finished(), "the nack was returned instead of tried again");
+    let get = sendfleet_broker::lapin::options::BasicGetOptions { no_ack: true };
+    let first = scratch.channel.basic_get(scratch.name.as_str().into(), get).await.unwrap().expect("the first message");
+    assert_eq!(first.delivery.data, b"first");
+    second.await.unwrap().expect("taken once there was room");
+    let took = started.elapsed();
+    let queued = scratch.channel.basic_get(scratch.name.as_str().into(), get).await.unwrap().expect("the second");
+    assert_eq!(queued.delivery.data, b"second");
+
+    // Without the window the caller gets the nack.
+    let impatient = publisher.clone().retrying_nacks_for(Duration::ZERO);
+    impatient.publish(Outgoing::new(&scratch.name, "", b"third")).await.expect("room again");
+    let refused = impatient.publish(Outgoing::new(&scratch.name, "", b"fourth")).await;
+    scratch.cleanup().await;
+    assert!(matches!(refused, Err(BrokerError::Nacked { .. })), "{refused:?}");
+    assert!(took < Duration::from_secs(10), "the retry waited {took:?}");
 }

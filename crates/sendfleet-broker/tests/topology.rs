@@ -52,9 +52,11 @@ impl Fleet {
         self.topology().declare(&self.channel, &[]).await.expect("declare");
     }
 
-    /// Publishes `n` events numbered from 0 with confirms; the outcome of each.
+    /// Publishes `n` events numbered from 0 with confirms; the outcome of each (a nack
+    /// at once, not tried again).
     async fn publish_events(&self, n: usize) -> Vec<Result<(), BrokerError>> {
-        let publisher = Publisher::open(&self.connection).await.expect("publisher");
+        let publisher =
+            Publisher::open(&self.connection).await.expect("publisher").retrying_nacks_for(std::time::Duration::ZERO);
         let exchange = self.topology().events_exchange();
         let mut outcomes = Vec::new();
         for i in 0..n {

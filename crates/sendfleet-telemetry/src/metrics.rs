@@ -46,6 +46,9 @@ pub const JOBS_PUBLISHED_TOTAL: &str = "sendfleet_jobs_published_total";
 pub const EVENTS_PUBLISHED_TOTAL: &str = "sendfleet_events_published_total";
 /// Broker (re)connections, by `service`.
 pub const BROKER_CONNECTIONS_TOTAL: &str = "sendfleet_broker_connections_total";
+/// Sessions started over because a consumer received nothing while its queue held
+/// messages, by `service`.
+pub const BROKER_CONSUMER_STALLS_TOTAL: &str = "sendfleet_broker_consumer_stalls_total";
 /// RCS capability lookups, by `provider` and `result` (enabled, not_capable, unknown, cached, error).
 pub const CAPABILITY_CHECKS_TOTAL: &str = "sendfleet_capability_checks_total";
 
@@ -96,6 +99,7 @@ pub const ALL: &[&str] = &[
     JOBS_PUBLISHED_TOTAL,
     EVENTS_PUBLISHED_TOTAL,
     BROKER_CONNECTIONS_TOTAL,
+    BROKER_CONSUMER_STALLS_TOTAL,
     CAPABILITY_CHECKS_TOTAL,
     RATE_LIMIT_PER_SECOND,
     RATE_BURST,
@@ -229,6 +233,10 @@ fn describe() {
     describe_counter!(JOBS_PUBLISHED_TOTAL, "Send jobs published by the dispatcher.");
     describe_counter!(EVENTS_PUBLISHED_TOTAL, "Events published, by kind.");
     describe_counter!(BROKER_CONNECTIONS_TOTAL, "Broker connections opened (first connect and reconnects).");
+    describe_counter!(
+        BROKER_CONSUMER_STALLS_TOTAL,
+        "Broker sessions started over because a consumer with room received nothing for 15 s while its queue held messages."
+    );
     describe_counter!(CAPABILITY_CHECKS_TOTAL, "RCS capability lookups by result.");
     describe_gauge!(RATE_LIMIT_PER_SECOND, "The provider's configured fleet-wide rate (requests/s): the cap.");
     describe_gauge!(RATE_BURST, "The provider's configured burst (requests beyond the steady rate).");

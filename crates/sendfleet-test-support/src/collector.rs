@@ -4,7 +4,10 @@ use std::{sync::Arc, time::Duration};
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use sendfleet_broker::lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use sendfleet_broker::lapin::{
+    options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions},
+    types::FieldTable,
+};
 use sendfleet_protocol::{Event, EventKind, decode};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -16,7 +19,8 @@ use crate::namespace::connect_any;
 pub struct EventCollector {
     events: Arc<Mutex<Vec<Event>>>,
     undecodable: Arc<Mutex<u64>>,
-    _stop: Arc<DropGuard>,
+    stop: CancellationToken,
+    _stop_on_drop: Arc<DropGuard>,
 }
 
 impl EventCollector {
@@ -41,7 +45,12 @@ impl EventCollector {
         };
         let first = consumer.subscribe(0).await.expect("consume events");
         tokio::spawn(consumer.run(first, stop.clone()));
-        EventCollector { events, undecodable, _stop: Arc::new(stop.drop_guard()) }
+        EventCollector { events, undecodable, stop: stop.clone(), _stop_on_drop: Arc::new(stop.drop_guard()) }
+    }
+
+    /// Stops consuming (before the queue is deleted: it would try to consume it again).
+    pub fn stop(&self) {
+        self.stop.cancel();
     }
 
     /// A copy of the events so far.
@@ -74,6 +83,9 @@ struct Consumer {
     undecodable: Arc<Mutex<u64>>,
 }
 
+/// How long a subscription may receive nothing while events wait before it is replaced.
+const STALL_AFTER: Duration = Duration::from_secs(5);
+
 type Subscription = (sendfleet_broker::lapin::Connection, sendfleet_broker::lapin::Consumer);
 
 impl Consumer {
@@ -100,6 +112,19 @@ impl Consumer {
         tokio::time::timeout(Duration::from_secs(10), subscribing).await.ok().flatten()
     }
 
+    /// Events ready in the queue, as the node `connection` leads to sees it (0 when it
+    /// cannot say).
+    async fn waiting(&self, connection: &sendfleet_broker::lapin::Connection) -> u32 {
+        let probe = async {
+            let channel = connection.create_channel().await.ok()?;
+            let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+            let queue = channel.queue_declare(self.queue.as_str().into(), passive, FieldTable::default()).await.ok();
+            drop(channel.close(200, "".into()).await);
+            queue.map(|q| q.message_count())
+        };
+        tokio::time::timeout(Duration::from_secs(2), probe).await.ok().flatten().unwrap_or(0)
+    }
+
     async fn run(self, first: Subscription, stop: CancellationToken) {
         let mut subscription = Some(first);
         let mut attempt = 0;
@@ -114,6 +139,7 @@ impl Consumer {
                 continue;
             };
             let mut check = tokio::time::interval(Duration::from_millis(500));
+            let mut last_delivery = tokio::time::Instant::now();
             loop {
                 let delivery = tokio::select! {
                     () = stop.cancelled() => break,
@@ -121,16 +147,30 @@ impl Consumer {
                     // A connection closed by the node (a graceful stop) may leave the
                     // consumer's stream open and silent.
                     _ = check.tick() => {
-                        if connection.status().connected() { continue }
-                        break;
+                        if !connection.status().connected() { break }
+                        if last_delivery.elapsed() > STALL_AFTER && self.waiting(&connection).await > 0 {
+                            // Seen once in CI after a node's kill -9: subscribed on a
+                            // live node, events piling up, none delivered.
+                            tracing::warn!(queue = %self.queue, "events wait but none arrive; consuming again");
+                            break;
+                        }
+                        continue;
                     }
                 };
                 let Some(Ok(delivery)) = delivery else { break };
+                last_delivery = tokio::time::Instant::now();
                 match decode::<Event>(&delivery.data) {
                     Ok(event) => self.events.lock().push(event),
                     Err(_) => *self.undecodable.lock() += 1,
                 }
-                drop(delivery.acker.ack(BasicAckOptions::default()).await);
+                // Bounded: an ack sent as the node dies may never be answered (lapin
+                // resolves it when the frame is written), the likely way the collector
+                // once stopped for good after a kill -9 (15,076 events left queued).
+                let acked =
+                    tokio::time::timeout(Duration::from_secs(2), delivery.acker.ack(BasicAckOptions::default()));
+                if !matches!(acked.await, Ok(Ok(true))) {
+                    break;
+                }
             }
             drop(tokio::time::timeout(Duration::from_secs(2), connection.close(200, "".into())).await);
         }

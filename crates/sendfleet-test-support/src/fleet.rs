@@ -336,6 +336,7 @@ impl Fleet {
             drop(tokio::time::timeout(Duration::from_secs(30), service.task).await);
         }
         self.mock_shutdown.cancel();
+        self.events.stop();
         self.ns.cleanup().await;
     }
 }

@@ -83,6 +83,7 @@ async fn run_through(
         let topology = fleet.ns.topology();
         let events_waiting = fleet.ns.queue_depth(&topology.events_queue()).await;
         let jobs_waiting = fleet.ns.queue_depth(&topology.jobs_queue("ib-sms")).await;
+        println!("the broker's view:\n{}", cluster.run(&["queues"]));
         panic!(
             "not every job ended within 180 s of the disturbance: {} at the provider, {} ended, events {kinds:?}, \
              {events_waiting} events and {jobs_waiting} jobs waiting in their queues",
