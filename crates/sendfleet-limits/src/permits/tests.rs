@@ -1,4 +1,4 @@
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use super::*;
 
@@ -7,11 +7,17 @@ struct OneHolder {
     limit: u32,
     held: AtomicU32,
     down: AtomicBool,
+    /// How long each sync takes, ms.
+    delay_ms: AtomicU64,
+    /// The largest `in_use` a sync reported.
+    reported_in_use: AtomicU32,
 }
 
 impl PermitStore for OneHolder {
     fn sync(&self, _: &str, demand: u32, in_use: u32, ttl: Duration) -> BoxFuture<'_, Result<Holding, LimitError>> {
         Box::pin(async move {
+            self.reported_in_use.fetch_max(in_use, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(self.delay_ms.load(Ordering::Relaxed))).await;
             if self.down.load(Ordering::Relaxed) {
                 return Err(LimitError::Unavailable("down".into()));
             }
@@ -24,7 +30,13 @@ impl PermitStore for OneHolder {
 }
 
 fn store(limit: u32) -> Arc<OneHolder> {
-    Arc::new(OneHolder { limit, held: AtomicU32::new(0), down: AtomicBool::new(false) })
+    Arc::new(OneHolder {
+        limit,
+        held: AtomicU32::new(0),
+        down: AtomicBool::new(false),
+        delay_ms: AtomicU64::new(0),
+        reported_in_use: AtomicU32::new(0),
+    })
 }
 
 fn settings() -> PermitSettings {
@@ -87,4 +99,24 @@ async fn a_wait_given_up_no_longer_counts_as_demand() {
     }
     assert_eq!(permits.inner.state.lock().waiting, 0, "five abandoned waits left nothing behind");
     drop(held);
+}
+
+#[tokio::test]
+async fn requests_start_up_to_the_share_while_a_sync_is_in_flight() {
+    let store = store(4);
+    let permits = FleetPermits::start(store.clone(), "w1".into(), settings());
+    drop(futures_util::future::join_all((0..4).map(|_| permits.acquire())).await);
+    assert_eq!(permits.held_and_in_use(), (4, 0));
+    // Every sync now takes 300 ms: one is in flight for most of what follows.
+    store.delay_ms.store(300, Ordering::Relaxed);
+    tokio::time::sleep(settings().period + Duration::from_millis(20)).await;
+    let started = Instant::now();
+    let four = futures_util::future::join_all((0..4).map(|_| permits.acquire()));
+    let four = tokio::time::timeout(Duration::from_millis(100), four).await.expect("not held back by the sync");
+    assert!(started.elapsed() < Duration::from_millis(100));
+    let fifth = tokio::time::timeout(Duration::from_millis(50), permits.acquire()).await;
+    assert!(fifth.is_err(), "never more than the share");
+    // The sync in flight reported the share as in use, so the store kept it.
+    assert_eq!(store.reported_in_use.load(Ordering::Relaxed), 4);
+    drop(four);
 }
