@@ -549,7 +549,7 @@ cmd_queues() {
     ctl "$n" list_queues name leader members online messages_ready messages_unacknowledged consumers 2>&1
     ctl "$n" list_consumers queue_name channel_pid consumer_tag prefetch_count active 2>&1
     ctl "$n" list_channels pid connection number consumer_count messages_unacknowledged prefetch_count 2>&1
-    ctl "$n" list_connections name node peer_port state 2>&1
+    ctl "$n" list_connections name peer_port state 2>&1
     return 0
   done
   die "no RabbitMQ node of the cluster runs"

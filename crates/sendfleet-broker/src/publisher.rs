@@ -3,7 +3,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     task::Poll,
     time::Duration,
@@ -126,6 +126,8 @@ struct Inner {
     idle_permits: Semaphore,
     /// Pool channels not yet failed.
     live: AtomicUsize,
+    /// Set when a publish was still nacked at the end of its retry window.
+    refused_throughout: AtomicBool,
 }
 
 impl Publisher {
@@ -141,6 +143,7 @@ impl Publisher {
                 idle: Mutex::new(opened),
                 idle_permits: Semaphore::new(MANDATORY_CHANNELS),
                 live: AtomicUsize::new(MANDATORY_CHANNELS),
+                refused_throughout: AtomicBool::new(false),
             }),
             nack_retry: NACK_RETRY_WINDOW,
         })
@@ -174,6 +177,14 @@ impl Publisher {
                 outcome => return outcome,
             }
         }
+    }
+
+    /// Whether a publish was still nacked at the end of its retry window. Seen after a
+    /// cluster node's `kill -9`: a dispatcher's publishes to a queue with a live, elected
+    /// leader were nacked for minutes; a service whose publisher says so starts a new
+    /// session with fresh channels ([`crate::run_sessions`]).
+    pub fn refused_throughout_a_window(&self) -> bool {
+        self.inner.refused_throughout.load(Ordering::Acquire)
     }
 
     /// One publish and its confirm.

@@ -125,7 +125,8 @@ where
         tokio::spawn(looping.run(consumer, lost.clone(), session.clone()));
     }
     let probe = connection.create_channel().await?;
-    tokio::spawn(watch_for_stalls(probe, activities, options.service.to_owned(), lost.clone(), session.clone()));
+    let watch = StallWatch { probe, activities, publishers: publishers.clone(), service: options.service.to_owned() };
+    tokio::spawn(watch.run(lost.clone(), session.clone()));
     options.readiness.set(true);
     tracing::info!(service = options.service, queues = consumers.len(), "consuming");
 
@@ -203,44 +204,62 @@ pub const STALL_AFTER: Duration = Duration::from_secs(15);
 /// How often the stall watch looks.
 const STALL_CHECK: Duration = Duration::from_secs(5);
 
-/// Ends the session (as a lost connection would) when one of its consumers looks
-/// stalled; a probe that cannot get an answer proves nothing and is skipped.
-async fn watch_for_stalls(
+/// What a session's stall watch looks at.
+struct StallWatch {
     probe: lapin::Channel,
     activities: Vec<Arc<Activity>>,
+    publishers: Vec<Publisher>,
     service: String,
-    lost: CancellationToken,
-    session: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            () = session.cancelled() => break,
-            () = lost.cancelled() => break,
-            () = tokio::time::sleep(STALL_CHECK) => {}
-        }
-        let now = Instant::now();
-        for activity in &activities {
-            if !activity.is_stalled(u32::MAX, now) {
-                continue;
+}
+
+impl StallWatch {
+    /// Ends the session (as a lost connection would) when one of its consumers looks
+    /// stalled, or when the broker kept nacking one of its publishers' messages for a
+    /// whole retry window; a probe that cannot get an answer proves nothing and is
+    /// skipped.
+    async fn run(self, lost: CancellationToken, session: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = session.cancelled() => break,
+                () = lost.cancelled() => break,
+                () = tokio::time::sleep(STALL_CHECK) => {}
             }
-            let Some(ready) = ready_messages(&probe, &activity.queue).await else { continue };
-            if activity.is_stalled(ready, now) {
-                tracing::warn!(
-                    service,
-                    queue = %activity.queue,
-                    ready,
-                    idle_s = STALL_AFTER.as_secs(),
-                    "consumer receives nothing while messages wait; starting a new session"
-                );
-                metrics::counter!(sendfleet_telemetry::metrics::BROKER_CONSUMER_STALLS_TOTAL, "service" => service.clone())
+            if let Some(why) = self.stalled().await {
+                tracing::warn!(service = self.service, "{why}; starting a new session");
+                metrics::counter!(sendfleet_telemetry::metrics::BROKER_SESSION_STALLS_TOTAL, "service" => self.service.clone())
                     .increment(1);
                 lost.cancel();
                 break;
             }
         }
+        if self.probe.status().connected() {
+            close_channel(&self.probe).await;
+        }
     }
-    if probe.status().connected() {
-        close_channel(&probe).await;
+
+    /// Why the session looks stalled, if it does.
+    async fn stalled(&self) -> Option<String> {
+        if self.publishers.iter().any(Publisher::refused_throughout_a_window) {
+            return Some(format!(
+                "the broker nacked a publish for {} s on end",
+                crate::publisher::NACK_RETRY_WINDOW.as_secs()
+            ));
+        }
+        let now = Instant::now();
+        for activity in &self.activities {
+            if !activity.is_stalled(u32::MAX, now) {
+                continue;
+            }
+            let Some(ready) = ready_messages(&self.probe, &activity.queue).await else { continue };
+            if activity.is_stalled(ready, now) {
+                return Some(format!(
+                    "consumer of {} received nothing for {} s while {ready} messages wait",
+                    activity.queue,
+                    STALL_AFTER.as_secs()
+                ));
+            }
+        }
+        None
     }
 }
 

@@ -148,7 +148,13 @@ async fn a_nacked_publish_is_tried_again_until_the_broker_takes_it() {
     let impatient = publisher.clone().retrying_nacks_for(Duration::ZERO);
     impatient.publish(Outgoing::new(&scratch.name, "", b"third")).await.expect("room again");
     let refused = impatient.publish(Outgoing::new(&scratch.name, "", b"fourth")).await;
+    assert!(!publisher.refused_throughout_a_window(), "a nack without a window is not a stuck publisher");
+    // Nacked for a whole window: the publisher says so (its session starts over).
+    let brief = publisher.clone().retrying_nacks_for(Duration::from_millis(500));
+    let refused_throughout = brief.publish(Outgoing::new(&scratch.name, "", b"fifth")).await;
     scratch.cleanup().await;
     assert!(matches!(refused, Err(BrokerError::Nacked { .. })), "{refused:?}");
+    assert!(matches!(refused_throughout, Err(BrokerError::Nacked { .. })), "{refused_throughout:?}");
+    assert!(publisher.refused_throughout_a_window());
     assert!(took < Duration::from_secs(10), "the retry waited {took:?}");
 }

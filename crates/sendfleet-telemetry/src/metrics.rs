@@ -46,9 +46,10 @@ pub const JOBS_PUBLISHED_TOTAL: &str = "sendfleet_jobs_published_total";
 pub const EVENTS_PUBLISHED_TOTAL: &str = "sendfleet_events_published_total";
 /// Broker (re)connections, by `service`.
 pub const BROKER_CONNECTIONS_TOTAL: &str = "sendfleet_broker_connections_total";
-/// Sessions started over because a consumer received nothing while its queue held
-/// messages, by `service`.
-pub const BROKER_CONSUMER_STALLS_TOTAL: &str = "sendfleet_broker_consumer_stalls_total";
+/// Broker sessions started over because they looked stalled (a consumer received nothing
+/// while its queue held messages, or a publish was nacked for a whole retry window), by
+/// `service`.
+pub const BROKER_SESSION_STALLS_TOTAL: &str = "sendfleet_broker_session_stalls_total";
 /// RCS capability lookups, by `provider` and `result` (enabled, not_capable, unknown, cached, error).
 pub const CAPABILITY_CHECKS_TOTAL: &str = "sendfleet_capability_checks_total";
 
@@ -99,7 +100,7 @@ pub const ALL: &[&str] = &[
     JOBS_PUBLISHED_TOTAL,
     EVENTS_PUBLISHED_TOTAL,
     BROKER_CONNECTIONS_TOTAL,
-    BROKER_CONSUMER_STALLS_TOTAL,
+    BROKER_SESSION_STALLS_TOTAL,
     CAPABILITY_CHECKS_TOTAL,
     RATE_LIMIT_PER_SECOND,
     RATE_BURST,
@@ -234,8 +235,9 @@ fn describe() {
     describe_counter!(EVENTS_PUBLISHED_TOTAL, "Events published, by kind.");
     describe_counter!(BROKER_CONNECTIONS_TOTAL, "Broker connections opened (first connect and reconnects).");
     describe_counter!(
-        BROKER_CONSUMER_STALLS_TOTAL,
-        "Broker sessions started over because a consumer with room received nothing for 15 s while its queue held messages."
+        BROKER_SESSION_STALLS_TOTAL,
+        "Broker sessions started over because they looked stalled: a consumer with room received nothing for 15 s \
+         while its queue held messages, or the broker nacked a publish for 30 s on end."
     );
     describe_counter!(CAPABILITY_CHECKS_TOTAL, "RCS capability lookups by result.");
     describe_gauge!(RATE_LIMIT_PER_SECOND, "The provider's configured fleet-wide rate (requests/s): the cap.");
