@@ -174,6 +174,12 @@ impl Publisher {
                     );
                     tokio::time::sleep(backoff.next_delay()).await;
                 }
+                Err(nacked @ BrokerError::Nacked { .. }) => {
+                    if !self.nack_retry.is_zero() {
+                        self.inner.refused_throughout.store(true, Ordering::Release);
+                    }
+                    return Err(nacked);
+                }
                 outcome => return outcome,
             }
         }
