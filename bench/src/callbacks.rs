@@ -80,6 +80,7 @@ pub async fn run_once(
         rate_per_second: 4_600,
         burst: None,
         concurrency: 1,
+        request_timeout_ms: 2_000,
         workers: 0,
         status_store: true,
         run_dir: run_dir.join(&prefix),

@@ -41,6 +41,7 @@ pub async fn run(args: DemoArgs, amqp_url: &str, redis_url: &str) -> anyhow::Res
         rate_per_second: 4_600,
         burst: None,
         concurrency: 256,
+        request_timeout_ms: 2_000,
         workers: 1,
         status_store: true,
         run_dir: run_dir.clone(),

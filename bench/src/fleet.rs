@@ -33,6 +33,8 @@ pub struct FleetSpec {
     pub burst: Option<u32>,
     /// Concurrency per worker.
     pub concurrency: u32,
+    /// The providers' `request_timeout_ms`.
+    pub request_timeout_ms: u64,
     /// Workers at start.
     pub workers: usize,
     /// `status.enabled`: the message status store (on in production).
@@ -197,11 +199,12 @@ sender_ids = ["{sender}"]
 default_for_channel = {default}
 rate_per_second = {rate}
 {burst}concurrency = {concurrency}
-request_timeout_ms = 2000
+request_timeout_ms = {request_timeout_ms}
 callback_token_env = "BENCH_CALLBACK_TOKEN"
 "#,
             rate = spec.rate_per_second,
             concurrency = spec.concurrency,
+            request_timeout_ms = spec.request_timeout_ms,
         )
     };
     format!(

@@ -54,6 +54,10 @@ struct RunArgs {
     /// follows at twice this).
     #[arg(long)]
     concurrency: Option<u32>,
+    /// Override the providers' `request_timeout_ms` (default 2,000) of the chosen worker
+    /// scenarios.
+    #[arg(long)]
+    request_timeout_ms: Option<u64>,
 }
 
 #[tokio::main]
@@ -100,6 +104,9 @@ async fn run_scenarios(args: RunArgs, amqp_url: &str, redis_url: &str) -> anyhow
                 && scenario.workers > 0
             {
                 scenario.concurrency = concurrency;
+            }
+            if let Some(timeout) = args.request_timeout_ms {
+                scenario.request_timeout_ms = timeout;
             }
             scenario
         })

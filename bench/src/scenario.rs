@@ -99,6 +99,9 @@ pub struct Scenario {
     /// Measure the most requests in flight at the provider (from the mock's arrival and
     /// answer times).
     pub in_flight: bool,
+    /// The provider's `request_timeout_ms` (a crashed worker's concurrency permits come
+    /// back this plus 1.5 s after its last sync).
+    pub request_timeout_ms: u64,
 }
 
 /// The default scenarios, in the order they run.
@@ -134,6 +137,7 @@ fn base() -> Vec<Scenario> {
             changes: &[],
             status_store: true,
             in_flight: false,
+            request_timeout_ms: 2_000,
         },
         Scenario {
             name: "capped-fleet",
@@ -150,6 +154,7 @@ fn base() -> Vec<Scenario> {
             changes: &[(5, Change::Join), (10, Change::Stop(0))],
             status_store: true,
             in_flight: false,
+            request_timeout_ms: 2_000,
         },
         Scenario {
             name: "fleet-concurrency",
@@ -166,6 +171,7 @@ fn base() -> Vec<Scenario> {
             changes: &[(4, Change::Join), (8, Change::Kill(0))],
             status_store: true,
             in_flight: true,
+            request_timeout_ms: 2_000,
         },
         Scenario {
             name: "priority-lanes",
@@ -182,6 +188,7 @@ fn base() -> Vec<Scenario> {
             changes: &[],
             status_store: true,
             in_flight: false,
+            request_timeout_ms: 2_000,
         },
         Scenario {
             name: "uncapped",
@@ -198,6 +205,7 @@ fn base() -> Vec<Scenario> {
             changes: &[],
             status_store: true,
             in_flight: false,
+            request_timeout_ms: 2_000,
         },
         Scenario {
             name: "bare",
@@ -214,6 +222,7 @@ fn base() -> Vec<Scenario> {
             changes: &[],
             status_store: true,
             in_flight: false,
+            request_timeout_ms: 2_000,
         },
         Scenario {
             name: "slow-provider",
@@ -230,6 +239,7 @@ fn base() -> Vec<Scenario> {
             changes: &[],
             status_store: true,
             in_flight: false,
+            request_timeout_ms: 2_000,
         },
         callbacks(
             "callback-ingest",
@@ -263,6 +273,7 @@ fn callbacks(name: &'static str, description: &'static str, load: CallbackLoad, 
         changes: &[],
         status_store: true,
         in_flight: false,
+        request_timeout_ms: 2_000,
     }
 }
 
@@ -322,6 +333,7 @@ pub async fn run_once(
         rate_per_second: scenario.cap.unwrap_or(4_600),
         burst: Some(scenario.burst),
         concurrency: scenario.concurrency,
+        request_timeout_ms: scenario.request_timeout_ms,
         workers: 0,
         status_store: scenario.status_store,
         run_dir: run_dir.join(&prefix),
