@@ -71,6 +71,9 @@ where
     F: Fn(Connection) -> Fut,
     Fut: Future<Output = Result<Session, BrokerError>>,
 {
+    // Exported from the start (at 0), so dashboards and alerts see the series.
+    metrics::counter!(sendfleet_telemetry::metrics::BROKER_SESSION_STALLS_TOTAL, "service" => options.service.to_owned())
+        .increment(0);
     let mut policy = crate::Reconnect::new();
     while !options.shutdown.is_cancelled() {
         let started = tokio::time::Instant::now();
