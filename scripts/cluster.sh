@@ -546,10 +546,11 @@ cmd_queues() {
   for n in "${NODES[@]}"; do
     rabbit_pid "$n" >/dev/null || continue
     echo "# as $(node_name "$n") sees it"
-    ctl "$n" list_queues name leader members online messages_ready messages_unacknowledged consumers 2>&1
-    ctl "$n" list_consumers queue_name channel_pid consumer_tag prefetch_count active 2>&1
-    ctl "$n" list_channels pid connection number consumer_count messages_unacknowledged prefetch_count 2>&1
-    ctl "$n" list_connections name peer_port state 2>&1
+    # A diagnostic: a listing that fails says so and the others still print.
+    ctl "$n" list_queues name leader members online messages_ready messages_unacknowledged consumers 2>&1 || true
+    ctl "$n" list_consumers queue_name channel_pid consumer_tag prefetch_count active 2>&1 || true
+    ctl "$n" list_channels pid connection number consumer_count messages_unacknowledged prefetch_count 2>&1 || true
+    ctl "$n" list_connections name peer_port state 2>&1 || true
     return 0
   done
   die "no RabbitMQ node of the cluster runs"

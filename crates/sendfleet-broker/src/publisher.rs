@@ -159,7 +159,8 @@ impl Publisher {
     /// Publishes a persistent message and waits until the broker confirms it: `Ok` only
     /// when the broker took responsibility for it (and, if mandatory, routed it). A
     /// nacked message is published again, with the reconnect backoff between tries, for
-    /// up to [`NACK_RETRY_WINDOW`]; then the nack is the caller's. Other failures (a
+    /// up to [`NACK_RETRY_WINDOW`] (or the window set by [`Publisher::retrying_nacks_for`]);
+    /// then the nack is the caller's. Other failures (a
     /// lost channel, an unroutable message) return at once.
     pub async fn publish(&self, message: Outgoing<'_>) -> Result<(), BrokerError> {
         let started = tokio::time::Instant::now();

@@ -5,7 +5,7 @@ use std::{
     future::Future,
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -175,8 +175,11 @@ struct Activity {
     prefetch: usize,
     /// Deliveries whose handler has not finished.
     in_flight: AtomicUsize,
-    /// When the last delivery arrived (or the consumer started).
-    last_delivery: parking_lot::Mutex<Instant>,
+    /// When the consumer started: the origin of `last_delivery_ms`.
+    started: Instant,
+    /// When the last delivery arrived, ms after `started` (an atomic: it is written for
+    /// every delivery).
+    last_delivery_ms: AtomicU64,
 }
 
 impl Activity {
@@ -185,16 +188,29 @@ impl Activity {
             queue,
             prefetch: usize::from(prefetch),
             in_flight: AtomicUsize::new(0),
-            last_delivery: parking_lot::Mutex::new(Instant::now()),
+            started: Instant::now(),
+            last_delivery_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Records a delivery that arrived now.
+    fn delivered(&self) {
+        let since_start = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_delivery_ms.store(since_start, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether the consumer has room for more and received nothing for [`STALL_AFTER`]:
+    /// worth asking the broker whether messages wait.
+    fn is_idle_with_room(&self, now: Instant) -> bool {
+        let last = self.started + Duration::from_millis(self.last_delivery_ms.load(Ordering::Relaxed));
+        self.in_flight.load(Ordering::Acquire) < self.prefetch && now.saturating_duration_since(last) > STALL_AFTER
     }
 
     /// Whether this consumer looks stalled, given the messages ready in its queue: it
     /// has room for more, messages wait, and none arrived for [`STALL_AFTER`].
     fn is_stalled(&self, ready: u32, now: Instant) -> bool {
-        ready > 0
-            && self.in_flight.load(Ordering::Acquire) < self.prefetch
-            && now.duration_since(*self.last_delivery.lock()) > STALL_AFTER
+        ready > 0 && self.is_idle_with_room(now)
     }
 }
 
@@ -250,7 +266,7 @@ impl StallWatch {
         }
         let now = Instant::now();
         for activity in &self.activities {
-            if !activity.is_stalled(u32::MAX, now) {
+            if !activity.is_idle_with_room(now) {
                 continue;
             }
             let Some(ready) = ready_messages(&self.probe, &activity.queue).await else { continue };
@@ -289,8 +305,7 @@ impl ConsumeLoop {
         while let Some(delivery) = consumer.next().await {
             match delivery {
                 Ok(delivery) => {
-                    *self.activity.last_delivery.lock() = Instant::now();
-                    self.activity.in_flight.fetch_add(1, Ordering::AcqRel);
+                    self.activity.delivered();
                     let handling =
                         (self.handler)(Inbound::batched(delivery, self.acks.clone()).in_session(session.clone()));
                     let activity = self.activity.clone();
@@ -317,7 +332,7 @@ mod tests {
     #[test]
     fn a_consumer_is_stalled_only_with_room_messages_waiting_and_nothing_for_a_while() {
         let activity = Activity::new("q".into(), 2);
-        let start = *activity.last_delivery.lock();
+        let start = activity.started;
         let later = start + STALL_AFTER + Duration::from_secs(1);
         assert!(activity.is_stalled(5, later), "room, messages, silence");
         assert!(!activity.is_stalled(0, later), "nothing waits");

@@ -74,15 +74,21 @@ async fn each_concurrent_caller_gets_its_own_outcome() {
     assert_eq!(routed as usize, ROUNDS * (N - N / 20), "every routable message is in the queue");
 }
 
+/// A fanout exchange and a classic queue of at most `max_length` messages that nacks
+/// publishes once full (`reject-publish`).
+async fn full_queue_refuses(what: &str, max_length: i64) -> Scratch {
+    let mut args = FieldTable::default();
+    args.insert("x-max-length".into(), AMQPValue::LongLongInt(max_length));
+    args.insert("x-overflow".into(), AMQPValue::LongString(LongString::from("reject-publish")));
+    Scratch::new(what, ExchangeKind::Fanout, QueueDeclareOptions::default(), args, "").await
+}
+
 /// Optional messages share one pipelined channel: the broker's nacks (here from a full
 /// queue that rejects publishes) reach exactly the callers whose messages it refused —
 /// the set of bodies confirmed is the set of bodies in the queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nacks_reach_the_callers_whose_messages_were_refused() {
-    let mut args = FieldTable::default();
-    args.insert("x-max-length".into(), AMQPValue::LongLongInt(3_000));
-    args.insert("x-overflow".into(), AMQPValue::LongString(LongString::from("reject-publish")));
-    let scratch = Scratch::new("nacks", ExchangeKind::Fanout, QueueDeclareOptions::default(), args, "").await;
+    let scratch = full_queue_refuses("nacks", 3_000).await;
     let name = scratch.name.clone();
     let publisher = Publisher::open(&scratch.connection).await.unwrap().retrying_nacks_for(Duration::ZERO);
     const N: usize = 10_000;
@@ -122,10 +128,7 @@ async fn nacks_reach_the_callers_whose_messages_were_refused() {
 /// caller seeing the nack.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nacked_publish_is_tried_again_until_the_broker_takes_it() {
-    let mut args = FieldTable::default();
-    args.insert("x-max-length".into(), AMQPValue::LongLongInt(1));
-    args.insert("x-overflow".into(), AMQPValue::LongString(LongString::from("reject-publish")));
-    let scratch = Scratch::new("nack-retry", ExchangeKind::Fanout, QueueDeclareOptions::default(), args, "").await;
+    let scratch = full_queue_refuses("nack-retry", 1).await;
     let publisher = Publisher::open(&scratch.connection).await.unwrap();
     publisher.publish(Outgoing::new(&scratch.name, "", b"first")).await.expect("room for one");
 

@@ -83,7 +83,8 @@ struct Consumer {
     undecodable: Arc<Mutex<u64>>,
 }
 
-/// How long a subscription may receive nothing while events wait before it is replaced.
+/// How long a subscription may receive nothing while events wait before it is replaced
+/// (and how often the queue is asked while nothing arrives).
 const STALL_AFTER: Duration = Duration::from_secs(5);
 
 type Subscription = (sendfleet_broker::lapin::Connection, sendfleet_broker::lapin::Consumer);
@@ -139,7 +140,8 @@ impl Consumer {
                 continue;
             };
             let mut check = tokio::time::interval(Duration::from_millis(500));
-            let mut last_delivery = tokio::time::Instant::now();
+            // Since the last delivery, or the last probe that found nothing waiting.
+            let mut silent_since = tokio::time::Instant::now();
             loop {
                 let delivery = tokio::select! {
                     () = stop.cancelled() => break,
@@ -148,17 +150,19 @@ impl Consumer {
                     // consumer's stream open and silent.
                     _ = check.tick() => {
                         if !connection.status().connected() { break }
-                        if last_delivery.elapsed() > STALL_AFTER && self.waiting(&connection).await > 0 {
-                            // Seen once in CI after a node's kill -9: subscribed on a
-                            // live node, events piling up, none delivered.
-                            tracing::warn!(queue = %self.queue, "events wait but none arrive; consuming again");
-                            break;
+                        if silent_since.elapsed() <= STALL_AFTER { continue }
+                        if self.waiting(&connection).await == 0 {
+                            silent_since = tokio::time::Instant::now();
+                            continue;
                         }
-                        continue;
+                        // A safeguard like the services' stall watch: whatever left
+                        // this subscription silent, a new one reads the events.
+                        tracing::warn!(queue = %self.queue, "events wait but none arrive; consuming again");
+                        break;
                     }
                 };
                 let Some(Ok(delivery)) = delivery else { break };
-                last_delivery = tokio::time::Instant::now();
+                silent_since = tokio::time::Instant::now();
                 match decode::<Event>(&delivery.data) {
                     Ok(event) => self.events.lock().push(event),
                     Err(_) => *self.undecodable.lock() += 1,
