@@ -114,7 +114,10 @@ pub struct Publisher {
 /// queue whose leader was lost nacks publishes until its followers have elected a new
 /// one (20 s measured on a loaded two-core machine); a caller that requeued its input at
 /// the first nack would burn a delivery of it (`broker.delivery_limit`) on every try.
-pub const NACK_RETRY_WINDOW: Duration = Duration::from_secs(30);
+/// Not longer: a publisher still nacked after it ends its session (see
+/// [`Publisher::refused_throughout_a_window`]), and a dispatcher whose channels stayed
+/// nacked left the workers without jobs for 14.6 s with a 30-s window.
+pub const NACK_RETRY_WINDOW: Duration = Duration::from_secs(10);
 
 struct Inner {
     /// Optional messages, pipelined.

@@ -237,7 +237,7 @@ fn describe() {
     describe_counter!(
         BROKER_SESSION_STALLS_TOTAL,
         "Broker sessions started over because they looked stalled: a consumer with room received nothing for 15 s \
-         while its queue held messages, or the broker nacked a publish for 30 s on end."
+         while its queue held messages, or the broker nacked a publish for 10 s on end."
     );
     describe_counter!(CAPABILITY_CHECKS_TOTAL, "RCS capability lookups by result.");
     describe_gauge!(RATE_LIMIT_PER_SECOND, "The provider's configured fleet-wide rate (requests/s): the cap.");
