@@ -41,6 +41,15 @@ pub struct FleetSpec {
     pub status_store: bool,
     /// Where logs and the config go.
     pub run_dir: PathBuf,
+    /// Redis Sentinels (`redis.sentinels`, master name `sendfleet`); empty: `redis_url`
+    /// is the one Redis.
+    pub redis_sentinels: Vec<String>,
+    /// Whether SMS requests name a report URL (the RCS ones always do).
+    pub sms_reports: bool,
+    /// `capability_check` of the RCS provider.
+    pub rcs_capability_check: bool,
+    /// Share of numbers the mock calls not RCS capable (`--not-rcs-capable-ratio`).
+    pub not_rcs_capable_ratio: f64,
 }
 
 /// Ids of the providers every fleet has.
@@ -88,6 +97,9 @@ impl ProcessFleet {
         .to_vec();
         if !spec.delivery_reports {
             mock_args.push("--no-delivery-reports".into());
+        }
+        if spec.not_rcs_capable_ratio > 0.0 {
+            mock_args.extend(["--not-rcs-capable-ratio".into(), spec.not_rcs_capable_ratio.to_string()]);
         }
         let mock_args: Vec<&str> = mock_args.iter().map(String::as_str).collect();
         let mut mock =
@@ -187,7 +199,8 @@ fn service_env(config_path: &std::path::Path) -> Vec<(&'static str, String)> {
 
 fn config_toml(spec: &FleetSpec, mock_port: u16, dispatcher_port: u16, ingest_port: u16) -> String {
     let burst = spec.burst.map(|b| format!("burst = {b}\n")).unwrap_or_default();
-    let provider = |id: &str, kind: &str, sender: &str, default: bool| {
+    let provider = |id: &str, kind: &str, sender: &str, reports: bool, extra: &str| {
+        let callback_token = if reports { "callback_token_env = \"BENCH_CALLBACK_TOKEN\"\n" } else { "" };
         format!(
             r#"
 [[providers]]
@@ -196,12 +209,11 @@ kind = "{kind}"
 base_url = "http://127.0.0.1:{mock_port}"
 api_key_env = "BENCH_API_KEY"
 sender_ids = ["{sender}"]
-default_for_channel = {default}
+default_for_channel = true
 rate_per_second = {rate}
 {burst}concurrency = {concurrency}
 request_timeout_ms = {request_timeout_ms}
-callback_token_env = "BENCH_CALLBACK_TOKEN"
-"#,
+{callback_token}{extra}"#,
             rate = spec.rate_per_second,
             concurrency = spec.concurrency,
             request_timeout_ms = spec.request_timeout_ms,
@@ -223,7 +235,7 @@ message_ttl_seconds = 0
 [redis]
 url = "{redis}"
 key_prefix = "{prefix}"
-
+{sentinels}
 [dispatcher]
 listen = "127.0.0.1:{dispatcher_port}"
 
@@ -243,7 +255,22 @@ public_base_url = "http://127.0.0.1:{ingest_port}"
         queue_type = crate::procs::queue_type_name(),
         rate_limiter = spec.rate_limiter,
         status_store = spec.status_store,
-        sms = provider(PROVIDERS[0], "infobip_sms", "SENDFLEET", true),
-        rcs = provider(PROVIDERS[1], "infobip_rcs", "SendfleetAgent", true),
+        sentinels = sentinels_toml(&spec.redis_sentinels),
+        sms = provider(PROVIDERS[0], "infobip_sms", "SENDFLEET", spec.sms_reports, ""),
+        rcs = provider(
+            PROVIDERS[1],
+            "infobip_rcs",
+            "SendfleetAgent",
+            true,
+            if spec.rcs_capability_check { "capability_check = true\n" } else { "" }
+        ),
     )
+}
+
+fn sentinels_toml(sentinels: &[String]) -> String {
+    if sentinels.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = sentinels.iter().map(|url| format!("\"{url}\"")).collect();
+    format!("sentinels = [{}]\nmaster_name = \"sendfleet\"\n", list.join(", "))
 }

@@ -2,6 +2,7 @@
 
 mod callbacks;
 mod demo;
+mod failover;
 mod fleet;
 mod measure;
 mod procs;
@@ -37,6 +38,9 @@ enum Command {
     Run(RunArgs),
     /// List the scenarios.
     List,
+    /// The fleet at the full cap across a `kill -9` of the Redis primary (starts and stops
+    /// the local Redis of scripts/cluster.sh); exits 1 unless every check passes.
+    RedisFailover(failover::FailoverArgs),
 }
 
 /// `run` settings.
@@ -71,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
     let ok = match args.command {
         Command::Demo(demo) => demo::run(demo, &args.amqp_url, &args.redis_url).await?,
         Command::Run(run) => run_scenarios(run, &args.amqp_url, &args.redis_url).await?,
+        Command::RedisFailover(failover) => failover::run(failover, &args.amqp_url).await?,
         Command::List => {
             for scenario in scenario::defaults() {
                 println!("{:<16} {}", scenario.name, scenario.description);

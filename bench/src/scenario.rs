@@ -337,6 +337,10 @@ pub async fn run_once(
         workers: 0,
         status_store: scenario.status_store,
         run_dir: run_dir.join(&prefix),
+        redis_sentinels: Vec::new(),
+        sms_reports: true,
+        rcs_capability_check: false,
+        not_rcs_capable_ratio: 0.0,
     };
     let mut fleet = ProcessFleet::start(spec).await?;
     traffic::declare(amqp_url, &prefix).await?;

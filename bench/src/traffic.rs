@@ -114,6 +114,7 @@ impl Tally {
 struct Seen {
     tally: Tally,
     by_kind: HashMap<EventKind, HashSet<String>>,
+    fallback_event_ids: HashMap<String, HashSet<String>>,
 }
 
 /// Consumes a prefix's events queue and tallies outcomes.
@@ -155,6 +156,12 @@ impl Tallier {
         self.seen.lock().tally.clone()
     }
 
+    /// The event ids of every `fallback_triggered` event, by message id (a fallback
+    /// reported again keeps its event id, so each set should hold one).
+    pub fn fallback_event_ids(&self) -> HashMap<String, HashSet<String>> {
+        self.seen.lock().fallback_event_ids.clone()
+    }
+
     /// Waits until `terminal() >= count` or `timeout`, calling `progress` with the
     /// terminal count every 100 ms.
     pub async fn wait_terminal(&self, count: usize, timeout: Duration, progress: impl Fn(usize)) -> Tally {
@@ -176,6 +183,11 @@ fn record(seen: &Mutex<Seen>, event: Option<Event>) {
         seen.tally.undecodable += 1;
         return;
     };
+    if event.kind == EventKind::FallbackTriggered
+        && let Some(id) = &event.message_id
+    {
+        seen.fallback_event_ids.entry(id.clone()).or_default().insert(event.event_id.clone());
+    }
     if event.kind == EventKind::Retrying {
         seen.tally.retries += 1;
         return;
@@ -218,6 +230,18 @@ pub fn percentile(samples: &mut [i64], p: f64) -> Option<i64> {
     samples.sort_unstable();
     let rank = ((p / 100.0) * (samples.len() - 1) as f64).round() as usize;
     samples.get(rank).copied()
+}
+
+/// Messages ready in a provider's job queue of the normal lane.
+pub async fn jobs_ready(url: &str, prefix: &str, provider: &str) -> anyhow::Result<u32> {
+    let config = broker(url, prefix);
+    let connection = sendfleet_broker::connect_once(&config, "bench-depth").await?;
+    let channel = connection.create_channel().await?;
+    let queue = Topology::new(&config).jobs_queue(provider);
+    let options = sendfleet_broker::lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+    let declared = channel.queue_declare(queue.as_str().into(), options, Default::default()).await?;
+    let _ = connection.close(200, "".into()).await;
+    Ok(declared.message_count())
 }
 
 /// Declares the prefix's topology (the bench feeds job queues before workers start).

@@ -35,6 +35,10 @@ struct Args {
     /// Keep only counters and timestamps, not bodies (long bench runs).
     #[arg(long)]
     no_record_bodies: bool,
+    /// Share of numbers (0.0-1.0, chosen by a hash of the number) that are not RCS
+    /// capable: the capability check says so and RCS sends to them fail by report.
+    #[arg(long, default_value_t = 0.0)]
+    not_rcs_capable_ratio: f64,
 }
 
 #[tokio::main]
@@ -50,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         latency_jitter_ms: args.latency_jitter_ms,
         delivery_reports: !args.no_delivery_reports,
         record_bodies: !args.no_record_bodies,
+        not_rcs_capable_ratio: args.not_rcs_capable_ratio,
         ..Behaviour::default()
     };
     let config =
