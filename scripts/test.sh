@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit + integration tests against the real
-# RabbitMQ and Redis, the release fleet across a Redis failover, the Python example producer, static checks of the deployment
-# files, and the alert rules' promtool checks and unit tests. Needs RabbitMQ and Redis on their default local ports (scripts/services.sh).
+# RabbitMQ and Redis, the release fleet across a Redis failover, the Python example
+# producer, static checks of the deployment files, and the alert rules' promtool checks
+# and unit tests. Needs RabbitMQ and Redis on their default local ports (scripts/services.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -84,10 +84,7 @@ pub async fn run_once(
         workers: 0,
         status_store: true,
         run_dir: run_dir.join(&prefix),
-        redis_sentinels: Vec::new(),
-        sms_reports: true,
-        rcs_capability_check: false,
-        not_rcs_capable_ratio: 0.0,
+        failover: Default::default(),
     };
     let fleet = ProcessFleet::start(spec).await?;
     let url = format!("{}/callbacks/{}/{CALLBACK_TOKEN}/delivery", fleet.ingest_url(), PROVIDERS[0]);

@@ -45,10 +45,7 @@ pub async fn run(args: DemoArgs, amqp_url: &str, redis_url: &str) -> anyhow::Res
         workers: 1,
         status_store: true,
         run_dir: run_dir.clone(),
-        redis_sentinels: Vec::new(),
-        sms_reports: true,
-        rcs_capability_check: false,
-        not_rcs_capable_ratio: 0.0,
+        failover: Default::default(),
     };
     println!("starting mock-provider, dispatcher, callback-ingest and one sender-worker (logs: {})", run_dir.display());
     let fleet = ProcessFleet::start(spec).await?;

@@ -27,7 +27,7 @@ use sendfleet_mock_provider::{Behaviour, Received};
 use sendfleet_protocol::{Channel, Content, Recipient, SendRequest, SmsFallback, now_ms};
 
 use crate::{
-    fleet::{FleetSpec, PROVIDERS, ProcessFleet},
+    fleet::{FailoverSetup, FleetSpec, PROVIDERS, ProcessFleet},
     procs, traffic,
 };
 
@@ -335,12 +335,14 @@ pub async fn run(args: FailoverArgs, amqp_url: &str) -> anyhow::Result<bool> {
         workers: 0,
         status_store: true,
         run_dir: run_dir.clone(),
-        redis_sentinels: LocalRedis::sentinel_urls(),
-        // Reports only for RCS: a message sent as RCS while the capability cache was
-        // unreachable (the check fails open) gets its fallback from its report.
-        sms_reports: false,
-        rcs_capability_check: true,
-        not_rcs_capable_ratio: NOT_CAPABLE_RATIO,
+        failover: FailoverSetup {
+            redis_sentinels: LocalRedis::sentinel_urls(),
+            // Reports only for RCS: a message sent as RCS while the capability cache was
+            // unreachable (the check fails open) gets its fallback from its report.
+            sms_without_reports: true,
+            rcs_capability_check: true,
+            not_rcs_capable_ratio: NOT_CAPABLE_RATIO,
+        },
     };
     println!(
         "starting mock-provider, dispatcher, callback-ingest and {} sender-workers (logs: {})",

@@ -41,11 +41,19 @@ pub struct FleetSpec {
     pub status_store: bool,
     /// Where logs and the config go.
     pub run_dir: PathBuf,
+    /// What the Redis-failover run sets; the default suits every other run.
+    pub failover: FailoverSetup,
+}
+
+/// The settings only the Redis-failover run changes. Default: one Redis, reports for
+/// every provider, no capability check, every number RCS capable.
+#[derive(Debug, Clone, Default)]
+pub struct FailoverSetup {
     /// Redis Sentinels (`redis.sentinels`, master name `sendfleet`); empty: `redis_url`
     /// is the one Redis.
     pub redis_sentinels: Vec<String>,
-    /// Whether SMS requests name a report URL (the RCS ones always do).
-    pub sms_reports: bool,
+    /// SMS requests name no report URL (the RCS ones always do).
+    pub sms_without_reports: bool,
     /// `capability_check` of the RCS provider.
     pub rcs_capability_check: bool,
     /// Share of numbers the mock calls not RCS capable (`--not-rcs-capable-ratio`).
@@ -98,8 +106,8 @@ impl ProcessFleet {
         if !spec.delivery_reports {
             mock_args.push("--no-delivery-reports".into());
         }
-        if spec.not_rcs_capable_ratio > 0.0 {
-            mock_args.extend(["--not-rcs-capable-ratio".into(), spec.not_rcs_capable_ratio.to_string()]);
+        if spec.failover.not_rcs_capable_ratio > 0.0 {
+            mock_args.extend(["--not-rcs-capable-ratio".into(), spec.failover.not_rcs_capable_ratio.to_string()]);
         }
         let mock_args: Vec<&str> = mock_args.iter().map(String::as_str).collect();
         let mut mock =
@@ -255,14 +263,14 @@ public_base_url = "http://127.0.0.1:{ingest_port}"
         queue_type = crate::procs::queue_type_name(),
         rate_limiter = spec.rate_limiter,
         status_store = spec.status_store,
-        sentinels = sentinels_toml(&spec.redis_sentinels),
-        sms = provider(PROVIDERS[0], "infobip_sms", "SENDFLEET", spec.sms_reports, ""),
+        sentinels = sentinels_toml(&spec.failover.redis_sentinels),
+        sms = provider(PROVIDERS[0], "infobip_sms", "SENDFLEET", !spec.failover.sms_without_reports, ""),
         rcs = provider(
             PROVIDERS[1],
             "infobip_rcs",
             "SendfleetAgent",
             true,
-            if spec.rcs_capability_check { "capability_check = true\n" } else { "" }
+            if spec.failover.rcs_capability_check { "capability_check = true\n" } else { "" }
         ),
     )
 }

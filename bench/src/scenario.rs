@@ -156,40 +156,18 @@ fn base() -> Vec<Scenario> {
             in_flight: false,
             request_timeout_ms: 2_000,
         },
-        Scenario {
-            name: "fleet-concurrency",
-            description: "concurrency 100 for the whole fleet, provider latency 200 ms, 3 workers; a 4th joins at 4 s, worker 0 is killed (SIGKILL) at 8 s",
-            cap: Some(4_600),
-            burst: 46,
-            latency_ms: 200,
-            jitter_ms: 0,
-            workers: 3,
-            concurrency: 100,
-            kind: WorkerKind::Sendfleet,
-            load: Load::Backlog { jobs: 8_000 },
-            max_seconds: 30,
-            changes: &[(4, Change::Join), (8, Change::Kill(0))],
-            status_store: true,
-            in_flight: true,
-            request_timeout_ms: 2_000,
-        },
-        Scenario {
-            name: "fleet-concurrency-long",
-            description: "fleet-concurrency with 20,000 jobs (about 40 s): the same join at 4 s and kill at 8 s, weighed against a longer run",
-            cap: Some(4_600),
-            burst: 46,
-            latency_ms: 200,
-            jitter_ms: 0,
-            workers: 3,
-            concurrency: 100,
-            kind: WorkerKind::Sendfleet,
-            load: Load::Backlog { jobs: 20_000 },
-            max_seconds: 60,
-            changes: &[(4, Change::Join), (8, Change::Kill(0))],
-            status_store: true,
-            in_flight: true,
-            request_timeout_ms: 2_000,
-        },
+        fleet_concurrency(
+            "fleet-concurrency",
+            "concurrency 100 for the whole fleet, provider latency 200 ms, 3 workers; a 4th joins at 4 s, worker 0 is killed (SIGKILL) at 8 s",
+            8_000,
+            30,
+        ),
+        fleet_concurrency(
+            "fleet-concurrency-long",
+            "fleet-concurrency with 20,000 jobs (about 40 s): the same join at 4 s and kill at 8 s, weighed against a longer run",
+            20_000,
+            60,
+        ),
         Scenario {
             name: "priority-lanes",
             description: "200,000 bulk jobs queued, cap 4,600/s, provider latency 20 ms, 2 workers; 100 high jobs published at 10 s",
@@ -273,6 +251,28 @@ fn base() -> Vec<Scenario> {
     ]
 }
 
+/// Concurrency 100 for the fleet against a 200 ms provider, 3 workers, a 4th joining at
+/// 4 s and worker 0 killed at 8 s, over a backlog of `jobs`.
+fn fleet_concurrency(name: &'static str, description: &'static str, jobs: usize, max_seconds: u64) -> Scenario {
+    Scenario {
+        name,
+        description,
+        cap: Some(4_600),
+        burst: 46,
+        latency_ms: 200,
+        jitter_ms: 0,
+        workers: 3,
+        concurrency: 100,
+        kind: WorkerKind::Sendfleet,
+        load: Load::Backlog { jobs },
+        max_seconds,
+        changes: &[(4, Change::Join), (8, Change::Kill(0))],
+        status_store: true,
+        in_flight: true,
+        request_timeout_ms: 2_000,
+    }
+}
+
 /// A callback-ingest scenario: no workers, no provider, only reports posted.
 fn callbacks(name: &'static str, description: &'static str, load: CallbackLoad, max_seconds: u64) -> Scenario {
     Scenario {
@@ -354,10 +354,7 @@ pub async fn run_once(
         workers: 0,
         status_store: scenario.status_store,
         run_dir: run_dir.join(&prefix),
-        redis_sentinels: Vec::new(),
-        sms_reports: true,
-        rcs_capability_check: false,
-        not_rcs_capable_ratio: 0.0,
+        failover: Default::default(),
     };
     let mut fleet = ProcessFleet::start(spec).await?;
     traffic::declare(amqp_url, &prefix).await?;

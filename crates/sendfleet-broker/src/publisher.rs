@@ -114,9 +114,9 @@ pub struct Publisher {
 /// queue whose leader was lost nacks publishes until its followers have elected a new
 /// one (20 s measured on a loaded two-core machine); a caller that requeued its input at
 /// the first nack would burn a delivery of it (`broker.delivery_limit`) on every try.
-/// Not longer: a publisher still nacked after it ends its session (see
-/// [`Publisher::refused_throughout_a_window`]), and a dispatcher whose channels stayed
-/// nacked left the workers without jobs for 14.6 s with a 30-s window.
+/// Not longer: a publisher still nacked when its window ends has its session started
+/// over (see [`Publisher::refused_throughout_a_window`]), and with a 30-s window a
+/// dispatcher whose channels stayed nacked left the workers without jobs for 14.6 s.
 pub const NACK_RETRY_WINDOW: Duration = Duration::from_secs(10);
 
 struct Inner {
